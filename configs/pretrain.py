@@ -1,0 +1,99 @@
+"""Pre-training MVLT as the paper does: pvlt_tiny, 256x256, L=128, MIR + ITM + MLM.
+
+Run (8 accelerators, Fashion-Gen prepared in ./data, see README):
+  python main.py --config=configs/pretrain.py --workdir=workdirs/pretrain
+
+Print the model's parameter table instead:
+  python main.py --config=configs/pretrain.py --workdir=/tmp/x --config.task=summary
+"""
+import ml_collections
+
+
+def model_config() -> ml_collections.ConfigDict:
+  """The paper's model: pvlt_tiny with the pre-training heads."""
+  m = ml_collections.ConfigDict()
+  m.variant = 'pvlt_tiny'  # pvlt_tiny | pvlt_small | pvlt_medium | pvlt_large | pvlt_micro
+  # Per-stage overrides of the variant (4 entries each); None keeps the variant's value.
+  m.embed_dims = None
+  m.num_heads = None
+  m.mlp_ratios = None
+  m.depths = None
+  m.sr_ratios = None
+  m.image_size = 256
+  m.text_length = 128
+  m.vocab_size = 30522
+  m.pos_grid_size = 224  # the image size whose grid the visual position embeddings are stored for
+  m.text_max_positions = 512
+  m.type_vocab_size = 2
+  m.text_width = 768
+  m.head_width = 768
+  m.heads = ('mlm', 'itm', 'mir')  # any of: mlm, itm, mir, recognition
+  m.num_main_classes = 48
+  m.num_sub_classes = 122
+  m.mir_channels = 64
+  m.bn_momentum = 0.9  # flax convention; PyTorch's momentum 0.1
+  m.drop_path_rate = 0.1
+  m.text_dropout_rate = 0.1
+  m.stage_dropout_rate = 0.0
+  m.dtype = 'bfloat16'  # compute dtype; parameters stay float32
+  m.attention_impl = ''  # '' lets JAX choose; 'xla' or 'cudnn'
+  m.remat = False
+  return m
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.task = 'train'  # summary | train | eval_retrieval | eval_recognition | reconstruct
+  c.seed = 0
+  c.model = model_config()
+
+  c.dataset = ml_collections.ConfigDict()
+  c.dataset.name = 'fashion_gen'  # fashion_gen | catalog | synthetic_fashion
+  c.dataset.data_dir = './data'
+  c.dataset.manual_dir = ''
+  c.dataset.train_split = 'train'
+  c.dataset.eval_split = 'validation'
+  c.dataset.caption_fields = 'title'  # title (the paper) | title+description (FashionViL)
+  c.dataset.tokenizer = 'wordpiece'  # wordpiece (release-compatible) | sentencepiece
+  c.dataset.vocab_file = ''
+  c.dataset.itm_negative_prob = 0.5
+  c.dataset.shuffle_buffer = 10_000
+  c.dataset.deterministic = False
+
+  c.masking = ml_collections.ConfigDict()
+  c.masking.image_unit = 16  # pixels per side of a masked unit (alpha=4 patches of P=4)
+  c.masking.image_ratio = 0.5
+  c.masking.image_fill = 1e-6
+  c.masking.word_prob = 0.15
+  c.masking.word_mask_frac = 0.8
+  c.masking.word_random_frac = 0.1
+  c.masking.mlm_max_predictions = 32  # per sequence; MLM logits only there (0 = all positions)
+
+  c.loss_weights = ml_collections.ConfigDict(dict(mir=10.0, itm=1.0, mlm=1.0, recognition=1.0))
+  # 'sum': all three losses on every (masked) batch, as the paper describes.
+  # 'alternate': the release: even steps feed the unmasked image, odd steps the masked one.
+  c.loss_schedule = 'sum'
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.base_learning_rate = 2.5e-4  # scaled by global_batch_size / base_batch_size
+  c.optimizer.base_batch_size = 512
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.999
+  c.optimizer.eps = 1e-8
+  c.optimizer.weight_decay = 0.01  # on weight matrices only
+  c.optimizer.warmup_epochs = 5
+  c.optimizer.warmup_init_lr = 1e-6
+  c.optimizer.final_lr = 1e-5
+  c.optimizer.grad_clip_norm = 0.0  # 0 = no clipping (the release)
+
+  c.global_batch_size = 1200  # 150 per accelerator x 8
+  c.num_epochs = 150
+  c.total_steps = 0  # 0 = derived from num_epochs
+  c.checkpoint_every = 1000
+  c.keep_checkpoints = 3
+  c.log_every = 50
+  c.init_from = ''  # a checkpoint to start from (e.g. converted from PyTorch)
+  c.checkpoint = ''  # the checkpoint an evaluation task reads
+
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
+  return c

@@ -1,0 +1,34 @@
+"""mvlt-jax: one program for every task; ``config.task`` selects it.
+
+  python main.py --config=configs/demo.py --workdir=workdirs/demo
+  python main.py --config=configs/pretrain.py --workdir=DIR --config.task=summary
+"""
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and results.')
+config_flags.DEFINE_config_file('config', None, 'A configs/*.py file.', lock_config=True)
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  config = flags.FLAGS.config
+  workdir = _WORKDIR.value
+  if config.task == 'summary':
+    from mvlt_jax import summary  # pylint: disable=import-outside-toplevel
+    print(summary.format_summary(config.model))
+    return
+  if config.task == 'train':
+    from mvlt_jax import train  # pylint: disable=import-outside-toplevel
+    train.train_and_evaluate(config, workdir)
+    return
+  raise app.UsageError(f'Unknown config.task {config.task!r}; available: summary, train.')
+
+
+if __name__ == '__main__':
+  logging.set_verbosity(logging.INFO)
+  app.run(main)

@@ -1,0 +1,40 @@
+"""The MVLT model in Flax linen (importable without TensorFlow)."""
+import jax.numpy as jnp
+
+from mvlt_jax.models.mvlt import HEAD_NAMES, MVLT
+from mvlt_jax.models.variants import VARIANTS, PyramidSpec, resolve_pyramid
+
+_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
+
+
+def compute_dtype(name: str):
+  if name not in _DTYPES:
+    raise ValueError(f'Unknown model.dtype {name!r}; choose one of {sorted(_DTYPES)}.')
+  return _DTYPES[name]
+
+
+def build_model(model_config, **overrides) -> MVLT:
+  """The MVLT module described by ``config.model`` (an ml_collections ConfigDict)."""
+  spec = resolve_pyramid(model_config)
+  kwargs = dict(
+      embed_dims=spec.embed_dims, num_heads=spec.num_heads, mlp_ratios=spec.mlp_ratios,
+      depths=spec.depths, sr_ratios=spec.sr_ratios,
+      text_length=model_config.text_length, vocab_size=model_config.vocab_size,
+      pos_grid_size=model_config.pos_grid_size,
+      text_max_positions=model_config.text_max_positions,
+      type_vocab_size=model_config.type_vocab_size, text_width=model_config.text_width,
+      head_width=model_config.head_width, heads=tuple(model_config.heads),
+      num_main_classes=model_config.num_main_classes,
+      num_sub_classes=model_config.num_sub_classes, mir_channels=model_config.mir_channels,
+      bn_momentum=model_config.bn_momentum, drop_path_rate=model_config.drop_path_rate,
+      text_dropout_rate=model_config.text_dropout_rate,
+      stage_dropout_rate=model_config.stage_dropout_rate,
+      dtype=compute_dtype(model_config.dtype),
+      attention_impl=model_config.get('attention_impl') or None,
+      remat=model_config.remat)
+  kwargs.update(overrides)
+  return MVLT(**kwargs)
+
+
+__all__ = ['MVLT', 'HEAD_NAMES', 'VARIANTS', 'PyramidSpec', 'build_model', 'compute_dtype',
+           'resolve_pyramid']

@@ -1,0 +1,52 @@
+"""Parameter table of a configured model (``config.task = 'summary'``), with no compile."""
+import collections
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from mvlt_jax.models import build_model
+
+
+def abstract_variables(model_config, batch_size: int = 1):
+  """Shapes and dtypes of the model's variables, from ``jax.eval_shape`` (no FLOPs)."""
+  model = build_model(model_config)
+  size = model_config.image_size
+  images = jax.ShapeDtypeStruct((batch_size, size, size, 3), jnp.float32)
+  input_ids = jax.ShapeDtypeStruct((batch_size, model_config.text_length), jnp.int32)
+  rngs = {'params': jax.random.key(0), 'dropout': jax.random.key(1)}
+  return jax.eval_shape(lambda i, t: model.init(rngs, i, t), images, input_ids)
+
+
+def count_parameters(params) -> int:
+  """Number of trainable parameters (BatchNorm statistics are not parameters)."""
+  return int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(params)))
+
+
+def _module_order(name: str) -> tuple:
+  """Text embeddings first, then stage by stage (numbered modules), then the heads."""
+  if name == 'text_embeddings':
+    return (0, 0, name)
+  if name[-1].isdigit():
+    return (1, int(name[-1]), name)
+  return (2, 0, name)
+
+
+def parameter_table(params) -> list[tuple[str, int]]:
+  """(top-level module, parameter count), in the model's order."""
+  counts = collections.defaultdict(int)
+  for path, leaf in traverse_util.flatten_dict(params).items():
+    counts[path[0]] += int(np.prod(leaf.shape))
+  return sorted(counts.items(), key=lambda item: _module_order(item[0]))
+
+
+def format_summary(model_config) -> str:
+  variables = abstract_variables(model_config)
+  rows = parameter_table(variables['params'])
+  width = max(len(name) for name, _ in rows)
+  lines = [f'{"module":<{width}}  {"parameters":>12}', '-' * (width + 14)]
+  lines += [f'{name:<{width}}  {count:>12,}' for name, count in rows]
+  lines.append('-' * (width + 14))
+  lines.append(f'parameters: {count_parameters(variables["params"]):,}')
+  return '\n'.join(lines)

@@ -1,0 +1,36 @@
+"""Shared fixtures: a tiny model config so that CPU compiles stay short."""
+import os
+import sys
+
+# Make the repository importable when pytest is started from anywhere.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import pytest  # noqa: E402
+
+from configs import pretrain  # noqa: E402
+
+
+def tiny_config(heads=('mlm', 'itm', 'mir')):
+  """pvlt_micro at 64x64, L=16, vocabulary 64, position embeddings stored for 32x32."""
+  config = pretrain.get_config()
+  m = config.model
+  m.variant = 'pvlt_micro'
+  m.image_size = 64
+  m.text_length = 16
+  m.vocab_size = 64
+  m.pos_grid_size = 32  # differs from the input, so every stage resizes its embeddings
+  m.text_width = 32
+  m.head_width = 32
+  m.mir_channels = 8
+  m.num_main_classes = 5
+  m.num_sub_classes = 7
+  m.heads = heads
+  m.dtype = 'float32'
+  config.masking.image_unit = 8
+  config.masking.mlm_max_predictions = 6
+  return config
+
+
+@pytest.fixture
+def tiny():
+  return tiny_config()

@@ -1,0 +1,188 @@
+"""The MVLT model: shapes, parameter counts, determinism, dtypes, MLM gathering, train flag."""
+import functools
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import pretrain
+from mvlt_jax import losses, masking, summary
+from mvlt_jax.models import build_model
+from mvlt_jax.models.resize import interpolation_matrix, resize_bilinear
+from tests.conftest import tiny_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPECIAL_IDS = (0, 1, 2, 3, 4)  # [PAD], [UNK], [CLS], [SEP], [MASK]
+MASK_ID = 4
+
+
+def _abstract_forward(model_config, image_size, batch=2):
+  model = build_model(model_config)
+  images = jax.ShapeDtypeStruct((batch, image_size, image_size, 3), jnp.float32)
+  ids = jax.ShapeDtypeStruct((batch, model_config.text_length), jnp.int32)
+  rngs = {'params': jax.random.key(0), 'dropout': jax.random.key(1)}
+
+  def run(images, ids):
+    variables = model.init(rngs, images, ids)
+    return model.apply(variables, images, ids, return_features=True)
+
+  return jax.eval_shape(run, images, ids)
+
+
+@pytest.mark.parametrize('image_size,grids', [(224, (56, 28, 14, 7)), (256, (64, 32, 16, 8))])
+def test_stage_shapes_pvlt_tiny(image_size, grids):
+  config = pretrain.get_config()
+  config.model.heads = ('mlm', 'itm', 'mir', 'recognition')
+  out = _abstract_forward(config.model, image_size)
+  dims = (64, 128, 320, 512)
+  assert [m.shape for m in out['stage_maps']] == [(2, g, g, d) for g, d in zip(grids, dims)]
+  assert out['text_tokens'].shape == (2, 128, 512)
+  assert out['itm_logits'].shape == (2, 2)
+  assert out['mlm_logits'].shape == (2, 128, 30522)
+  assert out['reconstruction'].shape == (2, image_size, image_size, 3)
+  assert out['main_logits'].shape == (2, 48)
+  assert out['sub_logits'].shape == (2, 122)
+
+
+def test_parameter_counts_match_release():
+  config = pretrain.get_config()
+  params = summary.abstract_variables(config.model)['params']
+  assert summary.count_parameters(params) == 40_025_089
+  config.model.heads = ('recognition',)
+  params = summary.abstract_variables(config.model)['params']
+  assert summary.count_parameters(params) == 37_870_164
+
+
+def test_variants_differ_only_in_depth():
+  config = pretrain.get_config()
+  counts = {}
+  for variant in ('pvlt_tiny', 'pvlt_small', 'pvlt_medium', 'pvlt_large'):
+    config.model.variant = variant
+    params = summary.abstract_variables(config.model)['params']
+    counts[variant] = summary.count_parameters(params)
+    assert params['pos_embed1'].shape == (1, 3136, 64)
+  assert counts['pvlt_tiny'] < counts['pvlt_small'] < counts['pvlt_medium'] < counts['pvlt_large']
+  assert len(params['block3']) == 27
+
+
+def test_summary_command_prints_total():
+  result = subprocess.run(
+      [sys.executable, 'main.py', '--config=configs/pretrain.py', '--workdir=/tmp/unused',
+       '--config.task=summary'], cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr
+  assert 'parameters: 40,025,089' in result.stdout
+  assert 'block1' in result.stdout and 't2i_head' in result.stdout
+
+
+@pytest.fixture(scope='module')
+def tiny_setup():
+  config = tiny_config(heads=('mlm', 'itm', 'mir', 'recognition'))
+  model = build_model(config.model)
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.uniform(size=(2, 64, 64, 3)), jnp.float32)
+  input_ids = jnp.asarray(rng.integers(5, 64, size=(2, 16)), jnp.int32)
+  input_ids = input_ids.at[:, 0].set(2).at[:, 12].set(3).at[:, 13:].set(0)
+  # An 'rbg' key compiles the initialisers several times faster on CPU than threefry.
+  variables = jax.jit(model.init)({'params': jax.random.key(0, impl='rbg')}, images, input_ids)
+  return config, model, variables, images, input_ids
+
+
+def test_jit_forward_is_deterministic(tiny_setup):
+  _, model, variables, images, input_ids = tiny_setup
+  forward = jax.jit(functools.partial(model.apply, train=False))
+  first = forward(variables, images, input_ids)
+  second = forward(variables, images, input_ids)
+  for key in ('itm_logits', 'mlm_logits', 'reconstruction', 'main_logits', 'sub_logits'):
+    assert np.all(np.isfinite(first[key])), key
+    np.testing.assert_array_equal(first[key], second[key])
+  assert first['mlm_logits'].shape == (2, 16, 64)
+  assert first['reconstruction'].shape == (2, 64, 64, 3)
+
+
+def test_bfloat16_forward_close_to_float32(tiny_setup):
+  config, model, variables, images, input_ids = tiny_setup
+  config = tiny_config(heads=('mlm', 'itm', 'mir', 'recognition'))
+  config.model.dtype = 'bfloat16'
+  model_bf16 = build_model(config.model)
+  out32 = jax.jit(model.apply)(variables, images, input_ids)
+  out16 = jax.jit(model_bf16.apply)(variables, images, input_ids)
+  for key in ('itm_logits', 'mlm_logits', 'reconstruction', 'main_logits'):
+    assert out16[key].dtype == jnp.float32  # heads return float32 for the losses
+    ref = np.asarray(out32[key])
+    err = np.max(np.abs(np.asarray(out16[key]) - ref)) / (np.max(np.abs(ref)) + 1e-6)
+    assert err < 0.05, (key, err)
+  # Parameters stay float32 whatever the compute dtype.
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables['params']))
+
+
+def test_masked_position_mlm_loss_equals_full_loss(tiny_setup):
+  config, model, variables, images, input_ids = tiny_setup
+  tokens = masking.mask_tokens(jax.random.key(3), input_ids, vocab_size=64,
+                               special_ids=SPECIAL_IDS, mask_id=MASK_ID, prob=0.5,
+                               mask_frac=0.8, random_frac=0.1, max_predictions=6)
+  assert int(tokens.weights.sum()) > 0
+  apply = jax.jit(model.apply)
+  full = apply(variables, images, tokens.input_ids)['mlm_logits']
+  gathered = apply(variables, images, tokens.input_ids,
+                   mlm_positions=tokens.positions)['mlm_logits']
+  assert gathered.shape == (2, 6, 64)
+  loss_full = losses.mlm_loss_full(full, tokens.full_labels)
+  loss_gathered = losses.mlm_loss(gathered, tokens.labels, tokens.weights)
+  np.testing.assert_allclose(loss_gathered, loss_full, rtol=1e-5)
+
+
+def test_train_flag_switches_stochastic_depth_and_dropout(tiny_setup):
+  config = tiny_config()
+  config.model.drop_path_rate = 0.5
+  config.model.text_dropout_rate = 0.5
+  model = build_model(config.model)
+  _, _, variables, images, input_ids = tiny_setup
+  variables = {'params': {k: v for k, v in variables['params'].items()
+                          if not k.startswith(('sup_', 'sub_'))},
+               'batch_stats': variables['batch_stats']}
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def itm(train, seed):
+    out = model.apply(variables, images, input_ids, train=train,
+                      rngs={'dropout': jax.random.key(seed)}, mutable=['batch_stats'])
+    return out[0]['itm_logits']
+
+  np.testing.assert_array_equal(itm(False, 0), itm(False, 1))
+  assert not np.allclose(itm(True, 0), itm(True, 1))
+
+
+def test_resize_matches_pytorch_semantics():
+  torch = pytest.importorskip('torch')
+  x = np.random.default_rng(0).normal(size=(1, 7, 5, 3)).astype(np.float32)
+  for out_hw in ((8, 8), (14, 3), (7, 5)):
+    for align in (False, True):
+      ours = np.asarray(resize_bilinear(jnp.asarray(x), out_hw, align_corners=align))
+      ref = torch.nn.functional.interpolate(torch.from_numpy(x).permute(0, 3, 1, 2), size=out_hw,
+                                            mode='bilinear', align_corners=align)
+      np.testing.assert_allclose(ours, ref.permute(0, 2, 3, 1).numpy(), atol=1e-6)
+  # x8 with corners aligned keeps the corner values.
+  m = interpolation_matrix(32, 256, True)
+  assert m[0, 0] == 1.0 and m[-1, -1] == 1.0
+
+
+def test_model_imports_without_tensorflow():
+  code = textwrap.dedent('''
+      import sys
+      class Block:
+          def find_spec(self, name, path=None, target=None):
+              if name == 'tensorflow' or name.startswith('tensorflow.'):
+                  raise ImportError('tensorflow is blocked in this test')
+      sys.meta_path.insert(0, Block())
+      import mvlt_jax.models, mvlt_jax.losses, mvlt_jax.masking, mvlt_jax.inference
+      assert 'tensorflow' not in sys.modules
+      print('ok')
+  ''')
+  result = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.strip().endswith('ok')
