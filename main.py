@@ -12,6 +12,9 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs
 config_flags.DEFINE_config_file('config', None, 'A configs/*.py file.', lock_config=True)
 flags.mark_flags_as_required(['config', 'workdir'])
 
+# Tasks that are functions of mvlt_jax.evaluate of the same name (each writes WORKDIR/results/).
+EVALUATION_TASKS = ('eval_retrieval', 'eval_recognition', 'reconstruct')
+
 
 def main(argv):
   if len(argv) > 1:
@@ -26,7 +29,12 @@ def main(argv):
     from mvlt_jax import train  # pylint: disable=import-outside-toplevel
     train.train_and_evaluate(config, workdir)
     return
-  raise app.UsageError(f'Unknown config.task {config.task!r}; available: summary, train.')
+  if config.task in EVALUATION_TASKS:
+    from mvlt_jax import evaluate  # pylint: disable=import-outside-toplevel
+    getattr(evaluate, config.task)(config, workdir)
+    return
+  raise app.UsageError(f'Unknown config.task {config.task!r}; available: summary, train, '
+                       f'{", ".join(EVALUATION_TASKS)}.')
 
 
 if __name__ == '__main__':

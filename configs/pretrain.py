@@ -58,7 +58,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.dataset.vocab_file = ''
   c.dataset.itm_negative_prob = 0.5
   c.dataset.shuffle_buffer = 10_000
-  c.dataset.deterministic = False
+  c.dataset.deterministic = False  # True: batches are a pure function of (seed, step)
+  c.dataset.auto_prepare = True  # prepare the dataset when it is missing
+  # Extra options of `python -m input_pipeline.prepare` (e.g. num_products, vocab_size).
+  c.dataset.prepare_options = ml_collections.ConfigDict()
 
   c.masking = ml_collections.ConfigDict()
   c.masking.image_unit = 16  # pixels per side of a masked unit (alpha=4 patches of P=4)
@@ -81,7 +84,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.optimizer.b2 = 0.999
   c.optimizer.eps = 1e-8
   c.optimizer.weight_decay = 0.01  # on weight matrices only
-  c.optimizer.warmup_epochs = 5
+  c.optimizer.warmup_epochs = 5.0
   c.optimizer.warmup_init_lr = 1e-6
   c.optimizer.final_lr = 1e-5
   c.optimizer.grad_clip_norm = 0.0  # 0 = no clipping (the release)
@@ -95,5 +98,37 @@ def get_config() -> ml_collections.ConfigDict:
   c.init_from = ''  # a checkpoint to start from (e.g. converted from PyTorch)
   c.checkpoint = ''  # the checkpoint an evaluation task reads
 
-  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
+  # Evaluation tasks (eval_retrieval | eval_recognition | reconstruct; mvlt_jax/evaluate.py).
+  # The model comes from the checkpoint's config.json, the data from c.dataset.
+  c.eval = ml_collections.ConfigDict()
+  c.eval.split = ''  # '' = dataset.eval_split
+  c.eval.dtype = 'float32'  # compute dtype ('' = the checkpoint's); bf16 ITM logits often tie
+  c.eval.batch_size = 256  # global batch of recognition / reconstruction
+  c.eval.max_examples = 0  # recognition / reconstruction: the first N records (0 = all)
+  c.eval.prefetch = 4  # steps (batches, or queries_per_step queries) prepared ahead
+  c.eval.num_workers = 0  # threads reading data (0 = the usable cores)
+  # Retrieval as the paper: num_queries x num_candidates (partner + same sub-category).
+  c.eval.num_queries = 1000
+  c.eval.num_candidates = 101
+  c.eval.seed = 0  # candidate sets of seed, seed + 1, ... (one per resample)
+  c.eval.resamples = 1  # > 1: mean and std over fresh candidate draws
+  c.eval.queries_per_step = 1  # queries per jit'd call (num_candidates pairs each)
+  c.eval.recall_ks = (1, 5, 10)
+  c.eval.retrieval_sets_dir = ''  # '' = <data_dir>/<dataset>/retrieval_sets
+  # Full-gallery retrieval (each query against one view of every product of the split).
+  c.eval.full_gallery = False
+  c.eval.full_gallery_queries = 1000  # 0 = every product
+  c.eval.first_stage = 'pooled_features'  # pooled_features | none (cross-encoder on all pairs)
+  c.eval.first_stage_top_k = 100  # pairs per query the cross-encoder re-ranks
+  # Masked image generation: masks keyed by (mask_seed, record index); a picture of the first
+  # num_pictures records.
+  c.eval.mask_seed = 0
+  c.eval.num_pictures = 8
+
+  c.debug_step_delay_s = 0.0  # testing aid: host sleep per step to simulate slow steps
+  c.init_prng_impl = 'rbg'  # key implementation of the parameter initialisers (fast to compile)
+
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))  # -1: all remaining devices
+  c.distributed = ml_collections.ConfigDict(
+      dict(coordinator_address='', num_processes=0, process_id=-1, auto=False))
   return c

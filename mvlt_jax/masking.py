@@ -33,6 +33,18 @@ def mask_image_grid(rng: jax.Array, images: jax.Array, *, unit: int, ratio: floa
   return masked, cell_mask
 
 
+class TokenSpec(NamedTuple):
+  """What word masking needs to know about the tokenizer."""
+  vocab_size: int
+  special_ids: tuple[int, ...]  # never masked ([PAD], [UNK], [CLS], [SEP], [MASK])
+  mask_id: int
+
+  @classmethod
+  def from_tokenizer(cls, tokenizer) -> 'TokenSpec':
+    return cls(int(tokenizer.vocab_size), tuple(int(i) for i in tokenizer.special_ids),
+               int(tokenizer.mask_id))
+
+
 class MaskedTokens(NamedTuple):
   input_ids: jax.Array  # [B, L] with [MASK] / random / kept tokens at chosen positions
   positions: jax.Array  # [B, P] chosen positions (padded with 0)

@@ -2,6 +2,11 @@
 import os
 import sys
 
+# Tests run tiny models: XLA's backend optimisations cost more compile time than they save.
+if '--xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
+                             + ' --xla_backend_optimization_level=0').strip()
+
 # Make the repository importable when pytest is started from anywhere.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

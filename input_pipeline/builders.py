@@ -1,0 +1,423 @@
+"""What the three dataset builders share: options, records, feature schema, generation.
+
+A prepared dataset is built in two passes over its source:
+
+1. the text pass (:meth:`DataSource.read_records`) reads every record without
+   its image, drops the bad ones (missing fields, empty captions, duplicate
+   ids, unknown categories, ...) and yields the class lists and the training
+   captions, on which the tokenizer is trained;
+2. the TFDS build (:class:`PreparedDatasetBuilder`) then fetches each kept
+   record's image, decodes and preprocesses it (a record whose image cannot be
+   decoded is skipped) and writes the example with its caption tokenised.
+
+Feature schema of every prepared dataset (the contract with
+``input_pipeline.pipeline``):
+
+======================  ==========================================================
+``id``                  Text, unique over all splits
+``product_id``          Text (the views of one product share it)
+``image``               uint8 [S, S, 3] (S = ``image_size``, 256): stored raw
+                        (``Tensor``, bytes encoding; the default) or as JPEG
+                        (``Image``; ``image_encoding='jpeg'``)
+``caption``             Text (whitespace collapsed)
+``input_ids``           int32 [text_length]: ``[CLS] tokens [SEP] [PAD]...``
+``category``            ClassLabel (main categories)
+``subcategory``         ClassLabel (sub-categories)
+``pose``                Text (empty when the source has none)
+======================  ==========================================================
+
+The dataset metadata (``info.metadata``, written with the dataset) records
+the class lists, the tokenizer (kind, vocab size, special ids, fingerprint),
+``text_length``, ``caption_fields``, the options, the examples per split and
+category and the skipped records per split and reason.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import dataclasses
+import inspect
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Union
+
+from etils import epath
+import numpy as np
+import tensorflow_datasets as tfds
+from tensorflow_datasets.core import utils as tfds_utils
+
+from input_pipeline import image_ops
+from input_pipeline.errors import (BadRecordError, FatalInputError, ImageDecodeError,
+                                   NotPreparedError, SkippedRecords)
+from input_pipeline.image_workers import ImageWorkers
+from input_pipeline.tokenizer import SPECIAL_TOKENS, Tokenizer
+
+SPLITS = ('train', 'validation')
+TRAIN_SPLIT = 'train'
+TOKENIZER_KINDS = ('sentencepiece', 'wordpiece')
+IMAGE_ENCODINGS = ('raw', 'jpeg')
+METADATA_FORMAT_VERSION = 1
+
+
+# ---------------------------------------------------------------------------
+# Options
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareOptions:
+  """Options of a preparation, shared by every dataset.
+
+  Attributes:
+    tokenizer: ``sentencepiece`` (trained on the training captions) or
+      ``wordpiece`` (BERT uncased, needs ``vocab_file``).
+    vocab_file: a BERT ``vocab.txt`` (``wordpiece`` only).
+    vocab_size: SentencePiece vocabulary size (a soft limit).
+    text_length: length L of ``input_ids`` (the model's text length).
+    caption_fields: which source fields make the caption (see
+      ``CAPTION_FIELDS`` of each dataset).
+    image_size: height and width S of the stored images.
+    image_encoding: ``raw`` (uint8 bytes, fastest to read) or ``jpeg``.
+    jpeg_quality: JPEG quality for ``image_encoding='jpeg'``.
+    crop_white_margin: crop each image to its non-white content first.
+  """
+
+  tokenizer: str = 'sentencepiece'
+  vocab_file: str | None = None
+  vocab_size: int = 8000
+  text_length: int = 128
+  caption_fields: str = 'title'
+  image_size: int = 256
+  image_encoding: str = 'raw'
+  jpeg_quality: int = 95
+  crop_white_margin: bool = True
+
+  CAPTION_FIELDS: ClassVar[tuple[str, ...]] = ('title', 'title+description')
+
+  def __post_init__(self):
+    def check(ok: bool, message: str):
+      if not ok:
+        raise FatalInputError(f'invalid option: {message}')
+
+    # An empty path (as configs write "none") is no path.
+    object.__setattr__(self, 'vocab_file', self.vocab_file or None)
+    check(self.tokenizer in TOKENIZER_KINDS,
+          f'tokenizer={self.tokenizer!r}, expected one of {TOKENIZER_KINDS}')
+    if self.tokenizer == 'wordpiece':
+      check(bool(self.vocab_file), 'tokenizer=wordpiece needs vocab_file (a BERT vocab.txt)')
+    else:
+      check(not self.vocab_file, 'vocab_file is only used with tokenizer=wordpiece')
+    check(self.vocab_size > len(SPECIAL_TOKENS), f'vocab_size={self.vocab_size} is too small')
+    check(self.text_length >= 2, f'text_length={self.text_length} leaves no room for [CLS] [SEP]')
+    check(self.caption_fields in self.CAPTION_FIELDS,
+          f'caption_fields={self.caption_fields!r}, expected one of {self.CAPTION_FIELDS}')
+    check(self.image_size >= 1, f'image_size={self.image_size}')
+    check(self.image_encoding in IMAGE_ENCODINGS,
+          f'image_encoding={self.image_encoding!r}, expected one of {IMAGE_ENCODINGS}')
+    check(1 <= self.jpeg_quality <= 100, f'jpeg_quality={self.jpeg_quality}')
+    if self.vocab_file:
+      # Recorded as an absolute path, so that re-runs compare equal.
+      object.__setattr__(self, 'vocab_file', os.path.abspath(self.vocab_file))
+
+  @classmethod
+  def from_overrides(cls, dataset: str, overrides: Mapping[str, Any]) -> 'PrepareOptions':
+    """The defaults of ``cls`` with ``overrides`` (``None`` values are ignored)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(given) - names)
+    if unknown:
+      raise FatalInputError(
+          f'invalid option for {dataset}: {", ".join(unknown)} '
+          f'(valid: {", ".join(sorted(names))})')
+    return cls(**given)
+
+  def as_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------
+# Records
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SourceRecord:
+  """One image-text pair of a source, before its image is read.
+
+  Attributes:
+    id, product_id, caption, category, subcategory, pose: the example's fields.
+    where: the file and record it comes from, for messages.
+    image_ref: what the source needs to fetch the image (a path, a row, ...).
+  """
+
+  id: str
+  product_id: str
+  caption: str
+  category: str
+  subcategory: str
+  pose: str
+  where: str
+  image_ref: Any = None
+
+
+# An image as a source hands it over (encoded bytes, pixels, a function that
+# draws it), or the reason it cannot be had.
+ImageInput = Union[image_ops.SourceImage, BadRecordError]
+
+
+def normalize_text(text: str) -> str:
+  """Whitespace collapsed to single spaces, ends stripped."""
+  return ' '.join(text.split())
+
+
+class DataSource(abc.ABC):
+  """Where the records of a dataset come from."""
+
+  # Where the class lists come from, for messages about unknown categories.
+  class_list_source: str = 'the class lists'
+
+  @abc.abstractmethod
+  def read_records(self, skips: SkippedRecords) -> dict[str, list[SourceRecord]]:
+    """The records of each split, without images, bad ones skipped into ``skips``.
+
+    Sources check what only they can (unreadable lines, absent fields, ...);
+    :func:`drop_bad_text_records` does the checks common to all of them.
+    """
+
+  @abc.abstractmethod
+  def class_names(self, records: Mapping[str, Sequence[SourceRecord]]
+                  ) -> tuple[list[str], list[str]]:
+    """The main and sub category lists (the ClassLabel names)."""
+
+  @abc.abstractmethod
+  def images(self, split: str, records: Sequence[SourceRecord]
+             ) -> Iterator[tuple[SourceRecord, ImageInput]]:
+    """Each record of ``split`` (in the given order) with its image."""
+
+
+def drop_bad_text_records(records: Mapping[str, Sequence[SourceRecord]],
+                          skips: SkippedRecords) -> dict[str, list[SourceRecord]]:
+  """Skips records with an empty field or caption, or an id seen before.
+
+  Splits are checked in the order of ``records``; the first occurrence of an
+  id is kept.
+  """
+  seen_ids: dict[str, str] = {}
+  kept = {}
+  for split, split_records in records.items():
+    kept[split] = []
+    for record in split_records:
+      empty = [name for name in ('id', 'product_id', 'category', 'subcategory')
+               if not getattr(record, name).strip()]
+      if empty:
+        skips.add(split, BadRecordError(record.where, 'missing_field',
+                                        f'empty field(s): {", ".join(empty)}'))
+      elif not record.caption.strip():
+        skips.add(split, BadRecordError(record.where, 'empty_caption',
+                                        'the caption is empty or only whitespace'))
+      elif record.id in seen_ids:
+        skips.add(split, BadRecordError(
+            record.where, 'duplicate_id',
+            f'id {record.id!r} was already used by {seen_ids[record.id]}'))
+      else:
+        seen_ids[record.id] = record.where
+        kept[split].append(record)
+  return kept
+
+
+def drop_unknown_categories(records: Mapping[str, Sequence[SourceRecord]],
+                            main_categories: Sequence[str],
+                            sub_categories: Sequence[str],
+                            skips: SkippedRecords,
+                            list_source: str) -> dict[str, list[SourceRecord]]:
+  """Skips records whose category or sub-category is outside the class lists."""
+  main, sub = set(main_categories), set(sub_categories)
+  kept = {}
+  for split, split_records in records.items():
+    kept[split] = []
+    for record in split_records:
+      if record.category not in main:
+        skips.add(split, BadRecordError(
+            record.where, 'unknown_category',
+            f'category {record.category!r} is not in {list_source}'))
+      elif record.subcategory not in sub:
+        skips.add(split, BadRecordError(
+            record.where, 'unknown_category',
+            f'subcategory {record.subcategory!r} is not in {list_source}'))
+      else:
+        kept[split].append(record)
+  return kept
+
+
+def require_nonempty_splits(records: Mapping[str, Sequence[SourceRecord]],
+                            source: str, skips: SkippedRecords) -> None:
+  """Raises :class:`FatalInputError` if a split has no usable record left."""
+  for split in SPLITS:
+    if not records.get(split):
+      skipped = skips.as_dict().get(split)
+      why = f' (skipped: {skipped})' if skipped else ''
+      raise FatalInputError(f'{source}: split {split!r} has no usable record{why}')
+
+
+# ---------------------------------------------------------------------------
+# The TFDS builder
+
+
+@dataclasses.dataclass
+class BuildPlan:
+  """Everything a builder needs to write a dataset, decided before the build.
+
+  Attributes:
+    options: the preparation options.
+    source: where the images come from.
+    records: the records of each split that passed the text checks.
+    main_categories, sub_categories: the class lists.
+    tokenizer: the (already trained) tokenizer.
+    skips: the log of skipped records, which the build keeps adding to.
+    num_workers: processes that decode and preprocess the images.
+    category_counts: examples per split and category, filled by the build.
+  """
+
+  options: PrepareOptions
+  source: DataSource
+  records: dict[str, list[SourceRecord]]
+  main_categories: list[str]
+  sub_categories: list[str]
+  tokenizer: Tokenizer
+  skips: SkippedRecords
+  num_workers: int = 1
+  category_counts: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+
+
+def make_features(options: PrepareOptions, main_categories: Sequence[str],
+                  sub_categories: Sequence[str]) -> tfds.features.FeaturesDict:
+  """The feature schema of a prepared dataset (see the module docstring)."""
+  size = options.image_size
+  if options.image_encoding == 'raw':
+    image = tfds.features.Tensor(shape=(size, size, 3), dtype=np.uint8,
+                                 encoding=tfds.features.Encoding.BYTES)
+  else:
+    image = tfds.features.Image(shape=(size, size, 3), dtype=np.uint8,
+                                encoding_format='jpeg')
+  return tfds.features.FeaturesDict({
+      'id': tfds.features.Text(),
+      'product_id': tfds.features.Text(),
+      'image': image,
+      'caption': tfds.features.Text(),
+      'input_ids': tfds.features.Tensor(shape=(options.text_length,), dtype=np.int32),
+      'category': tfds.features.ClassLabel(names=list(main_categories)),
+      'subcategory': tfds.features.ClassLabel(names=list(sub_categories)),
+      'pose': tfds.features.Text(),
+  })
+
+
+class PreparedDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """A TFDS builder that writes what a :class:`BuildPlan` decided.
+
+  Subclasses (one per dataset) set ``OPTIONS_CLS`` and :meth:`make_source`.
+
+  Constructed without a plan (``tfds.builder(name, data_dir=...)``), it reads
+  a prepared dataset: its features are restored from the files on disk. It
+  cannot prepare one then; ``python -m input_pipeline.prepare`` (or
+  :func:`input_pipeline.prepare.prepare_dataset`) does.
+  """
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'First version.'}
+  OPTIONS_CLS: ClassVar[type[PrepareOptions]] = PrepareOptions
+  DESCRIPTION: ClassVar[str] = ''
+
+  def __init__(self, *, plan: BuildPlan | None = None, **kwargs):
+    self._plan = plan
+    super().__init__(**kwargs)
+
+  @tfds_utils.classproperty
+  @classmethod
+  def code_path(cls) -> epath.Path:
+    """This builder's source file.
+
+    TFDS's own lookup goes through ``importlib_resources`` (a package it does
+    not install on Python >= 3.9) for packages like this one, so it is
+    replaced by the plain answer.
+    """
+    return epath.Path(inspect.getfile(cls))
+
+  @classmethod
+  @abc.abstractmethod
+  def make_source(cls, manual_dir: str | None, options: PrepareOptions) -> DataSource:
+    """Opens the source (fatal problems, e.g. missing files, raise here)."""
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    if self._plan is None:
+      features = self._features_on_disk()
+      metadata = None
+    else:
+      plan = self._plan
+      features = make_features(plan.options, plan.main_categories, plan.sub_categories)
+      metadata = tfds.core.MetadataDict(
+          format_version=METADATA_FORMAT_VERSION,
+          dataset=self.name,
+          main_categories=list(plan.main_categories),
+          sub_categories=list(plan.sub_categories),
+          tokenizer=plan.tokenizer.info(),
+          text_length=plan.options.text_length,
+          caption_fields=plan.options.caption_fields,
+          image_size=plan.options.image_size,
+          image_encoding=plan.options.image_encoding,
+          crop_white_margin=plan.options.crop_white_margin,
+          options=plan.options.as_dict(),
+      )
+    return tfds.core.DatasetInfo(builder=self, description=self.DESCRIPTION,
+                                 features=features, metadata=metadata)
+
+  def _features_on_disk(self) -> tfds.features.FeatureConnector | None:
+    if tfds.core.features.feature.make_config_path(self.data_path).exists():
+      return tfds.features.FeatureConnector.from_config(os.fspath(self.data_path))
+    return None
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # The plan's source knows where the data is.
+    if self._plan is None:
+      raise NotPreparedError(
+          f'{self.name} is prepared by `python -m input_pipeline.prepare {self.name} '
+          f'--data_dir=...`, which trains the tokenizer first; tfds cannot prepare it alone')
+    return {split: self._generate_examples(split) for split in self._plan.records}
+
+  def _generate_examples(self, split: str) -> Iterator[tuple[str, dict]]:
+    plan = self._plan
+    options = plan.options
+    spec = image_ops.StorageSpec(size=options.image_size, crop_margin=options.crop_white_margin,
+                                 encoding=options.image_encoding,
+                                 jpeg_quality=options.jpeg_quality)
+    counts = collections.Counter()
+    with ImageWorkers(spec, plan.num_workers) as workers:
+      images = workers.process(plan.source.images(split, plan.records[split]))
+      for record, image in images:  # image: uint8 [S, S, 3] or JPEG bytes, or an error
+        if isinstance(image, ImageDecodeError):
+          image = BadRecordError(record.where, 'corrupt_image', str(image))
+        if isinstance(image, BadRecordError):
+          plan.skips.add(split, image)
+          continue
+        counts[record.category] += 1
+        yield record.id, {
+            'id': record.id,
+            'product_id': record.product_id,
+            'image': image,
+            'caption': record.caption,
+            'input_ids': plan.tokenizer.encode(record.caption, options.text_length),
+            'category': record.category,
+            'subcategory': record.subcategory,
+            'pose': record.pose,
+        }
+    if not counts:
+      raise FatalInputError(f'{self.name}: no record of split {split!r} has a usable image '
+                            f'(skipped: {plan.skips.as_dict().get(split)})')
+    plan.category_counts[split] = dict(sorted(counts.items()))
+    # The metadata is written after every split is generated, so it sees these.
+    self.info.metadata['category_counts'] = dict(plan.category_counts)
+    self.info.metadata['skipped'] = plan.skips.as_dict()
+    self.info.metadata['skipped_examples'] = list(plan.skips.messages)
+
+
+def training_captions(records: Mapping[str, Sequence[SourceRecord]]) -> Iterable[str]:
+  """The captions the tokenizer is trained on: those of the training split."""
+  return [record.caption for record in records[TRAIN_SPLIT]]

@@ -1,0 +1,294 @@
+"""The ``catalog`` dataset: a user's own product catalog (JSONL or CSV + images).
+
+Layout of the manual dir, either
+
+* ``train.jsonl`` (or ``train.csv``) and ``validation.jsonl`` (or
+  ``validation.csv``): one file per split; or
+* a single ``catalog.jsonl`` (or ``catalog.csv``): split by product, a product
+  going to validation when the SHA-256 of its ``product_id`` falls below
+  ``validation_fraction`` (deterministic, all views of a product together).
+
+Each record has the fields ``id``, ``product_id``, ``image`` (a path relative to
+the file holding the record, or absolute), ``caption``, ``category`` and
+``subcategory``; ``pose`` is optional. A JSONL file holds one JSON object per
+line; a CSV file has a header row naming the columns. Files are UTF-8.
+
+Class lists: by default the sorted distinct categories / sub-categories of the
+training split; a validation record whose category was never seen in training
+is skipped (``unknown_category``), since no example could have taught it.
+With ``class_file`` (a JSON file ``{"categories": [...], "subcategories":
+[...]}``, relative to the manual dir) the lists are the file's, in its order,
+and any record outside them is skipped.
+
+Bad records are skipped (or, in strict mode, stop the preparation) with their
+file and line; those of a single-file catalog are counted under ``catalog``
+(they are dropped before the file is split), the others under their split.
+
+Images of any size and mode are accepted (see :mod:`input_pipeline.image_ops`).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+
+from input_pipeline.builders import (SPLITS, TRAIN_SPLIT, DataSource, ImageInput,
+                                     PrepareOptions, PreparedDatasetBuilder, SourceRecord,
+                                     normalize_text)
+from input_pipeline.errors import BadRecordError, FatalInputError, SkippedRecords
+
+REQUIRED_FIELDS = ('id', 'product_id', 'image', 'caption', 'category', 'subcategory')
+OPTIONAL_FIELDS = ('pose',)
+FORMATS = ('jsonl', 'csv')
+SINGLE_FILE_STEM = 'catalog'
+CLASS_FILE_KEYS = ('categories', 'subcategories')
+_UTF8_BOM = b'\xef\xbb\xbf'
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogOptions(PrepareOptions):
+  """Options of ``catalog``.
+
+  Attributes:
+    validation_fraction: share of products sent to validation when the
+      catalog is a single file.
+    class_file: JSON file with the class lists (relative to the manual dir).
+  """
+
+  caption_fields: str = 'caption'
+  validation_fraction: float = 0.1
+  class_file: str | None = None
+
+  CAPTION_FIELDS = ('caption',)
+
+  def __post_init__(self):
+    super().__post_init__()
+    object.__setattr__(self, 'class_file', self.class_file or None)
+    if not 0.0 < self.validation_fraction < 1.0:
+      raise FatalInputError(
+          f'invalid option: validation_fraction={self.validation_fraction}, expected in (0, 1)')
+
+
+def _find_file(manual_dir: str, stem: str) -> str | None:
+  found = [os.path.join(manual_dir, f'{stem}.{fmt}') for fmt in FORMATS
+           if os.path.isfile(os.path.join(manual_dir, f'{stem}.{fmt}'))]
+  if len(found) > 1:
+    raise FatalInputError(f'{manual_dir}: both {" and ".join(found)} exist; keep one')
+  return found[0] if found else None
+
+
+def _is_validation_product(product_id: str, validation_fraction: float) -> bool:
+  digest = hashlib.sha256(product_id.encode('utf-8')).digest()
+  return int.from_bytes(digest[:8], 'big') / 2.0**64 < validation_fraction
+
+
+def _has_undecodable_bytes(text: str) -> bool:
+  """Whether ``text`` holds bytes that were not UTF-8 (decoded as surrogates)."""
+  return any('\udc80' <= char <= '\udcff' for char in text)
+
+
+class CatalogSource(DataSource):
+  """Reads a catalog (see the module docstring)."""
+
+  def __init__(self, manual_dir: str | None, options: CatalogOptions):
+    if not manual_dir or not os.path.isdir(manual_dir):
+      raise FatalInputError(
+          f'catalog needs --manual_dir, the folder holding the catalog file(s); got {manual_dir!r}')
+    self._options = options
+    self._manual_dir = manual_dir
+    split_files = {split: _find_file(manual_dir, split) for split in SPLITS}
+    single_file = _find_file(manual_dir, SINGLE_FILE_STEM)
+    if all(split_files.values()):
+      self._files = split_files
+      self._single_file = None
+    elif single_file and not any(split_files.values()):
+      self._files = {}
+      self._single_file = single_file
+    else:
+      raise FatalInputError(
+          f'{manual_dir}: expected train.jsonl|csv and validation.jsonl|csv, or a single '
+          f'{SINGLE_FILE_STEM}.jsonl|csv; found: '
+          f'{", ".join(sorted(os.listdir(manual_dir))) or "nothing"}')
+    self._class_lists = self._read_class_file() if options.class_file else None
+
+  def _read_class_file(self) -> tuple[list[str], list[str]]:
+    path = os.path.join(self._manual_dir, self._options.class_file)
+    try:
+      with open(path, 'rb') as f:
+        content = json.loads(f.read().decode('utf-8'))
+    except FileNotFoundError as e:
+      raise FatalInputError(f'{path}: class file not found') from e
+    except (OSError, ValueError) as e:
+      raise FatalInputError(f'{path}: cannot read the class file ({e})') from e
+    lists = []
+    for key in CLASS_FILE_KEYS:
+      names = content.get(key) if isinstance(content, dict) else None
+      if (not isinstance(names, list) or not names
+          or not all(isinstance(n, str) and n.strip() for n in names)):
+        raise FatalInputError(f'{path}: {key!r} must be a non-empty list of names')
+      names = [normalize_text(n) for n in names]
+      if len(set(names)) != len(names):
+        raise FatalInputError(f'{path}: {key!r} lists a name twice')
+      lists.append(names)
+    return lists[0], lists[1]
+
+  # -- text pass --------------------------------------------------------------
+
+  def read_records(self, skips: SkippedRecords) -> dict[str, list[SourceRecord]]:
+    if self._files:
+      return {split: list(self._read_file(path, skips, split))
+              for split, path in self._files.items()}
+    records = {split: [] for split in SPLITS}
+    for record in self._read_file(self._single_file, skips, SINGLE_FILE_STEM):
+      validation = _is_validation_product(record.product_id, self._options.validation_fraction)
+      records['validation' if validation else TRAIN_SPLIT].append(record)
+    return records
+
+  def _read_file(self, path: str, skips: SkippedRecords, skip_key: str
+                 ) -> Iterator[SourceRecord]:
+    """The records of one file; bad ones go to ``skips`` under ``skip_key``.
+
+    ``skip_key`` is the file's split, or ``'catalog'`` for a single-file
+    catalog (its bad records are skipped before it is split).
+    """
+    try:
+      with open(path, 'rb') as f:
+        data = f.read()
+    except OSError as e:
+      raise FatalInputError(f'{path}: cannot read ({e.strerror})') from e
+    if data.startswith(_UTF8_BOM):
+      data = data[len(_UTF8_BOM):]
+    rows = self._jsonl_rows(path, data) if path.endswith('.jsonl') else self._csv_rows(path, data)
+    count = 0
+    for where, fields in rows:
+      count += 1
+      try:
+        yield self._to_record(path, where, fields)
+      except BadRecordError as e:
+        skips.add(skip_key, e)
+    if count == 0:
+      raise FatalInputError(f'{path}: the catalog is empty (no records)')
+
+  def _jsonl_rows(self, path: str, data: bytes) -> Iterator[tuple[str, dict | BadRecordError]]:
+    name = os.path.basename(path)
+    for line_number, line in enumerate(data.split(b'\n'), start=1):
+      where = f'{name} line {line_number}'
+      if not line.strip():
+        continue
+      try:
+        text = line.decode('utf-8')
+      except UnicodeDecodeError as e:
+        yield where, BadRecordError(where, 'not_utf8', f'the line is not valid UTF-8 ({e.reason} '
+                                    f'at byte {e.start})')
+        continue
+      try:
+        fields = json.loads(text)
+      except ValueError as e:
+        yield where, BadRecordError(where, 'invalid_record', f'not valid JSON ({e})')
+        continue
+      if not isinstance(fields, dict):
+        yield where, BadRecordError(where, 'invalid_record', 'the line is not a JSON object')
+        continue
+      yield where, fields
+
+  def _csv_rows(self, path: str, data: bytes) -> Iterator[tuple[str, dict | BadRecordError]]:
+    name = os.path.basename(path)
+    text = data.decode('utf-8', errors='surrogateescape')
+    reader = csv.DictReader(io.StringIO(text, newline=''))
+    try:
+      header = reader.fieldnames or []
+      missing = [f for f in REQUIRED_FIELDS if f not in header]
+      if missing and header:
+        raise FatalInputError(f'{path}: the header lacks column(s) {", ".join(missing)} '
+                              f'(found: {", ".join(header)})')
+      for row in reader:
+        where = f'{name} line {reader.line_num}'
+        if None in row:  # More values than columns.
+          yield where, BadRecordError(where, 'invalid_record',
+                                      f'{len(header) + len(row[None])} values for '
+                                      f'{len(header)} columns')
+        elif any(_has_undecodable_bytes(v) for v in row.values() if v):
+          yield where, BadRecordError(where, 'not_utf8', 'the row is not valid UTF-8')
+        else:
+          yield where, {k: v for k, v in row.items() if v is not None}
+    except csv.Error as e:
+      raise FatalInputError(f'{path} line {reader.line_num}: malformed CSV ({e})') from e
+
+  def _to_record(self, path: str, where: str, fields: dict | BadRecordError) -> SourceRecord:
+    if isinstance(fields, BadRecordError):
+      raise fields
+    record_id = fields.get('id')
+    if record_id is not None:
+      where = f'{where} (id {str(record_id)!r})'
+    values = {}
+    for name in REQUIRED_FIELDS + OPTIONAL_FIELDS:
+      value = fields.get(name)
+      if value is None:
+        if name in REQUIRED_FIELDS:
+          raise BadRecordError(where, 'missing_field', f'the field {name!r} is missing')
+        value = ''
+      if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise BadRecordError(where, 'invalid_record',
+                             f'the field {name!r} must be a string, not {type(value).__name__}')
+      values[name] = str(value).strip()
+    if not values['image']:
+      raise BadRecordError(where, 'missing_field', "the field 'image' is empty")
+    image_path = os.path.join(os.path.dirname(path), values['image'])
+    if not os.path.isfile(image_path):
+      raise BadRecordError(where, 'missing_image', f'image file not found: {image_path}')
+    return SourceRecord(
+        id=values['id'],
+        product_id=values['product_id'],
+        caption=normalize_text(values['caption']),
+        category=normalize_text(values['category']),
+        subcategory=normalize_text(values['subcategory']),
+        pose=values['pose'],
+        where=where,
+        image_ref=image_path,
+    )
+
+  # -- classes and images -----------------------------------------------------
+
+  def class_names(self, records: Mapping[str, Sequence[SourceRecord]]
+                  ) -> tuple[list[str], list[str]]:
+    if self._class_lists is not None:
+      return self._class_lists
+    train = records[TRAIN_SPLIT]
+    return sorted({r.category for r in train}), sorted({r.subcategory for r in train})
+
+  @property
+  def class_list_source(self) -> str:
+    """Where the class lists come from, for messages."""
+    if self._class_lists is not None:
+      return os.path.join(self._manual_dir, self._options.class_file)
+    return 'the categories of the train split'
+
+  def images(self, split: str, records: Sequence[SourceRecord]
+             ) -> Iterator[tuple[SourceRecord, ImageInput]]:
+    for record in records:
+      try:
+        with open(record.image_ref, 'rb') as f:
+          data = f.read()
+      except OSError as e:
+        yield record, BadRecordError(record.where, 'missing_image',
+                                     f'cannot read {record.image_ref}: {e.strerror}')
+        continue
+      yield record, data
+
+
+class Catalog(PreparedDatasetBuilder):
+  """A user's product catalog: images with captions and two levels of categories."""
+
+  name = 'catalog'
+  DESCRIPTION = __doc__
+  MANUAL_DOWNLOAD_INSTRUCTIONS = 'Place the catalog file(s) and images in the manual dir.'
+  OPTIONS_CLS = CatalogOptions
+
+  @classmethod
+  def make_source(cls, manual_dir: str | None, options: CatalogOptions) -> DataSource:
+    return CatalogSource(manual_dir, options)

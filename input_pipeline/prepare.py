@@ -1,0 +1,336 @@
+"""Prepares a dataset for training: ``python -m input_pipeline.prepare NAME --data_dir=DIR``.
+
+NAME is ``fashion_gen`` (official h5 files in ``--manual_dir``), ``catalog``
+(a JSONL/CSV catalog and its images in ``--manual_dir``) or
+``synthetic_fashion`` (generated, no input needed). Preparation
+
+1. reads every record's text, skipping bad records (``--strict``: stops at
+   the first, exit status 1, with the file/record and the reason);
+2. trains the SentencePiece tokenizer on the training captions (or reads the
+   WordPiece ``--vocab_file``);
+3. writes the TFDS dataset (``<data_dir>/<name>/1.0.0/``; TFDS writes into a
+   temporary folder and renames it when complete) and then moves the
+   tokenizer into ``<data_dir>/<name>/tokenizer/``;
+4. prints a summary: examples per split and category, skipped records and why.
+
+A preparation is complete when :func:`load_prepared` accepts it: the dataset
+folder exists and the tokenizer's fingerprint matches the one recorded in the
+dataset metadata. A failed or interrupted preparation leaves nothing that
+passes this check, and the next run starts over. Running again with the same
+options does nothing; with other options it needs ``--overwrite``.
+
+Python API: :func:`prepare_dataset`, :func:`load_prepared`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import tensorflow_datasets as tfds
+from tensorflow_datasets.core import constants as tfds_constants
+
+from input_pipeline.builders import (METADATA_FORMAT_VERSION, SPLITS, BuildPlan,
+                                     PrepareOptions, PreparedDatasetBuilder,
+                                     drop_bad_text_records, drop_unknown_categories,
+                                     require_nonempty_splits, training_captions)
+from input_pipeline.catalog import Catalog
+from input_pipeline.errors import NotPreparedError, PrepareError, SkippedRecords, TokenizerError
+from input_pipeline.fashion_gen import FashionGen
+from input_pipeline.image_workers import default_num_workers
+from input_pipeline.synthetic_builder import SyntheticFashion
+from input_pipeline.tokenizer import (Tokenizer, WordPieceTokenizer, load_tokenizer,
+                                      train_sentencepiece)
+
+BUILDERS: dict[str, type[PreparedDatasetBuilder]] = {
+    builder.name: builder for builder in (FashionGen, Catalog, SyntheticFashion)}
+TOKENIZER_DIR = 'tokenizer'
+_STAGING_PREFIX = '.tokenizer.incomplete-'
+# How TFDS names its unfinished dataset folders (see tfds.core.utils.incomplete_dir).
+_TFDS_INCOMPLETE_PREFIX = tfds_constants.INCOMPLETE_PREFIX
+
+
+class PreparedDataset(NamedTuple):
+  """A prepared dataset: its TFDS builder, its tokenizer and its metadata."""
+
+  builder: PreparedDatasetBuilder
+  tokenizer: Tokenizer
+  metadata: dict[str, Any]
+
+
+@dataclasses.dataclass
+class PrepareSummary:
+  """What a preparation produced (also built from the metadata of an existing one)."""
+
+  name: str
+  dataset_dir: str
+  tokenizer_dir: str
+  tokenizer: dict[str, Any]
+  num_examples: dict[str, int]
+  category_counts: dict[str, dict[str, int]]
+  skipped: dict[str, dict[str, int]]
+  skipped_examples: list[str]
+  seconds: float
+  already_prepared: bool = False
+
+  @property
+  def num_skipped(self) -> int:
+    return sum(sum(reasons.values()) for reasons in self.skipped.values())
+
+  def format(self) -> str:
+    """The human-readable summary the command prints."""
+    verb = 'Already prepared' if self.already_prepared else 'Prepared'
+    lines = [
+        f'{verb} {self.name} in {self.dataset_dir} ({self.seconds:.1f} s)',
+        f'tokenizer: {self.tokenizer["kind"]}, {self.tokenizer["vocab_size"]} ids '
+        f'({self.tokenizer_dir})',
+        'examples per split: ' + ', '.join(
+            f'{split} {count}' for split, count in self.num_examples.items()),
+    ]
+    for split, counts in self.category_counts.items():
+      lines.append(f'{split} examples per category: ' + ', '.join(
+          f'{category} {count}' for category, count in counts.items()))
+    lines.append(f'skipped records: {self.num_skipped}')
+    for split, reasons in self.skipped.items():
+      lines.append(f'  {split}: ' + ', '.join(f'{reason} {n}' for reason, n in reasons.items()))
+    if self.skipped_examples:
+      lines.append('  the first ones:')
+      lines.extend(f'    {message}' for message in self.skipped_examples)
+    return '\n'.join(lines)
+
+
+def builder_class(name: str) -> type[PreparedDatasetBuilder]:
+  if name not in BUILDERS:
+    raise PrepareError(f'unknown dataset {name!r}, expected one of {sorted(BUILDERS)}')
+  return BUILDERS[name]
+
+
+def dataset_root(data_dir: str, name: str) -> str:
+  """``<data_dir>/<name>``: holds the TFDS version folder and the tokenizer."""
+  return os.path.join(os.fspath(data_dir), name)
+
+
+def tokenizer_dir(data_dir: str, name: str) -> str:
+  return os.path.join(dataset_root(data_dir, name), TOKENIZER_DIR)
+
+
+def _prepare_command(name: str, data_dir: str) -> str:
+  return f'python -m input_pipeline.prepare {name} --data_dir={data_dir}'
+
+
+def load_prepared(name: str, data_dir: str) -> PreparedDataset:
+  """The prepared dataset ``name`` in ``data_dir``.
+
+  Raises:
+    NotPreparedError: it is not (completely) prepared there.
+  """
+  builder = builder_class(name)(data_dir=os.fspath(data_dir))
+  # (Checking the info file first spares TFDS's warning about a missing folder.)
+  info_file = builder.data_path / tfds_constants.DATASET_INFO_FILENAME
+  if not info_file.exists() or not builder.is_prepared():
+    raise NotPreparedError(f'{name} is not prepared in {data_dir}: run '
+                           f'`{_prepare_command(name, data_dir)}`')
+  metadata = dict(builder.info.metadata or {})
+  if metadata.get('format_version') != METADATA_FORMAT_VERSION:
+    raise NotPreparedError(
+        f'{builder.data_dir}: metadata format {metadata.get("format_version")!r}, expected '
+        f'{METADATA_FORMAT_VERSION}: prepare it again with --overwrite')
+  try:
+    tokenizer = load_tokenizer(tokenizer_dir(data_dir, name))
+  except TokenizerError as e:
+    raise NotPreparedError(f'{name} is not completely prepared in {data_dir} ({e}): run '
+                           f'`{_prepare_command(name, data_dir)}`') from e
+  if tokenizer.fingerprint != metadata['tokenizer']['fingerprint']:
+    raise NotPreparedError(
+        f'{name} is not completely prepared in {data_dir}: its tokenizer is not the one '
+        f'the dataset was built with: run `{_prepare_command(name, data_dir)}`')
+  return PreparedDataset(builder, tokenizer, metadata)
+
+
+def _summary(prepared: PreparedDataset, seconds: float, already_prepared: bool,
+             data_dir: str) -> PrepareSummary:
+  metadata = prepared.metadata
+  splits = prepared.builder.info.splits
+  return PrepareSummary(
+      name=prepared.builder.name,
+      dataset_dir=os.fspath(prepared.builder.data_dir),
+      tokenizer_dir=tokenizer_dir(data_dir, prepared.builder.name),
+      tokenizer=dict(metadata['tokenizer']),
+      num_examples={split: splits[split].num_examples for split in SPLITS},
+      category_counts=dict(metadata.get('category_counts', {})),
+      skipped=dict(metadata.get('skipped', {})),
+      skipped_examples=list(metadata.get('skipped_examples', [])),
+      seconds=seconds,
+      already_prepared=already_prepared,
+  )
+
+
+def make_tokenizer(options: PrepareOptions, captions: Sequence[str]) -> Tokenizer:
+  """The tokenizer ``options`` ask for (SentencePiece trained on ``captions``)."""
+  if options.tokenizer == 'wordpiece':
+    return WordPieceTokenizer.from_vocab_file(options.vocab_file)
+  return train_sentencepiece(captions, options.vocab_size)
+
+
+def _remove_leftovers(root: str, dataset_dir: str) -> None:
+  """Removes an incomplete dataset folder and unfinished temporary folders."""
+  shutil.rmtree(dataset_dir, ignore_errors=True)
+  if os.path.isdir(root):
+    for entry in os.listdir(root):
+      if entry.startswith((_STAGING_PREFIX, _TFDS_INCOMPLETE_PREFIX)):
+        shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
+
+
+def _install_tokenizer(staging_dir: str, final_dir: str) -> None:
+  """Moves the staged tokenizer into place, replacing an old one."""
+  if os.path.exists(final_dir):
+    old_dir = f'{final_dir}.old-{uuid.uuid4().hex}'
+    os.rename(final_dir, old_dir)
+    os.rename(staging_dir, final_dir)
+    shutil.rmtree(old_dir, ignore_errors=True)
+  else:
+    os.rename(staging_dir, final_dir)
+
+
+def prepare_dataset(name: str,
+                    data_dir: str,
+                    manual_dir: str | None = None,
+                    strict: bool = False,
+                    overwrite: bool = False,
+                    num_workers: int | None = None,
+                    **options: Any) -> PrepareSummary:
+  """Prepares dataset ``name`` in ``data_dir`` (see the module docstring).
+
+  Args:
+    name: ``fashion_gen``, ``catalog`` or ``synthetic_fashion``.
+    data_dir: where prepared datasets live.
+    manual_dir: the input files (``fashion_gen`` and ``catalog``).
+    strict: stop at the first bad record instead of skipping it.
+    overwrite: replace a dataset prepared with other options.
+    num_workers: processes preparing images (default: the usable CPUs); the
+      result does not depend on it.
+    **options: the dataset's options (see its ``OPTIONS_CLS``); ``None``
+      values keep the default.
+
+  Returns:
+    The summary of the preparation (or of the existing one, if it was already
+    prepared with the same options).
+
+  Raises:
+    PrepareError: bad options or input (its message names the file/record).
+  """
+  start = time.perf_counter()
+  data_dir = os.fspath(data_dir)
+  builder_cls = builder_class(name)
+  resolved = builder_cls.OPTIONS_CLS.from_overrides(name, options)
+  try:
+    existing = load_prepared(name, data_dir)
+  except NotPreparedError:
+    existing = None
+  if existing is not None and not overwrite:
+    if existing.metadata.get('options') == resolved.as_dict():
+      return _summary(existing, time.perf_counter() - start, True, data_dir)
+    recorded = existing.metadata.get('options', {})
+    differences = '; '.join(f'{k}: prepared {recorded.get(k)!r}, asked {v!r}'
+                            for k, v in resolved.as_dict().items() if recorded.get(k) != v)
+    raise PrepareError(f'{name} is already prepared in {data_dir} with other options '
+                       f'({differences}); pass --overwrite to replace it')
+
+  root = dataset_root(data_dir, name)
+  _remove_leftovers(root, os.path.join(root, str(builder_cls.VERSION)))
+
+  source = builder_cls.make_source(manual_dir, resolved)
+  skips = SkippedRecords(strict=strict)
+  records = drop_bad_text_records(source.read_records(skips), skips)
+  main_categories, sub_categories = source.class_names(records)
+  records = drop_unknown_categories(records, main_categories, sub_categories, skips,
+                                    source.class_list_source)
+  require_nonempty_splits(records, name, skips)
+
+  os.makedirs(root, exist_ok=True)
+  staging_dir = tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=root)
+  try:
+    tokenizer = make_tokenizer(resolved, training_captions(records))
+    tokenizer.save(staging_dir)
+    plan = BuildPlan(options=resolved, source=source, records=records,
+                     main_categories=main_categories, sub_categories=sub_categories,
+                     tokenizer=tokenizer, skips=skips,
+                     num_workers=num_workers or default_num_workers())
+    builder = builder_cls(data_dir=data_dir, plan=plan)
+    builder.download_and_prepare(
+        download_dir=os.path.join(staging_dir, 'downloads'),  # Nothing is downloaded.
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir,
+                                                     try_download_gcs=False))
+    _install_tokenizer(staging_dir, tokenizer_dir(data_dir, name))
+  finally:
+    shutil.rmtree(staging_dir, ignore_errors=True)
+  return _summary(load_prepared(name, data_dir), time.perf_counter() - start, False, data_dir)
+
+
+# ---------------------------------------------------------------------------
+# Command line
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog='python -m input_pipeline.prepare',
+      description='Prepare a dataset (TFDS + tokenizer) for training and evaluation.')
+  parser.add_argument('name', choices=sorted(BUILDERS))
+  parser.add_argument('--data_dir', required=True, help='where prepared datasets live')
+  parser.add_argument('--manual_dir', help='input files (fashion_gen h5 files, catalog files)')
+  parser.add_argument('--strict', action='store_true',
+                      help='stop at the first bad record (default: skip and count it)')
+  parser.add_argument('--overwrite', action='store_true',
+                      help='replace a dataset prepared with other options')
+  parser.add_argument('--num_workers', type=int,
+                      help='processes preparing images (default: the usable CPUs)')
+  common = parser.add_argument_group('options of every dataset')
+  common.add_argument('--tokenizer', choices=('sentencepiece', 'wordpiece'))
+  common.add_argument('--vocab_file', help='BERT uncased vocab.txt (wordpiece)')
+  common.add_argument('--vocab_size', type=int, help='SentencePiece vocabulary size')
+  common.add_argument('--text_length', type=int, help='length of input_ids')
+  common.add_argument('--caption_fields', help='title | title+description | caption')
+  common.add_argument('--image_size', type=int)
+  common.add_argument('--image_encoding', choices=('raw', 'jpeg'))
+  common.add_argument('--jpeg_quality', type=int)
+  common.add_argument('--crop_white_margin', action=argparse.BooleanOptionalAction,
+                      default=None)
+  catalog = parser.add_argument_group('catalog options')
+  catalog.add_argument('--validation_fraction', type=float,
+                       help='share of products in validation (single-file catalog)')
+  catalog.add_argument('--class_file', help='JSON class lists, relative to --manual_dir')
+  synthetic = parser.add_argument_group('synthetic_fashion options')
+  synthetic.add_argument('--num_products', type=int, help='products in train')
+  synthetic.add_argument('--num_validation_products', type=int, help='products in validation')
+  synthetic.add_argument('--seed', type=int)
+  synthetic.add_argument('--max_views', type=int)
+  return parser
+
+
+_NOT_OPTIONS = ('name', 'data_dir', 'manual_dir', 'strict', 'overwrite', 'num_workers')
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = _parser().parse_args(argv)
+  options = {k: v for k, v in vars(args).items() if k not in _NOT_OPTIONS}
+  try:
+    summary = prepare_dataset(args.name, args.data_dir, manual_dir=args.manual_dir,
+                              strict=args.strict, overwrite=args.overwrite,
+                              num_workers=args.num_workers, **options)
+  except PrepareError as e:
+    print(f'prepare {args.name}: error: {e}', file=sys.stderr)
+    return 1
+  print(summary.format())
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,353 @@
+"""Candidate sets of the paper's retrieval protocol, drawn from a seed.
+
+The protocol (MVLT paper, Table 2): `num_queries` (1,000) query products from
+the evaluation split; for each, `num_candidates` (101) candidates: the true
+partner and `num_candidates - 1` other products of the SAME sub-category.
+TIR ranks the candidates' images for the query's text; ITR ranks the
+candidates' texts for the query's image. Both directions share the same
+candidate product lists (`shared_directions: true` in the file).
+
+Decisions:
+
+* One view per product: the record with the smallest pose (then the smallest
+  id) among the product's records; with no pose field, the smallest id. It
+  supplies the product's image and caption in both directions. The choice
+  does not depend on the order of the records on disk.
+* Products of a sub-category with fewer than `num_candidates` products can
+  neither be queries nor get enough distractors: they are skipped (never
+  drawn as queries, still counted in the metadata under `small_subcategories`
+  and `num_ineligible_products`). If fewer than `num_queries` products remain
+  the build fails with a clear message.
+* Draws: queries without replacement among the eligible products (sorted by
+  product id, so the record order does not matter), then for each query its
+  distractors without replacement among the other products of its
+  sub-category and a uniform position for the partner (`partner_position`).
+
+The sets are stored as JSON with their parameters (dataset, split, seed,
+counts) so that a run can be repeated; `load_or_build` reuses a stored file
+and refuses one built for other parameters.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+import tempfile
+from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence
+
+import numpy as np
+
+from input_pipeline import errors
+
+FORMAT_NAME = "mvlt_retrieval_sets"
+FORMAT_VERSION = 1
+VIEW_RULE = "smallest pose, then smallest id, per product"
+DEFAULT_NUM_QUERIES = 1000
+DEFAULT_NUM_CANDIDATES = 101
+DIRECTIONS = ("tir", "itr")
+
+
+class RetrievalSetsError(errors.PrepareError):
+  """Retrieval sets cannot be built, read, or do not fit the request."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrievalRecord:
+  """What the protocol needs to know of one record of the evaluation split."""
+  id: str
+  product_id: str
+  subcategory: int
+  pose: Any = None  # str or int; None when the dataset has no pose
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrievalQuery:
+  """One query product and its candidates (the same list for TIR and ITR).
+
+  `record_id` is the query's record (its caption is the TIR query, its image
+  the ITR query); `candidate_record_ids[partner_position] == record_id`.
+  """
+  product_id: str
+  record_id: str
+  subcategory: int
+  candidate_record_ids: tuple[str, ...]
+  candidate_product_ids: tuple[str, ...]
+  partner_position: int
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrievalSets:
+  """Queries plus the parameters and counts they were built with."""
+  params: dict[str, Any]
+  counts: dict[str, Any]
+  queries: tuple[RetrievalQuery, ...]
+
+  def to_json(self) -> dict[str, Any]:
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "params": self.params,
+        "counts": self.counts,
+        "shared_directions": True,
+        "queries": [dataclasses.asdict(q) for q in self.queries],
+    }
+
+  @classmethod
+  def from_json(cls, data: Mapping[str, Any], source: str) -> RetrievalSets:
+    if (data.get("format") != FORMAT_NAME
+        or data.get("format_version") != FORMAT_VERSION):
+      raise RetrievalSetsError(
+          f"{source}: not a retrieval-sets file of format {FORMAT_NAME} "
+          f"version {FORMAT_VERSION} (found {data.get('format')!r} version "
+          f"{data.get('format_version')!r}).")
+    try:
+      queries = tuple(
+          RetrievalQuery(
+              product_id=q["product_id"], record_id=q["record_id"],
+              subcategory=int(q["subcategory"]),
+              candidate_record_ids=tuple(q["candidate_record_ids"]),
+              candidate_product_ids=tuple(q["candidate_product_ids"]),
+              partner_position=int(q["partner_position"]))
+          for q in data["queries"])
+      return cls(params=dict(data["params"]), counts=dict(data["counts"]),
+                 queries=queries)
+    except (KeyError, TypeError, ValueError) as e:
+      raise RetrievalSetsError(f"{source}: malformed retrieval sets: {e!r}.") from e
+
+
+def _representatives(records: Iterable[RetrievalRecord]
+                     ) -> dict[str, RetrievalRecord]:
+  """The one record used per product (see the module docstring)."""
+  chosen: dict[str, RetrievalRecord] = {}
+
+  def order(record: RetrievalRecord):
+    return (record.pose is not None, record.pose, record.id)
+
+  for record in records:
+    current = chosen.get(record.product_id)
+    if current is not None and current.subcategory != record.subcategory:
+      raise RetrievalSetsError(
+          f"Product {record.product_id!r}: records {current.id!r} and "
+          f"{record.id!r} have different sub-categories "
+          f"({current.subcategory} and {record.subcategory}).")
+    if current is None or order(record) < order(current):
+      chosen[record.product_id] = record
+  return chosen
+
+
+def build_retrieval_sets(records: Sequence[RetrievalRecord], *,
+                         num_queries: int = DEFAULT_NUM_QUERIES,
+                         num_candidates: int = DEFAULT_NUM_CANDIDATES,
+                         seed: int, dataset: str = "", split: str = ""
+                         ) -> RetrievalSets:
+  """Draws the query products and their same-sub-category candidates.
+
+  Args:
+    records: every record of the evaluation split.
+    num_queries: query products to draw.
+    num_candidates: candidates per query, the true partner included.
+    seed: the draw's seed.
+    dataset, split: recorded in the parameters (where `records` came from).
+
+  Raises:
+    RetrievalSetsError: duplicate record ids, a product spread over several
+      sub-categories, or fewer eligible products than `num_queries`.
+  """
+  if num_candidates < 2:
+    raise RetrievalSetsError(
+        f"num_candidates must be >= 2 (partner + distractors), got "
+        f"{num_candidates}.")
+  if num_queries < 1:
+    raise RetrievalSetsError(f"num_queries must be >= 1, got {num_queries}.")
+  # Plain Python values (numpy scalars do not serialise to JSON).
+  records = [dataclasses.replace(r, id=str(r.id), product_id=str(r.product_id),
+                                 subcategory=int(r.subcategory))
+             for r in records]
+  ids = collections.Counter(r.id for r in records)
+  duplicated = [i for i, n in ids.items() if n > 1]
+  if duplicated:
+    raise RetrievalSetsError(
+        f"Record ids are not unique in {dataset or 'the records'} "
+        f"{split}: {sorted(duplicated)[:5]}.")
+
+  products = _representatives(records)
+  by_subcategory: dict[int, list[str]] = collections.defaultdict(list)
+  for product_id in sorted(products):
+    by_subcategory[products[product_id].subcategory].append(product_id)
+  small = {sub: len(p) for sub, p in sorted(by_subcategory.items())
+           if len(p) < num_candidates}
+  eligible = [p for sub, group in sorted(by_subcategory.items())
+              if sub not in small for p in group]
+  eligible.sort()
+  counts = {
+      "num_records": len(records),
+      "num_products": len(products),
+      "num_subcategories": len(by_subcategory),
+      "num_eligible_products": len(eligible),
+      "num_ineligible_products": len(products) - len(eligible),
+      "small_subcategories": [[sub, n] for sub, n in small.items()],
+      "num_queries": num_queries,
+  }
+  if len(eligible) < num_queries:
+    raise RetrievalSetsError(
+        f"Only {len(eligible)} products of {dataset or 'the records'} {split} "
+        f"are in a sub-category with at least {num_candidates} products; "
+        f"{num_queries} queries were asked for. Use fewer queries or "
+        "candidates.")
+
+  rng = np.random.default_rng(seed)
+  query_products = rng.choice(len(eligible), size=num_queries, replace=False)
+  queries = []
+  for product_index in query_products:
+    product_id = eligible[product_index]
+    record = products[product_id]
+    others = [p for p in by_subcategory[record.subcategory] if p != product_id]
+    picked = rng.choice(len(others), size=num_candidates - 1, replace=False)
+    candidates = [others[i] for i in picked]
+    partner_position = int(rng.integers(num_candidates))
+    candidates.insert(partner_position, product_id)
+    queries.append(RetrievalQuery(
+        product_id=product_id, record_id=record.id,
+        subcategory=record.subcategory,
+        candidate_record_ids=tuple(products[p].id for p in candidates),
+        candidate_product_ids=tuple(candidates),
+        partner_position=partner_position))
+  params = {
+      "dataset": dataset, "split": split, "seed": seed,
+      "num_queries": num_queries, "num_candidates": num_candidates,
+      "view_rule": VIEW_RULE,
+  }
+  return RetrievalSets(params=params, counts=counts, queries=tuple(queries))
+
+
+def save(sets: RetrievalSets, path: str) -> None:
+  """Writes the sets as JSON (atomically: a temporary file, then a rename)."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  with tempfile.NamedTemporaryFile(
+      "w", dir=directory, suffix=".tmp", delete=False) as f:
+    json.dump(sets.to_json(), f)
+  os.replace(f.name, path)
+
+
+def load(path: str) -> RetrievalSets:
+  try:
+    with open(path) as f:
+      data = json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise RetrievalSetsError(f"{path}: cannot read retrieval sets: {e}.") from e
+  return RetrievalSets.from_json(data, source=path)
+
+
+def load_or_build(path: str, records: Sequence[RetrievalRecord], *,
+                  num_queries: int = DEFAULT_NUM_QUERIES,
+                  num_candidates: int = DEFAULT_NUM_CANDIDATES, seed: int,
+                  dataset: str = "", split: str = "") -> RetrievalSets:
+  """Reads the sets at `path`, or builds and writes them if absent.
+
+  Raises:
+    RetrievalSetsError: the file was built with other parameters (each
+      difference is named), or names records that `records` lacks.
+  """
+  requested = {
+      "dataset": dataset, "split": split, "seed": seed,
+      "num_queries": num_queries, "num_candidates": num_candidates,
+      "view_rule": VIEW_RULE,
+  }
+  if not os.path.exists(path):
+    sets = build_retrieval_sets(
+        records, num_queries=num_queries, num_candidates=num_candidates,
+        seed=seed, dataset=dataset, split=split)
+    save(sets, path)
+    return sets
+  sets = load(path)
+  differences = [f"{k}: file {sets.params.get(k)!r}, requested {v!r}"
+                 for k, v in requested.items() if sets.params.get(k) != v]
+  if differences:
+    raise RetrievalSetsError(
+        f"{path} was built for other parameters ({'; '.join(differences)}). "
+        "Delete it or point to another file to build new sets.")
+  known = {r.id for r in records}
+  missing = sorted({i for q in sets.queries for i in q.candidate_record_ids}
+                   - known)
+  if missing:
+    raise RetrievalSetsError(
+        f"{path}: {len(missing)} record ids are not in {dataset} {split} "
+        f"(e.g. {missing[:3]}); the split changed since the sets were built.")
+  return sets
+
+
+def records_from_metadata(metadata) -> list[RetrievalRecord]:
+  """RetrievalRecords from a `pipeline.SplitMetadata`."""
+  poses = (metadata.poses if metadata.poses is not None
+           else [None] * len(metadata.ids))
+  return [
+      RetrievalRecord(id=str(i), product_id=str(p), subcategory=int(s),
+                      pose=None if pose is None else _plain(pose))
+      for i, p, s, pose in zip(metadata.ids, metadata.product_ids,
+                               metadata.subcategories, poses)
+  ]
+
+
+def _plain(value: Any) -> Any:
+  """numpy scalars -> Python values (so poses compare and serialise)."""
+  return value.item() if isinstance(value, np.generic) else value
+
+
+class RecordView(Protocol):
+  """Decoded images and captions of records, looked up by record id."""
+
+  def images(self, ids: Sequence[str]) -> np.ndarray:  # uint8 [n, S, S, 3]
+    ...
+
+  def input_ids(self, ids: Sequence[str]) -> np.ndarray:  # int32 [n, L]
+    ...
+
+
+def candidate_batches(sets: RetrievalSets, view: RecordView, direction: str,
+                      *, prefetch: int = 2, num_workers: int = 2
+                      ) -> Iterator[dict[str, Any]]:
+  """The cross-encoder's inputs, one query per batch (static shapes).
+
+  Args:
+    sets: the retrieval sets.
+    view: where images and captions of the records are read from.
+    direction: "tir" (the query's caption with each candidate's image) or
+      "itr" (the query's image with each candidate's caption).
+    prefetch: queries prepared ahead; num_workers: threads preparing them.
+
+  Yields:
+    dicts with `images` uint8 [C, S, S, 3], `input_ids` int32 [C, L]
+    (C = num_candidates), `partner_position` (int: the row of the true pair)
+    and `query_index` (int: position of the query in `sets.queries`).
+  """
+  if direction not in DIRECTIONS:
+    raise RetrievalSetsError(
+        f"direction must be one of {DIRECTIONS}, got {direction!r}.")
+  return _candidate_batches(sets, view, direction, prefetch=prefetch,
+                            num_workers=num_workers)
+
+
+def _candidate_batches(sets: RetrievalSets, view: RecordView, direction: str,
+                       *, prefetch: int, num_workers: int
+                       ) -> Iterator[dict[str, Any]]:
+  from input_pipeline import pipeline  # pylint: disable=g-import-not-at-top
+
+  def make(query_index: int) -> dict[str, Any]:
+    query = sets.queries[query_index]
+    count = len(query.candidate_record_ids)
+    if direction == "tir":
+      images = view.images(query.candidate_record_ids)  # [C, S, S, 3]
+      input_ids = np.repeat(view.input_ids([query.record_id]), count, axis=0)
+    else:
+      images = np.repeat(view.images([query.record_id]), count, axis=0)
+      input_ids = view.input_ids(query.candidate_record_ids)  # [C, L]
+    return {"images": images, "input_ids": input_ids,
+            "partner_position": query.partner_position,
+            "query_index": query_index}
+
+  yield from pipeline.ordered_map(
+      make, iter(range(len(sets.queries))), num_workers=num_workers,
+      depth=max(1, prefetch), ordered=True)

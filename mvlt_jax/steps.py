@@ -1,0 +1,122 @@
+"""Pure training and evaluation steps (jit'd by the caller; no TensorFlow, no host I/O).
+
+A training batch holds ``images`` uint8 [B, H, W, 3], ``input_ids`` int32 [B, L],
+``itm_labels`` int32 [B] and, for recognition, ``main_labels`` / ``sub_labels`` int32 [B].
+"""
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from mvlt_jax import losses, masking
+from mvlt_jax.train_state import TrainState
+
+Batch = dict[str, jax.Array]
+
+
+def images_to_float(images: jax.Array) -> jax.Array:
+  """uint8 [B, H, W, 3] -> float32 in [0, 1] (float inputs pass through)."""
+  if images.dtype == jnp.uint8:
+    return images.astype(jnp.float32) / 255.0
+  return images.astype(jnp.float32)
+
+
+def make_pretrain_inputs(rng: jax.Array, batch: Batch, step: jax.Array, config,
+                         token_spec: masking.TokenSpec) -> dict[str, Any]:
+  """Masks images and words of a batch as the pre-training recipe says."""
+  image_rng, word_rng = jax.random.split(rng)
+  images = images_to_float(batch['images'])
+  masked_images, cell_mask = masking.mask_image_grid(
+      image_rng, images, unit=config.masking.image_unit, ratio=config.masking.image_ratio,
+      fill=config.masking.image_fill)
+  if config.loss_schedule == 'alternate':
+    # The release: even steps feed the unmasked image, odd steps the masked one.
+    feed = jnp.where(step % 2 == 0, images, masked_images)
+  elif config.loss_schedule == 'sum':
+    feed = masked_images
+  else:
+    raise ValueError(f'Unknown loss_schedule {config.loss_schedule!r}; use sum or alternate.')
+  tokens = masking.mask_tokens(
+      word_rng, batch['input_ids'], vocab_size=token_spec.vocab_size,
+      special_ids=token_spec.special_ids, mask_id=token_spec.mask_id,
+      prob=config.masking.word_prob, mask_frac=config.masking.word_mask_frac,
+      random_frac=config.masking.word_random_frac,
+      max_predictions=config.masking.mlm_max_predictions)
+  return dict(images=images, feed=feed, cell_mask=cell_mask, tokens=tokens)
+
+
+def compute_losses(outputs: dict, batch: Batch, inputs: dict, config) -> dict[str, jax.Array]:
+  """The weighted losses of whatever heads the model has; ``total`` is their sum."""
+  weights = config.loss_weights
+  terms = {}
+  if 'reconstruction' in outputs:
+    terms['mir'] = losses.reconstruction_loss(outputs['reconstruction'], inputs['images'])
+  if 'itm_logits' in outputs:
+    terms['itm'] = losses.classification_loss(outputs['itm_logits'], batch['itm_labels'])
+  if 'mlm_logits' in outputs:
+    tokens = inputs['tokens']
+    if config.masking.mlm_max_predictions > 0:
+      terms['mlm'] = losses.mlm_loss(outputs['mlm_logits'], tokens.labels, tokens.weights)
+    else:
+      terms['mlm'] = losses.mlm_loss_full(outputs['mlm_logits'], tokens.full_labels)
+  if 'main_logits' in outputs:
+    terms['recognition'] = (losses.classification_loss(outputs['main_logits'], batch['main_labels'])
+                            + losses.classification_loss(outputs['sub_logits'], batch['sub_labels']))
+  total = sum(weights[name] * value for name, value in terms.items())
+  return {**{f'loss_{name}': value for name, value in terms.items()}, 'loss': total}
+
+
+def is_pretraining(model) -> bool:
+  return any(head in model.heads for head in ('mlm', 'mir'))
+
+
+def make_train_step(model, config, token_spec: masking.TokenSpec,
+                    optimizer: optax.GradientTransformation,
+                    schedule: optax.Schedule) -> Callable[[TrainState, Batch], tuple]:
+  """Returns ``train_step(state, batch) -> (new_state, metrics)``, a pure function."""
+  pretraining = is_pretraining(model)
+
+  def train_step(state: TrainState, batch: Batch):
+    step_rng = jax.random.fold_in(state.key, state.step)
+    mask_rng, dropout_rng = jax.random.split(step_rng)
+    if pretraining:
+      inputs = make_pretrain_inputs(mask_rng, batch, state.step, config, token_spec)
+      feed, input_ids = inputs['feed'], inputs['tokens'].input_ids
+      positions = inputs['tokens'].positions if config.masking.mlm_max_predictions > 0 else None
+    else:
+      inputs = dict(images=images_to_float(batch['images']))
+      feed, input_ids, positions = inputs['images'], batch['input_ids'], None
+
+    def loss_fn(params):
+      outputs, new_model_state = model.apply(
+          {'params': params, 'batch_stats': state.batch_stats}, feed, input_ids, train=True,
+          mlm_positions=positions, rngs={'dropout': dropout_rng}, mutable=['batch_stats'])
+      loss_terms = compute_losses(outputs, batch, inputs, config)
+      return loss_terms['loss'], (loss_terms, new_model_state)
+
+    grads, (loss_terms, new_model_state) = jax.grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new_state = state.replace(step=state.step + 1, params=params,
+                              batch_stats=new_model_state.get('batch_stats', state.batch_stats),
+                              opt_state=opt_state)
+    metrics = dict(loss_terms, grad_norm=optax.global_norm(grads),
+                   learning_rate=schedule(state.step))
+    return new_state, metrics
+
+  return train_step
+
+
+def make_reconstruct_step(model, config) -> Callable:
+  """``(variables, images uint8, rng) -> (masked float images, reconstruction)`` for pictures."""
+
+  def reconstruct(variables, images, input_ids, rng):
+    images = images_to_float(images)
+    masked, _ = masking.mask_image_grid(rng, images, unit=config.masking.image_unit,
+                                        ratio=config.masking.image_ratio,
+                                        fill=config.masking.image_fill)
+    outputs = model.apply(variables, masked, input_ids, train=False)
+    return masked, jnp.clip(outputs['reconstruction'], 0.0, 1.0)
+
+  return reconstruct

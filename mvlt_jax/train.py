@@ -1,0 +1,329 @@
+"""The training loop: ``train_and_evaluate(config, workdir)``.
+
+Sharded ``jax.jit`` over a (data, fsdp) mesh, donated state, orbax checkpoints that
+survive preemption, a progress bar, TensorBoard, and a guard against non-finite losses.
+"""
+import functools
+import os
+import signal
+import time
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from mvlt_jax import checkpoint as checkpoint_lib
+from mvlt_jax import distributed, optim, sharding, steps, summary
+from mvlt_jax.errors import ConfigError, NonFiniteLossError
+from mvlt_jax.masking import TokenSpec
+from mvlt_jax.models import build_model
+from mvlt_jax.train_state import TrainState
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def load_dataset(config):
+  """The prepared dataset of ``config.dataset`` (prepared first when missing and allowed)."""
+  from input_pipeline import errors as data_errors  # pylint: disable=import-outside-toplevel
+  from input_pipeline import prepare  # pylint: disable=import-outside-toplevel
+  ds = config.dataset
+  try:
+    return prepare.load_prepared(ds.name, ds.data_dir)
+  except data_errors.NotPreparedError:
+    if not ds.auto_prepare:
+      raise
+  if jax.process_index() == 0:
+    logging.info('Preparing %s in %s ...', ds.name, ds.data_dir)
+    result = prepare.prepare_dataset(ds.name, ds.data_dir, manual_dir=ds.manual_dir or None,
+                                     **prepare_options(config))
+    print(result.format(), flush=True)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    multihost_utils.sync_global_devices('dataset prepared')
+  return prepare.load_prepared(ds.name, ds.data_dir)
+
+
+def prepare_options(config) -> dict:
+  ds = config.dataset
+  options = dict(tokenizer=ds.tokenizer, vocab_file=ds.vocab_file or None,
+                 text_length=config.model.text_length, caption_fields=ds.caption_fields)
+  options.update(ds.prepare_options.to_dict())
+  return options
+
+
+def resolve_config(config, prepared) -> ml_collections.ConfigDict:
+  """A copy of ``config`` with the sizes that come from the data filled in and checked."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  tokenizer = prepared.tokenizer
+  features = prepared.builder.info.features
+  from_data = {
+      'vocab_size': tokenizer.vocab_size,
+      'num_main_classes': len(features['category'].names),
+      'num_sub_classes': len(features['subcategory'].names),
+  }
+  for field, value in from_data.items():
+    if config.model[field] == 0:
+      config.model[field] = value
+    elif config.model[field] != value and (field == 'vocab_size'
+                                           or 'recognition' in config.model.heads):
+      raise ConfigError(f'config.model.{field}={config.model[field]} but the dataset '
+                        f'{config.dataset.name} in {config.dataset.data_dir} has {value}; set '
+                        f'--config.model.{field}=0 to take it from the data.')
+  text_length = features['input_ids'].shape[0]
+  if text_length != config.model.text_length:
+    raise ConfigError(f'config.model.text_length={config.model.text_length} but the dataset was '
+                      f'prepared with text_length={text_length}.')
+  return config
+
+
+# ----------------------------------------------------------------------------- state
+
+
+def init_variables(model, config, rng: jax.Array) -> dict:
+  size = config.model.image_size
+  images = jnp.zeros((1, size, size, 3), jnp.float32)
+  input_ids = jnp.zeros((1, config.model.text_length), jnp.int32)
+  return model.init({'params': rng}, images, input_ids)
+
+
+def create_train_state(model, config, optimizer) -> TrainState:
+  # 'rbg' keys compile the initialisers much faster; the step keys use the default PRNG.
+  init_rng = jax.random.key(config.seed, impl=config.init_prng_impl)
+  variables = init_variables(model, config, init_rng)
+  params = variables['params']
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    batch_stats=variables.get('batch_stats', {}),
+                    opt_state=optimizer.init(params),
+                    rng=jax.random.key_data(jax.random.key(config.seed + 1)))
+
+
+def load_init_from(state: TrainState, path: str) -> TrainState:
+  """Replaces params / BatchNorm statistics with those of another checkpoint.
+
+  Modules present in the new model but absent from the checkpoint (e.g. new heads) keep
+  their fresh initialisation; shapes of shared modules must agree.
+  """
+  variables, step = checkpoint_lib.load_variables(path)
+  merged = {}
+  for collection in ('params', 'batch_stats'):
+    current = getattr(state, collection)
+    loaded = variables.get(collection, {})
+    new, used = _merge(current, loaded, path=collection)
+    merged[collection] = new
+    logging.info('init_from %s (step %d): %s: took %d modules, kept %d fresh', path, step,
+                 collection, len(used), len(set(current) - set(used)))
+  return state.replace(**merged)
+
+
+def _merge(current: dict, loaded: dict, path: str):
+  out, used = dict(current), []
+  for name, value in loaded.items():
+    if name not in current:
+      continue  # e.g. pre-training heads when fine-tuning for recognition
+    shapes_now = jax.tree.map(lambda x: x.shape, current[name])
+    shapes_loaded = jax.tree.map(lambda x: tuple(np.shape(x)), value)
+    if shapes_now != shapes_loaded:
+      raise ConfigError(f'init_from: {path}/{name} has other shapes in the checkpoint than in '
+                        'the configured model.')
+    out[name] = jax.tree.map(lambda new, old: jnp.asarray(new, old.dtype), value, current[name])
+    used.append(name)
+  return out, used
+
+
+# ----------------------------------------------------------------------------- loop
+
+
+class PreemptionFlag:
+  """Set by SIGTERM; the loop then saves a checkpoint and exits cleanly."""
+
+  def __init__(self):
+    self.raised = False
+    self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):  # pylint: disable=unused-argument
+    logging.warning('SIGTERM received: saving a checkpoint and stopping.')
+    self.raised = True
+
+  def restore(self):
+    signal.signal(signal.SIGTERM, self._previous)
+
+
+def check_finite(step: int, metrics: dict) -> None:
+  losses = {k: float(v) for k, v in metrics.items() if k.startswith('loss')}
+  if not all(np.isfinite(v) for v in losses.values()):
+    details = ', '.join(f'{k}={v:.6g}' for k, v in sorted(losses.items()))
+    raise NonFiniteLossError(f'Non-finite loss at step {step}: {details}. Stopping; the last '
+                             'good checkpoint is kept.')
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and returns the state."""
+  distributed.maybe_initialize(config.distributed)
+  from input_pipeline import pipeline  # pylint: disable=import-outside-toplevel
+  prepared = load_dataset(config)
+  config = resolve_config(config, prepared)
+  ds = config.dataset
+  is_chief = jax.process_index() == 0
+  os.makedirs(workdir, exist_ok=True)
+  if is_chief:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  mesh = sharding.make_mesh(config.mesh)
+  sharding.check_global_batch(config.global_batch_size, mesh)
+  model = build_model(config.model)
+  token_spec = TokenSpec.from_tokenizer(prepared.tokenizer)
+  steps_per_epoch = pipeline.steps_per_epoch(ds.data_dir, ds.name, ds.train_split,
+                                             config.global_batch_size)
+  total_steps = config.total_steps or int(config.num_epochs * steps_per_epoch)
+  schedule = optim.learning_rate_schedule(config.optimizer, config.global_batch_size,
+                                          steps_per_epoch, total_steps)
+  optimizer = optim.make_optimizer(config.optimizer, schedule)
+
+  with jax.set_mesh(mesh):
+    make_state = functools.partial(create_train_state, model, config, optimizer)
+    abstract_state = jax.eval_shape(make_state)
+    state_shardings = sharding.state_shardings(abstract_state, mesh)
+    state = jax.jit(make_state, out_shardings=state_shardings)()
+    num_params = summary.count_parameters(state.params)
+    logging.info('parameters: %s', f'{num_params:,}')
+    if is_chief:
+      print(f'parameters: {num_params:,}', flush=True)
+
+    checkpoint_dir = os.path.join(workdir, 'checkpoints')
+    manager = checkpoint_lib.make_manager(checkpoint_dir, keep=config.keep_checkpoints)
+    checkpoint_lib.write_run_files(checkpoint_dir, config, _tokenizer_dir(config))
+    latest = manager.latest_step()
+    if latest is not None:
+      abstract = jax.tree.map(
+          lambda leaf, s: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=s),
+          abstract_state, state_shardings)
+      state, data_state = checkpoint_lib.restore(manager, latest, abstract)
+      logging.info('Resuming from step %d (checkpoint %s).', latest, checkpoint_dir)
+      if is_chief:
+        print(f'Resuming from step {latest} ({checkpoint_dir}).', flush=True)
+    elif config.init_from:
+      state = load_init_from(state, config.init_from)
+      state = jax.device_put(state, state_shardings)
+    start_step = int(state.step)
+
+    batch_sharding = sharding.batch_sharding(mesh)
+    train_step = jax.jit(steps.make_train_step(model, config, token_spec, optimizer, schedule),
+                         in_shardings=(state_shardings, batch_sharding),
+                         out_shardings=(state_shardings, None), donate_argnums=(0,))
+    reconstruct = jax.jit(steps.make_reconstruct_step(model, config))
+    batches = pipeline.train_iterator(
+        ds.data_dir, ds.name, ds.train_split, config.global_batch_size, seed=config.seed,
+        start_step=start_step, itm_negative_prob=ds.itm_negative_prob,
+        image_size=config.model.image_size, deterministic=ds.deterministic)
+    state = _loop(config, workdir, state, train_step, reconstruct, batches, batch_sharding,
+                  manager, start_step, total_steps, steps_per_epoch)
+    manager.wait_until_finished()
+    manager.close()
+  return state
+
+
+def _tokenizer_dir(config) -> Optional[str]:
+  from input_pipeline import prepare  # pylint: disable=import-outside-toplevel
+  return prepare.tokenizer_dir(config.dataset.data_dir, config.dataset.name)
+
+
+def _loop(config, workdir, state, train_step, reconstruct, batches, batch_sharding, manager,
+          start_step: int, total_steps: int, steps_per_epoch: int) -> TrainState:
+  is_chief = jax.process_index() == 0
+  writer = _summary_writer(workdir) if is_chief else None
+  progress = _progress_bar(start_step, total_steps) if is_chief else None
+  preemption = PreemptionFlag()
+  pending: Optional[tuple[int, Any]] = None  # metrics of the step before, fetched one step late
+  window_start, window_steps = time.perf_counter(), 0
+  step = start_step
+  try:
+    while step < total_steps:
+      local_batch = next(batches)
+      batch = sharding.to_global_batch(local_batch, batch_sharding)
+      with jax.transfer_guard_host_to_device('disallow'):
+        state, metrics = train_step(state, batch)
+      step += 1
+      window_steps += 1
+      if config.debug_step_delay_s:
+        time.sleep(config.debug_step_delay_s)
+      if pending is not None:  # the previous step has finished or nearly: cheap to read
+        _report(*pending, writer, progress)
+      pending = (step, metrics)
+      if step % config.log_every == 0 or step == total_steps:
+        elapsed = time.perf_counter() - window_start
+        throughput = window_steps * config.global_batch_size / elapsed
+        _report(*pending, writer, progress, throughput=throughput)
+        pending = None
+        window_start, window_steps = time.perf_counter(), 0
+      stop = preemption.raised or manager.reached_preemption(step)
+      if step % config.checkpoint_every == 0 or step == total_steps or stop:
+        if pending is not None:
+          _report(*pending, writer, progress)
+          pending = None
+        checkpoint_lib.save(manager, step, state, {'step': step, 'epoch': step // steps_per_epoch},
+                            force=True)
+        if writer is not None:
+          _image_summaries(writer, step, state, local_batch, reconstruct, config)
+      if stop:
+        manager.wait_until_finished()
+        logging.warning('Stopped at step %d after SIGTERM; checkpoint saved.', step)
+        if is_chief:
+          print(f'Preempted: checkpoint saved at step {step}.', flush=True)
+        break
+    if pending is not None:
+      _report(*pending, writer, progress)
+  finally:
+    preemption.restore()
+    manager.wait_until_finished()
+    if progress is not None:
+      progress.close()
+    if writer is not None:
+      writer.flush()
+  return state
+
+
+def _report(step: int, metrics, writer, progress, throughput: Optional[float] = None) -> None:
+  values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+  check_finite(step, values)
+  if throughput is not None:
+    values['examples_per_s'] = throughput
+  if writer is not None:
+    for key, value in values.items():
+      writer.scalar(f'train/{key}', value, step)
+  if progress is not None:
+    progress.update(step - progress.n)
+    shown = {k.replace('loss_', ''): f'{v:.4f}' for k, v in values.items() if k.startswith('loss')}
+    if throughput is not None:
+      progress.throughput = throughput
+    if hasattr(progress, 'throughput'):
+      shown['ex/s'] = f'{progress.throughput:.1f}'
+    progress.set_postfix(shown, refresh=False)
+  if throughput is not None:
+    logging.info('step %d: %s', step, ', '.join(f'{k}={v:.5g}' for k, v in values.items()))
+
+
+def _progress_bar(start_step: int, total_steps: int):
+  from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+  return tqdm(total=total_steps, initial=start_step, desc='train', unit='step',
+              dynamic_ncols=True, mininterval=1.0)
+
+
+def _summary_writer(workdir: str):
+  from flax.metrics import tensorboard  # pylint: disable=import-outside-toplevel
+  return tensorboard.SummaryWriter(workdir)
+
+
+def _image_summaries(writer, step, state, local_batch, reconstruct, config, count: int = 4):
+  """Masked inputs and reconstructions of a few training images (MIR models only)."""
+  if 'mir' not in config.model.heads:
+    return
+  images = jnp.asarray(local_batch['images'][:count])
+  input_ids = jnp.asarray(local_batch['input_ids'][:count])
+  masked, reconstruction = reconstruct(state.variables, images, input_ids, jax.random.key(step))
+  writer.image('train/masked_input', np.asarray(masked), step, max_outputs=count)
+  writer.image('train/reconstruction', np.asarray(reconstruction), step, max_outputs=count)

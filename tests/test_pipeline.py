@@ -1,0 +1,305 @@
+"""Tests of the training / evaluation input pipelines (input_pipeline.pipeline).
+
+The fixture dataset is written in the prepared-dataset format with tiny
+lossless (PNG) images whose pixels encode the record index, and captions
+whose first words encode product and record, so that each batch row can be
+traced back to its record.
+"""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from input_pipeline import pipeline
+from input_pipeline.throughput import write_contract_dataset
+
+NAME = "contract_fixture"
+NUM_TRAIN = 37  # uneven on purpose
+NUM_VALIDATION = 23
+VIEWS_PER_PRODUCT = 2
+IMAGE_SIZE = 16
+TEXT_LENGTH = 8
+FIRST_WORD_ID = 1000  # see write_contract_dataset: [CLS] 1000+product 1000+record ...
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  directory = str(tmp_path_factory.mktemp("pipeline_data"))
+  write_contract_dataset(
+      directory, NAME,
+      split_sizes={"train": NUM_TRAIN, "validation": NUM_VALIDATION},
+      views_per_product=VIEWS_PER_PRODUCT, image_size=IMAGE_SIZE,
+      text_length=TEXT_LENGTH, image_encoding="png", marked_images=True)
+  return directory
+
+
+def record_of_image(images):
+  """Record index marked in each image: uint8 [B, S, S, 3] -> int [B]."""
+  return images[:, 0, 0, 0].astype(int) + 256 * images[:, 0, 0, 1].astype(int)
+
+
+def train_batches(data_dir, count, **kwargs):
+  options = dict(seed=3, image_size=IMAGE_SIZE, deterministic=True,
+                 process_index=0, process_count=1)
+  options.update(kwargs)
+  global_batch = options.pop("global_batch_size", 8)
+  iterator = pipeline.train_iterator(data_dir, NAME, "train", global_batch,
+                                     **options)
+  batches = [next(iterator) for _ in range(count)]
+  iterator.close()
+  return batches
+
+
+def test_train_batch_structure(data_dir):
+  (batch,) = train_batches(data_dir, 1)
+  assert set(batch) == {"images", "input_ids", "itm_labels", "main_labels",
+                        "sub_labels"}
+  assert batch["images"].shape == (8, IMAGE_SIZE, IMAGE_SIZE, 3)
+  assert batch["images"].dtype == np.uint8
+  assert batch["input_ids"].shape == (8, TEXT_LENGTH)
+  assert batch["input_ids"].dtype == np.int32
+  for key in ("itm_labels", "main_labels", "sub_labels"):
+    assert batch[key].shape == (8,) and batch[key].dtype == np.int32
+  # Labels are those of the image's record (see write_contract_dataset: 4 main
+  # categories x 3 sub-categories, sub-category = product % 12).
+  records = record_of_image(batch["images"])
+  subcategories = (records // VIEWS_PER_PRODUCT) % 12
+  np.testing.assert_array_equal(batch["sub_labels"], subcategories)
+  np.testing.assert_array_equal(batch["main_labels"], subcategories // 3)
+
+
+def test_each_epoch_visits_distinct_records_and_reshuffles(data_dir):
+  steps = pipeline.steps_per_epoch(data_dir, NAME, "train", 8)
+  assert steps == NUM_TRAIN // 8
+  batches = train_batches(data_dir, 2 * steps)
+  epochs = [np.concatenate([record_of_image(b["images"])
+                            for b in batches[e * steps:(e + 1) * steps]])
+            for e in range(2)]
+  for order in epochs:
+    assert len(set(order.tolist())) == steps * 8  # no record twice per epoch
+    assert set(order.tolist()) <= set(range(NUM_TRAIN))
+  assert not np.array_equal(epochs[0], epochs[1])
+
+
+def test_resume_yields_the_same_batches(data_dir):
+  reference = train_batches(data_dir, 11)
+  resumed = train_batches(data_dir, 5, start_step=6)  # crosses an epoch end
+  for expected, actual in zip(reference[6:], resumed):
+    assert expected.keys() == actual.keys()
+    for key in expected:
+      np.testing.assert_array_equal(expected[key], actual[key])
+
+
+def test_seed_controls_the_order(data_dir):
+  first = train_batches(data_dir, 2, seed=5)
+  again = train_batches(data_dir, 2, seed=5)
+  other = train_batches(data_dir, 2, seed=6)
+  np.testing.assert_array_equal(first[1]["images"], again[1]["images"])
+  np.testing.assert_array_equal(first[1]["input_ids"], again[1]["input_ids"])
+  assert not np.array_equal(first[0]["images"], other[0]["images"])
+
+
+def test_non_deterministic_mode_delivers_the_same_batches(data_dir):
+  # Unordered mode yields whichever batch in flight is ready first: the same
+  # batches as the ordered mode, give or take a window of in-flight steps.
+  prefetch, workers = 2, 3
+  key = lambda b: tuple(record_of_image(b["images"]))
+  ordered = [key(b) for b in train_batches(data_dir, 6 + prefetch + workers)]
+  unordered = [key(b) for b in train_batches(
+      data_dir, 6, deterministic=False, num_workers=workers, prefetch=prefetch)]
+  assert len(set(unordered)) == 6
+  assert set(unordered) <= set(ordered)
+
+
+def caption_record(input_ids):
+  return input_ids[:, 2] - FIRST_WORD_ID
+
+
+def caption_product(input_ids):
+  return input_ids[:, 1] - FIRST_WORD_ID
+
+
+def test_itm_pairs_and_labels(data_dir):
+  batches = train_batches(data_dir, 8, itm_negative_prob=0.5)
+  labels = np.concatenate([b["itm_labels"] for b in batches])
+  image_records = np.concatenate([record_of_image(b["images"]) for b in batches])
+  ids = np.concatenate([b["input_ids"] for b in batches])
+  same_product = caption_product(ids) == image_records // VIEWS_PER_PRODUCT
+  np.testing.assert_array_equal(labels, same_product.astype(np.int32))
+  swapped = caption_record(ids) != image_records
+  assert 0.2 < swapped.mean() < 0.8  # about half the captions are swapped
+  # A swapped caption comes from another item of the same (global) batch.
+  for batch in batches:
+    assert set(caption_record(batch["input_ids"]).tolist()) <= set(
+        record_of_image(batch["images"]).tolist())
+
+
+@pytest.mark.parametrize("probability, expect_swapped", [(0.0, False), (1.0, True)])
+def test_itm_negative_probability_extremes(data_dir, probability, expect_swapped):
+  (batch,) = train_batches(data_dir, 1, itm_negative_prob=probability)
+  swapped = caption_record(batch["input_ids"]) != record_of_image(batch["images"])
+  assert swapped.all() == expect_swapped and swapped.any() == expect_swapped
+  if not expect_swapped:
+    np.testing.assert_array_equal(batch["itm_labels"], 1)
+
+
+def test_hosts_split_the_global_batch(data_dir):
+  (single,) = train_batches(data_dir, 1, start_step=2, global_batch_size=12)
+  parts = [train_batches(data_dir, 1, start_step=2, global_batch_size=12,
+                         process_index=p, process_count=3)[0]
+           for p in range(3)]
+  assert all(len(part["images"]) == 4 for part in parts)
+  # The same global batch, ITM pairs included, whatever the number of hosts.
+  for key in ("images", "input_ids", "itm_labels", "main_labels", "sub_labels"):
+    np.testing.assert_array_equal(
+        np.concatenate([part[key] for part in parts]), single[key])
+
+
+def test_resize_to_another_image_size(data_dir):
+  (batch,) = train_batches(data_dir, 1, image_size=12)
+  assert batch["images"].shape == (8, 12, 12, 3)
+  # Marked images are flat, and resizing keeps a flat image's value.
+  records = record_of_image(batch["images"])
+  np.testing.assert_array_equal(batch["images"][:, 7, 5, 0], records % 256)
+
+
+def test_global_batch_must_divide_over_hosts(data_dir):
+  with pytest.raises(pipeline.PipelineConfigError, match="divide evenly"):
+    pipeline.train_iterator(data_dir, NAME, "train", 10, seed=0,
+                            process_index=0, process_count=3)
+
+
+def test_eval_covers_every_record_once_over_three_hosts(data_dir):
+  seen = []
+  for process in range(3):
+    batches = list(pipeline.eval_iterator(
+        data_dir, NAME, "validation", 6, image_size=IMAGE_SIZE,
+        process_index=process, process_count=3))
+    assert len(batches) == -(-NUM_VALIDATION // 6)  # same count on every host
+    for batch in batches:
+      assert batch["images"].shape == (2, IMAGE_SIZE, IMAGE_SIZE, 3)
+      assert batch["input_ids"].shape == (2, TEXT_LENGTH)
+      assert batch["valid"].dtype == bool
+      records = record_of_image(batch["images"])
+      valid = batch["valid"]
+      # An eval batch carries each record's own caption.
+      np.testing.assert_array_equal(
+          caption_record(batch["input_ids"])[valid], records[valid])
+      assert (batch["images"][~valid] == 0).all()
+      seen.extend(records[valid].tolist())
+  assert sorted(seen) == list(range(NUM_VALIDATION))
+
+
+def test_eval_without_padding(data_dir):
+  batches = list(pipeline.eval_iterator(
+      data_dir, NAME, "validation", 10, image_size=IMAGE_SIZE,
+      process_index=0, process_count=1, pad_to_full_batch=False))
+  assert [len(b["images"]) for b in batches] == [10, 10, 3]
+  assert all(b["valid"].all() for b in batches)
+
+
+def test_split_view_and_metadata(data_dir):
+  metadata = pipeline.read_metadata(data_dir, NAME, "validation")
+  assert list(metadata.ids) == [f"validation_{i}" for i in range(NUM_VALIDATION)]
+  assert metadata.product_ids[5] == f"validation_product_{5 // VIEWS_PER_PRODUCT}"
+  assert metadata.poses[5] == "view_1"
+  view = pipeline.SplitView(data_dir, NAME, "validation", image_size=IMAGE_SIZE,
+                            metadata=metadata)
+  ids = ["validation_7", "validation_2", "validation_7"]
+  np.testing.assert_array_equal(record_of_image(view.images(ids)), [7, 2, 7])
+  np.testing.assert_array_equal(caption_record(view.input_ids(ids)), [7, 2, 7])
+  with pytest.raises(pipeline.PreparedDatasetError, match="no record with id"):
+    view.images(["nope"])
+  view.close()
+
+
+def test_missing_dataset_and_split_are_named(data_dir):
+  with pytest.raises(pipeline.PreparedDatasetError, match="absent_dataset"):
+    pipeline.steps_per_epoch(data_dir, "absent_dataset", "train", 8)
+  with pytest.raises(pipeline.PreparedDatasetError, match="no split 'test'"):
+    pipeline.steps_per_epoch(data_dir, NAME, "test", 8)
+
+
+def test_truncated_shard_is_reported(data_dir, tmp_path):
+  broken_dir = str(tmp_path / "broken")
+  shutil.copytree(data_dir, broken_dir)
+  version_dir = os.path.join(broken_dir, NAME, "1.0.0")
+  (shard,) = [f for f in os.listdir(version_dir) if "train.tfrecord" in f]
+  path = os.path.join(version_dir, shard)
+  with open(path, "r+b") as f:
+    f.truncate(os.path.getsize(path) // 2)
+  with pytest.raises(pipeline.PreparedDatasetError, match=shard):
+    next(pipeline.train_iterator(broken_dir, NAME, "train", 8, seed=0,
+                                 process_index=0, process_count=1))
+
+
+def test_prepared_synthetic_dataset(tmp_path):
+  """Integration: the real `prepare` output (raw-byte images) feeds the pipeline."""
+  prepare = pytest.importorskip("input_pipeline.prepare")
+  from input_pipeline import retrieval_sets  # pylint: disable=g-import-not-at-top
+  data_dir = str(tmp_path)
+  prepare.prepare_dataset(
+      "synthetic_fashion", data_dir, num_products=24,
+      num_validation_products=10, image_size=32, text_length=16,
+      vocab_size=100)
+  name = "synthetic_fashion"
+  tokenizer = prepare.load_prepared(name, data_dir).tokenizer
+  iterator = pipeline.train_iterator(data_dir, name, "train", 8, seed=0,
+                                     image_size=32, process_index=0,
+                                     process_count=1)
+  batch = next(iterator)
+  iterator.close()
+  assert batch["images"].shape == (8, 32, 32, 3)
+  assert batch["images"].std() > 0  # real pictures, not zeros
+  assert (batch["input_ids"][:, 0] == tokenizer.cls_id).all()
+  assert batch["input_ids"].max() < tokenizer.vocab_size
+  batches = list(pipeline.eval_iterator(data_dir, name, "validation", 8,
+                                        image_size=32, process_index=0,
+                                        process_count=1))
+  total = pipeline.num_examples(data_dir, name, "validation")
+  assert sum(int(b["valid"].sum()) for b in batches) == total
+  metadata = pipeline.read_metadata(data_dir, name, "validation")
+  records = retrieval_sets.records_from_metadata(metadata)
+  sets = retrieval_sets.build_retrieval_sets(
+      records, num_queries=2, num_candidates=2, seed=0, dataset=name,
+      split="validation")
+  view = pipeline.SplitView(data_dir, name, "validation", image_size=32,
+                            metadata=metadata)
+  (pairs, _) = list(retrieval_sets.candidate_batches(sets, view, "tir"))
+  assert pairs["images"].shape == (2, 32, 32, 3)
+  assert pairs["input_ids"].shape == (2, 16)
+  view.close()
+
+
+def test_malformed_record_is_named(data_dir):
+  from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
+  features = pipeline.open_split(data_dir, NAME, "train").features
+  decoder = pipeline.ExampleDecoder(
+      features, (pipeline.INPUT_IDS_KEY, pipeline.CATEGORY_KEY), source="here")
+  example = example_pb2.Example()
+  example.features.feature[pipeline.INPUT_IDS_KEY].int64_list.value.extend([1, 2])
+  example.features.feature[pipeline.CATEGORY_KEY].int64_list.value.append(0)
+  with pytest.raises(pipeline.PreparedDatasetError,
+                     match="here: record 41: feature 'input_ids' holds 2"):
+    decoder([example.SerializeToString()], [41])
+  example.features.feature[pipeline.INPUT_IDS_KEY].int64_list.value.extend(
+      [0] * (TEXT_LENGTH - 2))
+  decoder([example.SerializeToString()], [41])  # now well-formed
+  del example.features.feature[pipeline.CATEGORY_KEY]
+  with pytest.raises(pipeline.PreparedDatasetError, match="'category' is missing"):
+    decoder([example.SerializeToString()], [41])
+
+
+def test_array_record_shards(tmp_path):
+  data_dir = str(tmp_path)
+  write_contract_dataset(data_dir, NAME, split_sizes={"train": 10},
+                         image_size=8, text_length=TEXT_LENGTH,
+                         image_encoding="png", marked_images=True,
+                         file_format="array_record")
+  (batch,) = list(pipeline.eval_iterator(data_dir, NAME, "train", 10,
+                                         image_size=8, process_index=0,
+                                         process_count=1))
+  np.testing.assert_array_equal(record_of_image(batch["images"]), range(10))
+  np.testing.assert_array_equal(caption_record(batch["input_ids"]), range(10))

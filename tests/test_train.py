@@ -1,0 +1,253 @@
+"""Training: sharded step equivalence, preemption, kill -9 resume, multi-process, learning."""
+import glob
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mvlt_jax import checkpoint as checkpoint_lib
+from mvlt_jax import optim, steps
+from mvlt_jax.masking import TokenSpec
+from mvlt_jax.models import build_model
+from mvlt_jax.train import create_train_state
+from tests.conftest import tiny_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = os.path.join(REPO, 'tests', 'tiny_train_config.py')
+TOTAL_STEPS = 12
+
+
+def _env(cache_dir, devices=1):
+  env = dict(os.environ)
+  env.update({
+      # Identical programs compile once across the runs of this module.
+      'JAX_COMPILATION_CACHE_DIR': str(cache_dir),
+      'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
+      'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0',
+      'XLA_FLAGS': (f'--xla_force_host_platform_device_count={devices} '
+                    '--xla_backend_optimization_level=0'),
+      'JAX_PLATFORMS': 'cpu',
+      'PYTHONPATH': REPO,
+  })
+  return env
+
+
+def _train_cmd(workdir, data_dir, *extra):
+  return [sys.executable, 'main.py', f'--config={TINY}', f'--workdir={workdir}',
+          f'--config.dataset.data_dir={data_dir}', *extra]
+
+
+def _params(workdir):
+  variables, step = checkpoint_lib.load_variables(os.path.join(workdir, 'checkpoints'))
+  return jax.tree.map(np.asarray, variables), step
+
+
+def _assert_same_params(a, b, atol=0.0):
+  flat_a = jax.tree_util.tree_leaves_with_path(a)
+  flat_b = jax.tree.leaves(b)
+  assert len(flat_a) == len(flat_b)
+  for (path, x), y in zip(flat_a, flat_b):
+    np.testing.assert_allclose(x, y, rtol=0, atol=atol, err_msg=jax.tree_util.keystr(path))
+
+
+@pytest.fixture(scope='module')
+def run_dirs(tmp_path_factory):
+  root = tmp_path_factory.mktemp('train')
+  return dict(root=root, data=root / 'data', cache=root / 'xla_cache')
+
+
+@pytest.fixture(scope='module')
+def reference(run_dirs):
+  """An uninterrupted tiny run (it also prepares the tiny dataset)."""
+  workdir = run_dirs['root'] / 'reference'
+  result = subprocess.run(_train_cmd(workdir, run_dirs['data']), cwd=REPO,
+                          env=_env(run_dirs['cache']), capture_output=True, text=True,
+                          timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  params, step = _params(workdir)
+  assert step == TOTAL_STEPS
+  return dict(workdir=workdir, params=params, stdout=result.stdout, stderr=result.stderr)
+
+
+def test_reference_run_logs_and_lowers_loss(reference):
+  assert 'parameters: ' in reference['stdout']
+  assert os.path.exists(os.path.join(reference['workdir'], 'config.json'))
+  assert glob.glob(os.path.join(reference['workdir'], 'events.out.tfevents.*'))
+  from tensorboard.backend.event_processing import event_accumulator
+  events = event_accumulator.EventAccumulator(str(reference['workdir']),
+                                              size_guidance={'tensors': 0})
+  events.Reload()
+  losses = [float(tf_value.tensor_proto.float_val[0] if tf_value.tensor_proto.float_val else
+                  np.frombuffer(tf_value.tensor_proto.tensor_content, np.float32)[0])
+            for tf_value in events.Tensors('train/loss')]
+  assert len(losses) >= 3
+  assert losses[-1] < losses[0]
+  assert 'train/reconstruction' in events.Tags()['tensors']
+
+
+def _wait_for_checkpoint(workdir, proc, timeout=600):
+  """Waits until a first checkpoint step directory exists; returns its step."""
+  ckpt = os.path.join(workdir, 'checkpoints')
+  start = time.time()
+  while time.time() - start < timeout:
+    if os.path.isdir(ckpt):
+      done = [int(d) for d in os.listdir(ckpt) if d.isdigit()]
+      if done:
+        return min(done)
+    if proc.poll() is not None:
+      raise AssertionError(f'run ended before its first checkpoint: {proc.stderr.read()[-3000:]}')
+    time.sleep(0.01)
+  raise AssertionError('no checkpoint appeared')
+
+
+@pytest.mark.parametrize('how', ['kill9', 'sigterm'])
+def test_interrupted_run_resumes_to_same_parameters(reference, run_dirs, how):
+  workdir = run_dirs['root'] / how
+  env = _env(run_dirs['cache'])
+  # Slow the first run down a little so that it is interrupted mid-run, not at its end.
+  proc = subprocess.Popen(_train_cmd(workdir, run_dirs['data'], '--config.debug_step_delay_s=0.3'),
+                          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+  _wait_for_checkpoint(workdir, proc)
+  proc.send_signal(signal.SIGKILL if how == 'kill9' else signal.SIGTERM)
+  stdout, stderr = proc.communicate(timeout=300)
+  if how == 'sigterm':
+    assert proc.returncode == 0, stderr[-3000:]
+    assert 'Preempted: checkpoint saved at step' in stdout
+  else:
+    assert proc.returncode == -signal.SIGKILL
+  _, stopped_at = _params(workdir)
+  assert 0 < stopped_at < TOTAL_STEPS
+  result = subprocess.run(_train_cmd(workdir, run_dirs['data']), cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'Resuming from step' in result.stdout
+  params, step = _params(workdir)
+  assert step == TOTAL_STEPS
+  _assert_same_params(params, reference['params'])
+
+
+def test_two_processes_match_one_process(reference, run_dirs):
+  workdir = run_dirs['root'] / 'two_processes'
+  env = _env(run_dirs['cache'])
+  port = 20000 + os.getpid() % 20000
+  procs = [subprocess.Popen(
+      _train_cmd(workdir, run_dirs['data'],
+                 f'--config.distributed.coordinator_address=localhost:{port}',
+                 '--config.distributed.num_processes=2', f'--config.distributed.process_id={i}'),
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for i in range(2)]
+  for proc in procs:
+    _, stderr = proc.communicate(timeout=900)
+    assert proc.returncode == 0, stderr[-3000:]
+  params, step = _params(workdir)
+  assert step == TOTAL_STEPS
+  _assert_same_params(params, reference['params'], atol=2e-5)
+
+
+SHARDED_CHECK = textwrap.dedent('''
+    import ml_collections
+    import jax, numpy as np
+    from mvlt_jax import optim, sharding, steps
+    from mvlt_jax.masking import TokenSpec
+    from mvlt_jax.models import build_model
+    from mvlt_jax.train import create_train_state
+    from tests.conftest import tiny_config
+    assert jax.device_count() == 8
+    config = tiny_config()
+    model = build_model(config.model)
+    schedule = optim.learning_rate_schedule(config.optimizer, 16, 10, 100)
+    optimizer = optim.make_optimizer(config.optimizer, schedule)
+    step_fn = steps.make_train_step(model, config, TokenSpec(64, (0, 1, 2, 3, 4), 4), optimizer,
+                                    schedule)
+    rng = np.random.default_rng(0)
+    batch = dict(images=rng.integers(0, 256, (16, 64, 64, 3), dtype=np.uint8),
+                 input_ids=rng.integers(5, 64, (16, 16)).astype(np.int32),
+                 itm_labels=rng.integers(0, 2, (16,)).astype(np.int32))
+
+    def run(devices, fsdp):
+      mesh_config = ml_collections.ConfigDict(dict(data=-1, fsdp=fsdp))
+      mesh = sharding.make_mesh(mesh_config, devices=devices)
+      with jax.set_mesh(mesh):
+        make_state = lambda: create_train_state(model, config, optimizer)
+        shardings = sharding.state_shardings(jax.eval_shape(make_state), mesh, min_fsdp_size=1)
+        state = jax.jit(make_state, out_shardings=shardings)()
+        batch_sharding = sharding.batch_sharding(mesh)
+        global_batch = sharding.to_global_batch(batch, batch_sharding)
+        fn = jax.jit(step_fn, in_shardings=(shardings, batch_sharding),
+                     out_shardings=(shardings, None), donate_argnums=(0,))
+        for _ in range(2):
+          state, metrics = fn(state, global_batch)
+        kernel = state.params['block1']['0']['attn']['q']['kernel']
+        print(len(devices), 'devices, fsdp', fsdp, 'q kernel sharding', kernel.sharding.spec)
+        return jax.device_get(state.params), jax.device_get(metrics)
+
+    p1, m1 = run(jax.devices()[:1], 1)
+    for fsdp in (1, 2):
+      p8, m8 = run(jax.devices(), fsdp)
+      for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p8)):
+        np.testing.assert_allclose(a, b, atol=2e-5, rtol=1e-4)
+      np.testing.assert_allclose(m1['loss'], m8['loss'], rtol=1e-5)
+      print('sharded ok: fsdp', fsdp, float(m8['loss']))
+''')
+
+
+def test_sharded_step_on_8_devices_equals_single_device(run_dirs):
+  result = subprocess.run([sys.executable, '-c', SHARDED_CHECK], cwd=REPO,
+                          env=_env(run_dirs['cache'], devices=8), capture_output=True,
+                          text=True, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'sharded ok: fsdp 1' in result.stdout and 'sharded ok: fsdp 2' in result.stdout
+  assert "P('fsdp', None)" in result.stdout  # fsdp=2 really shards the parameters
+
+
+def test_global_batch_must_divide_over_devices(run_dirs):
+  code = textwrap.dedent('''
+      import jax
+      from mvlt_jax import sharding
+      from tests.conftest import tiny_config
+      mesh = sharding.make_mesh(tiny_config().mesh)
+      try:
+        sharding.check_global_batch(12, mesh)
+      except ValueError as e:
+        print('error:', e)
+  ''')
+  result = subprocess.run([sys.executable, '-c', code], cwd=REPO,
+                          env=_env(run_dirs['cache'], devices=8), capture_output=True,
+                          text=True, timeout=300)
+  assert 'global_batch_size=12 does not divide over the 8 devices' in result.stdout
+
+
+def test_train_step_lowers_every_loss_on_a_fixed_batch():
+  config = tiny_config()
+  config.optimizer.base_learning_rate = 1e-3
+  config.optimizer.base_batch_size = 8
+  config.optimizer.warmup_epochs = 0.0
+  config.model.drop_path_rate = 0.0
+  config.model.text_dropout_rate = 0.0
+  model = build_model(config.model)
+  schedule = optim.learning_rate_schedule(config.optimizer, 8, 100, 1000)
+  optimizer = optim.make_optimizer(config.optimizer, schedule)
+  state = jax.jit(lambda: create_train_state(model, config, optimizer))()
+  step_fn = jax.jit(steps.make_train_step(model, config, TokenSpec(64, (0, 1, 2, 3, 4), 4),
+                                          optimizer, schedule), donate_argnums=(0,))
+  rng = np.random.default_rng(0)
+  batch = dict(images=jnp.asarray(rng.integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)),
+               input_ids=jnp.asarray(rng.integers(5, 64, (8, 16)).astype(np.int32)),
+               itm_labels=jnp.asarray(np.array([0, 1] * 4, np.int32)))
+  history = []
+  for _ in range(40):
+    state, metrics = step_fn(state, batch)
+    history.append(jax.device_get(metrics))
+  for key in ('loss_mir', 'loss_itm', 'loss_mlm', 'loss'):
+    first = np.mean([h[key] for h in history[:5]])
+    last = np.mean([h[key] for h in history[-5:]])
+    assert last < 0.8 * first, (key, first, last)
+  assert int(state.step) == 40
