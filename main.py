@@ -3,6 +3,8 @@
   python main.py --config=configs/demo.py --workdir=workdirs/demo
   python main.py --config=configs/pretrain.py --workdir=DIR --config.task=summary
 """
+import sys
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -16,11 +18,8 @@ flags.mark_flags_as_required(['config', 'workdir'])
 EVALUATION_TASKS = ('eval_retrieval', 'eval_recognition', 'reconstruct')
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  config = flags.FLAGS.config
-  workdir = _WORKDIR.value
+def run_task(config, workdir: str) -> None:
+  """Runs ``config.task``."""
   if config.task == 'summary':
     from mvlt_jax import summary  # pylint: disable=import-outside-toplevel
     print(summary.format_summary(config.model))
@@ -28,6 +27,9 @@ def main(argv):
   if config.task == 'train':
     from mvlt_jax import train  # pylint: disable=import-outside-toplevel
     train.train_and_evaluate(config, workdir)
+    if config.eval_after_training:
+      from mvlt_jax import evaluate  # pylint: disable=import-outside-toplevel
+      evaluate.run_demo_evaluation(config, workdir)
     return
   if config.task in EVALUATION_TASKS:
     from mvlt_jax import evaluate  # pylint: disable=import-outside-toplevel
@@ -35,6 +37,19 @@ def main(argv):
     return
   raise app.UsageError(f'Unknown config.task {config.task!r}; available: summary, train, '
                        f'{", ".join(EVALUATION_TASKS)}.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  from input_pipeline.errors import PrepareError  # pylint: disable=import-outside-toplevel
+  from mvlt_jax.errors import MVLTError  # pylint: disable=import-outside-toplevel
+  try:
+    run_task(flags.FLAGS.config, _WORKDIR.value)
+  except (MVLTError, PrepareError) as e:
+    # A problem the user can fix: the message names it; no traceback.
+    logging.error('%s: %s', type(e).__name__, e)
+    sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':

@@ -34,6 +34,7 @@ def get_config():
   d.caption_fields = 'title+description'
   d.deterministic = True
   d.prepare_options.vocab_size = 1000
+  d.prepare_options.image_size = 64  # stored at the model's size: no resize per batch
   d.prepare_options.num_products = 2000
   # The retrieval protocol needs >= 101 products per sub-category (26) in the eval split.
   d.prepare_options.num_validation_products = 4000
@@ -49,5 +50,9 @@ def get_config():
   c.optimizer.warmup_epochs = 1.0
   c.optimizer.final_lr = 1e-5
   c.checkpoint_every = 200
+  c.eval_after_training = True
+  c.eval.num_queries = 100  # of the paper's 1,000, to fit the CPU budget; 101 candidates each
+  c.eval.batch_size = 64
+  c.eval.max_examples = 512  # reconstruction metrics over the first 512 validation images
   c.log_every = 20
   return c

@@ -57,6 +57,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.dataset.tokenizer = 'wordpiece'  # wordpiece (release-compatible) | sentencepiece
   c.dataset.vocab_file = ''
   c.dataset.itm_negative_prob = 0.5
+  # Share of ITM negatives drawn from the same sub-category (0 = the paper: any product).
+  c.dataset.itm_hard_negative_prob = 0.0
   c.dataset.shuffle_buffer = 10_000
   c.dataset.deterministic = False  # True: batches are a pure function of (seed, step)
   c.dataset.auto_prepare = True  # prepare the dataset when it is missing
@@ -97,6 +99,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.log_every = 50
   c.init_from = ''  # a checkpoint to start from (e.g. converted from PyTorch)
   c.checkpoint = ''  # the checkpoint an evaluation task reads
+  c.eval_after_training = False  # run the retrieval + reconstruction evaluation after training
 
   # Evaluation tasks (eval_retrieval | eval_recognition | reconstruct; mvlt_jax/evaluate.py).
   # The model comes from the checkpoint's config.json, the data from c.dataset.

@@ -134,6 +134,11 @@ class PrepareOptions:
   def as_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
 
+  def storage_spec(self) -> image_ops.StorageSpec:
+    """How these options store images."""
+    return image_ops.StorageSpec(size=self.image_size, crop_margin=self.crop_white_margin,
+                                 encoding=self.image_encoding, jpeg_quality=self.jpeg_quality)
+
 
 # ---------------------------------------------------------------------------
 # Records
@@ -273,7 +278,7 @@ class BuildPlan:
     main_categories, sub_categories: the class lists.
     tokenizer: the (already trained) tokenizer.
     skips: the log of skipped records, which the build keeps adding to.
-    num_workers: processes that decode and preprocess the images.
+    image_workers: turn the source's images into stored images (started).
     category_counts: examples per split and category, filled by the build.
   """
 
@@ -284,7 +289,7 @@ class BuildPlan:
   sub_categories: list[str]
   tokenizer: Tokenizer
   skips: SkippedRecords
-  num_workers: int = 1
+  image_workers: ImageWorkers
   category_counts: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
 
@@ -384,30 +389,25 @@ class PreparedDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=
 
   def _generate_examples(self, split: str) -> Iterator[tuple[str, dict]]:
     plan = self._plan
-    options = plan.options
-    spec = image_ops.StorageSpec(size=options.image_size, crop_margin=options.crop_white_margin,
-                                 encoding=options.image_encoding,
-                                 jpeg_quality=options.jpeg_quality)
     counts = collections.Counter()
-    with ImageWorkers(spec, plan.num_workers) as workers:
-      images = workers.process(plan.source.images(split, plan.records[split]))
-      for record, image in images:  # image: uint8 [S, S, 3] or JPEG bytes, or an error
-        if isinstance(image, ImageDecodeError):
-          image = BadRecordError(record.where, 'corrupt_image', str(image))
-        if isinstance(image, BadRecordError):
-          plan.skips.add(split, image)
-          continue
-        counts[record.category] += 1
-        yield record.id, {
-            'id': record.id,
-            'product_id': record.product_id,
-            'image': image,
-            'caption': record.caption,
-            'input_ids': plan.tokenizer.encode(record.caption, options.text_length),
-            'category': record.category,
-            'subcategory': record.subcategory,
-            'pose': record.pose,
-        }
+    images = plan.image_workers.process(plan.source.images(split, plan.records[split]))
+    for record, image in images:  # image: uint8 [S, S, 3] or JPEG bytes, or an error
+      if isinstance(image, ImageDecodeError):
+        image = BadRecordError(record.where, 'corrupt_image', str(image))
+      if isinstance(image, BadRecordError):
+        plan.skips.add(split, image)
+        continue
+      counts[record.category] += 1
+      yield record.id, {
+          'id': record.id,
+          'product_id': record.product_id,
+          'image': image,
+          'caption': record.caption,
+          'input_ids': plan.tokenizer.encode(record.caption, plan.options.text_length),
+          'category': record.category,
+          'subcategory': record.subcategory,
+          'pose': record.pose,
+      }
     if not counts:
       raise FatalInputError(f'{self.name}: no record of split {split!r} has a usable image '
                             f'(skipped: {plan.skips.as_dict().get(split)})')

@@ -13,6 +13,12 @@ an integer); the rows of one product are contiguous.
   ``input_subcategory`` values over train and validation (the paper reports 48
   and 122; the metadata records what the files hold).
 * ``pose`` is ``input_pose`` (empty if the files lack it).
+
+Storage: raw images (the default, fastest to read: ~2,800 examples/s on one
+CPU thread) take 196 KB each, about 51 GB for the ~260k training images;
+``--image_encoding=jpeg`` (quality ``--jpeg_quality``, 95 by default) stores
+them in roughly a tenth of that, but decoding JPEG is slower (~550
+examples/s per thread measured on 256x256 synthetic images).
 """
 
 from __future__ import annotations

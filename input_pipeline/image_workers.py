@@ -7,10 +7,12 @@ to a process pool, keeps a bounded number of batches in flight (memory stays
 flat however large the dataset) and gives the results back in input order,
 so the prepared dataset is the same whatever the number of workers.
 
-Workers are forked: they only run PIL/numpy code of :mod:`image_ops` and the
-synthetic renderer, never TensorFlow, and forking spares each of them a fresh
-interpreter re-importing TensorFlow (several seconds). Where ``fork`` does not
-exist, ``spawn`` is used.
+Workers are started with ``spawn``, never ``fork``: the preparing process
+may hold threads (TensorFlow's, JAX's when training prepares the synthetic
+demo), and a forked child of a multithreaded process can deadlock. A spawned
+worker imports what it needs (PIL, numpy, the synthetic renderer) and, as
+Python's ``spawn`` does, the caller's main module (about a second for
+``python -m input_pipeline.prepare``: TensorFlow is imported lazily).
 """
 
 from __future__ import annotations
@@ -43,12 +45,6 @@ def default_num_workers() -> int:
     return os.cpu_count() or 1
 
 
-def _process_context() -> multiprocessing.context.BaseContext:
-  if 'fork' in multiprocessing.get_all_start_methods():
-    return multiprocessing.get_context('fork')
-  return multiprocessing.get_context('spawn')
-
-
 class ImageWorkers:
   """Turns source images into stored images, in parallel, in order.
 
@@ -71,7 +67,7 @@ class ImageWorkers:
   def __enter__(self) -> 'ImageWorkers':
     if self._num_workers > 1:
       self._pool = concurrent.futures.ProcessPoolExecutor(
-          max_workers=self._num_workers, mp_context=_process_context())
+          max_workers=self._num_workers, mp_context=multiprocessing.get_context('spawn'))
     return self
 
   def __exit__(self, *exc_info) -> None:

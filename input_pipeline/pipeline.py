@@ -511,19 +511,26 @@ def epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
 
 
 def itm_partners(global_batch_size: int, rows: np.ndarray, *,
-                 negative_prob: float, rng: np.random.Generator) -> np.ndarray:
+                 negative_prob: float, rng: np.random.Generator,
+                 hard_negative_prob: float = 0.0,
+                 subcategories: np.ndarray | None = None) -> np.ndarray:
   """Positions in the GLOBAL batch whose captions the rows `rows` are fed with.
 
   The draw covers the whole global batch from a stream keyed by the step only,
   so every host forms the same pairs whatever the number of hosts. A row gets
   its own caption, or with probability `negative_prob` the caption of another
-  row of the global batch drawn uniformly (never itself).
+  row of the global batch drawn uniformly (never itself). With
+  `hard_negative_prob`, a negative is instead drawn among the other rows of the
+  same sub-category (when the global batch has any): a harder negative that
+  only attributes (colour, pattern, length...) tell apart.
 
   Args:
     global_batch_size: G, rows of the global batch.
     rows: int [B] positions of this host's rows in the global batch.
     negative_prob: chance that a row gets another row's caption.
     rng: the random stream of this step (the same on every host).
+    hard_negative_prob: chance that a negative comes from the same sub-category.
+    subcategories: int [G] sub-category of every row (needed for hard negatives).
 
   Returns:
     int [B] partner positions in [0, G).
@@ -532,10 +539,20 @@ def itm_partners(global_batch_size: int, rows: np.ndarray, *,
     raise PipelineConfigError(
         "ITM negatives are drawn from the global batch, which must hold at "
         f"least 2 items (got {global_batch_size}).")
+  positions = np.arange(global_batch_size)
   negative = rng.random(global_batch_size) < negative_prob  # [G]
   offset = rng.integers(1, global_batch_size, size=global_batch_size)  # [G]
-  partner = (np.arange(global_batch_size) + offset) % global_batch_size
-  partner = np.where(negative, partner, np.arange(global_batch_size))  # [G]
+  hard = rng.random(global_batch_size) < hard_negative_prob  # [G]
+  pick = rng.random(global_batch_size)  # [G] uniform choice among same-sub-category rows
+  partner = (positions + offset) % global_batch_size
+  if hard_negative_prob > 0:
+    if subcategories is None:
+      raise PipelineConfigError("hard ITM negatives need the rows' sub-categories.")
+    for row in np.flatnonzero(hard & negative):
+      same = np.flatnonzero((subcategories == subcategories[row]) & (positions != row))
+      if len(same):
+        partner[row] = same[int(pick[row] * len(same))]
+  partner = np.where(negative, partner, positions)  # [G]
   return partner[rows]
 
 
@@ -601,6 +618,7 @@ _TRAIN_KEYS = (IMAGE_KEY, INPUT_IDS_KEY, CATEGORY_KEY, SUBCATEGORY_KEY,
 def train_iterator(data_dir: str, name: str, split: str,
                    global_batch_size: int, *, seed: int, start_step: int = 0,
                    itm_negative_prob: float = DEFAULT_ITM_NEGATIVE_PROB,
+                   itm_hard_negative_prob: float = 0.0,
                    image_size: int = DEFAULT_IMAGE_SIZE,
                    shuffle_buffer: int | None = None,
                    deterministic: bool = False,
@@ -619,6 +637,8 @@ def train_iterator(data_dir: str, name: str, split: str,
     start_step: the first step to produce (resumption): the batches are the
       ones an iterator started at 0 yields from that step on.
     itm_negative_prob: chance that an image is paired with another caption.
+    itm_hard_negative_prob: chance that such a caption comes from an item of
+      the same sub-category (0 in the paper's recipe; see `itm_partners`).
     image_size: side of the delivered images (bilinear resize if the stored
       size differs).
     shuffle_buffer: unused; accepted for compatibility. The shuffle is a full
@@ -645,6 +665,9 @@ def train_iterator(data_dir: str, name: str, split: str,
   if not 0.0 <= itm_negative_prob <= 1.0:
     raise PipelineConfigError(
         f"itm_negative_prob must be in [0, 1], got {itm_negative_prob}.")
+  if not 0.0 <= itm_hard_negative_prob <= 1.0:
+    raise PipelineConfigError(
+        f"itm_hard_negative_prob must be in [0, 1], got {itm_hard_negative_prob}.")
   process_index, process_count = _process_topology(process_index, process_count)
   batch = local_batch_size(global_batch_size, process_count)
   prepared = open_split(os.fspath(data_dir), name, split)
@@ -655,6 +678,10 @@ def train_iterator(data_dir: str, name: str, split: str,
         f"{prepared.dataset_dir} split {split!r} has {total} records, fewer "
         f"than one global batch of {global_batch_size}.")
   permutations = _PermutationCache(seed, total)
+  # Sub-category of every record, for hard ITM negatives (one pass over the split).
+  record_subcategories = (
+      read_metadata(data_dir, name, split).subcategories
+      if itm_hard_negative_prob > 0 else None)
   # Captions and product ids of ITM partners, read without decoding any image.
   text_source = SplitSource(prepared, (INPUT_IDS_KEY, PRODUCT_ID_KEY))
 
@@ -666,13 +693,18 @@ def train_iterator(data_dir: str, name: str, split: str,
     example = source.read(indices)
     rng = np.random.default_rng([seed, _ITM_STREAM, step])
     rows = np.arange(process_index * batch, (process_index + 1) * batch)  # [B]
-    partner_rows = itm_partners(global_batch_size, rows,
-                                negative_prob=itm_negative_prob, rng=rng)
+    batch_indices = permutation[position * global_batch_size:
+                                (position + 1) * global_batch_size]  # [G]
+    partner_rows = itm_partners(
+        global_batch_size, rows, negative_prob=itm_negative_prob, rng=rng,
+        hard_negative_prob=itm_hard_negative_prob,
+        subcategories=(None if record_subcategories is None
+                       else record_subcategories[batch_indices]))
     input_ids = example[INPUT_IDS_KEY].copy()  # [B, L]
     itm_labels = np.ones((batch,), np.int32)
     swapped = np.flatnonzero(partner_rows != rows)
     if len(swapped):
-      partner_indices = permutation[position * global_batch_size + partner_rows[swapped]]
+      partner_indices = batch_indices[partner_rows[swapped]]
       partners = text_source.read(partner_indices)
       input_ids[swapped] = partners[INPUT_IDS_KEY]
       itm_labels[swapped] = (partners[PRODUCT_ID_KEY]

@@ -45,7 +45,7 @@ from input_pipeline.builders import (METADATA_FORMAT_VERSION, SPLITS, BuildPlan,
 from input_pipeline.catalog import Catalog
 from input_pipeline.errors import NotPreparedError, PrepareError, SkippedRecords, TokenizerError
 from input_pipeline.fashion_gen import FashionGen
-from input_pipeline.image_workers import default_num_workers
+from input_pipeline.image_workers import ImageWorkers, default_num_workers
 from input_pipeline.synthetic_builder import SyntheticFashion
 from input_pipeline.tokenizer import (Tokenizer, WordPieceTokenizer, load_tokenizer,
                                       train_sentencepiece)
@@ -260,15 +260,15 @@ def prepare_dataset(name: str,
   try:
     tokenizer = make_tokenizer(resolved, training_captions(records))
     tokenizer.save(staging_dir)
-    plan = BuildPlan(options=resolved, source=source, records=records,
-                     main_categories=main_categories, sub_categories=sub_categories,
-                     tokenizer=tokenizer, skips=skips,
-                     num_workers=num_workers or default_num_workers())
-    builder = builder_cls(data_dir=data_dir, plan=plan)
-    builder.download_and_prepare(
-        download_dir=os.path.join(staging_dir, 'downloads'),  # Nothing is downloaded.
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir,
-                                                     try_download_gcs=False))
+    with ImageWorkers(resolved.storage_spec(), num_workers or default_num_workers()) as workers:
+      plan = BuildPlan(options=resolved, source=source, records=records,
+                       main_categories=main_categories, sub_categories=sub_categories,
+                       tokenizer=tokenizer, skips=skips, image_workers=workers)
+      builder = builder_cls(data_dir=data_dir, plan=plan)
+      builder.download_and_prepare(
+          download_dir=os.path.join(staging_dir, 'downloads'),  # Nothing is downloaded.
+          download_config=tfds.download.DownloadConfig(manual_dir=manual_dir,
+                                                       try_download_gcs=False))
     _install_tokenizer(staging_dir, tokenizer_dir(data_dir, name))
   finally:
     shutil.rmtree(staging_dir, ignore_errors=True)

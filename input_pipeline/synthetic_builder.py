@@ -7,7 +7,7 @@ VALIDATION_SEED_OFFSET``, so the splits differ), each with up to ``max_views``
 views. The class lists are the generator's fixed ``main_categories()`` and
 ``sub_categories()``. No input files are needed.
 
-Drawing a view is what costs (about 6 ms), so the text pass builds the records
+Drawing a view is what costs (a few ms), so the text pass builds the records
 from ``sample_product`` and ``num_views`` without drawing anything, exactly as
 ``generate_catalog`` lays them out (a test holds the two to the same records),
 and the image pass draws each view once, in the image worker processes

@@ -27,23 +27,22 @@ from mvlt_jax.train_state import TrainState
 
 
 def load_dataset(config):
-  """The prepared dataset of ``config.dataset`` (prepared first when missing and allowed)."""
-  from input_pipeline import errors as data_errors  # pylint: disable=import-outside-toplevel
+  """The prepared dataset of ``config.dataset``.
+
+  With ``dataset.auto_prepare`` the dataset is prepared first when missing (a no-op when it
+  is prepared with the same options; an error naming the differences when not).
+  """
   from input_pipeline import prepare  # pylint: disable=import-outside-toplevel
   ds = config.dataset
-  try:
-    return prepare.load_prepared(ds.name, ds.data_dir)
-  except data_errors.NotPreparedError:
-    if not ds.auto_prepare:
-      raise
-  if jax.process_index() == 0:
-    logging.info('Preparing %s in %s ...', ds.name, ds.data_dir)
-    result = prepare.prepare_dataset(ds.name, ds.data_dir, manual_dir=ds.manual_dir or None,
-                                     **prepare_options(config))
-    print(result.format(), flush=True)
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-    multihost_utils.sync_global_devices('dataset prepared')
+  if ds.auto_prepare:
+    if jax.process_index() == 0:
+      result = prepare.prepare_dataset(ds.name, ds.data_dir, manual_dir=ds.manual_dir or None,
+                                       **prepare_options(config))
+      if not result.already_prepared:
+        print(result.format(), flush=True)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+      multihost_utils.sync_global_devices('dataset prepared')
   return prepare.load_prepared(ds.name, ds.data_dir)
 
 
@@ -219,6 +218,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     batches = pipeline.train_iterator(
         ds.data_dir, ds.name, ds.train_split, config.global_batch_size, seed=config.seed,
         start_step=start_step, itm_negative_prob=ds.itm_negative_prob,
+        itm_hard_negative_prob=ds.itm_hard_negative_prob,
         image_size=config.model.image_size, deterministic=ds.deterministic)
     state = _loop(config, workdir, state, train_step, reconstruct, batches, batch_sharding,
                   manager, start_step, total_steps, steps_per_epoch)

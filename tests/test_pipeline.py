@@ -145,6 +145,25 @@ def test_itm_negative_probability_extremes(data_dir, probability, expect_swapped
     np.testing.assert_array_equal(batch["itm_labels"], 1)
 
 
+def test_hard_itm_negatives_share_the_sub_category(data_dir):
+  batches = train_batches(data_dir, 6, itm_negative_prob=1.0, itm_hard_negative_prob=1.0,
+                          global_batch_size=24)
+  shared, swapped = 0, 0
+  for batch in batches:
+    image_records = record_of_image(batch["images"])
+    caption_records = caption_record(batch["input_ids"])
+    sub = (image_records // VIEWS_PER_PRODUCT) % 12
+    caption_sub = (caption_records // VIEWS_PER_PRODUCT) % 12
+    assert (caption_records != image_records).all()  # never its own caption
+    for i in range(len(sub)):
+      has_peer = np.sum(sub == sub[i]) > 1  # another row of its sub-category in the batch
+      swapped += 1
+      shared += int(caption_sub[i] == sub[i])
+      if has_peer:
+        assert caption_sub[i] == sub[i]
+  assert shared > swapped // 4  # the option does something
+
+
 def test_hosts_split_the_global_batch(data_dir):
   (single,) = train_batches(data_dir, 1, start_step=2, global_batch_size=12)
   parts = [train_batches(data_dir, 1, start_step=2, global_batch_size=12,

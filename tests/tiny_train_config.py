@@ -17,6 +17,7 @@ def get_config():
   m.mir_channels = 8
   m.drop_path_rate = 0.1  # exercised: stochastic depth must be deterministic per step too
   c.dataset.prepare_options.vocab_size = 120
+  c.dataset.prepare_options.image_size = 32
   c.dataset.prepare_options.num_products = 60
   c.dataset.prepare_options.num_validation_products = 20
   c.dataset.prepare_options.max_views = 2
