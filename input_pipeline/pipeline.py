@@ -153,9 +153,11 @@ class TFRecordReader:
       records.append(data)
     return records
 
-  def close(self) -> None:
+  def close(self, _os_close=os.close) -> None:
+    # `os.close` is bound at definition: generators may be closed at interpreter exit,
+    # after module globals are gone.
     for fd in self._fds:
-      os.close(fd)
+      _os_close(fd)
     self._fds = []
 
 

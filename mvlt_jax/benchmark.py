@@ -10,7 +10,7 @@ forward, backward, AdamW update), jit'd with the same shardings and state donati
 figures measure the accelerator, not the input pipeline. The program prints ONE JSON line
 (keys: ``RESULT_KEYS`` and a few extras); see docs/performance.md. No TensorFlow is imported.
 
-FLOPs are counted as docs/reference's PERFORMANCE.md counts them (forward + backward, the MLM
+FLOPs are counted as the project's reference PERFORMANCE.md counts them (forward + backward, the MLM
 decoder over ALL positions, multiply-add = 2 FLOPs): XLA's cost analysis of the HLO of the
 full-logits step (``masking.mlm_max_predictions=0``, no remat), lowered for the CPU (it is
 never run), per example = the difference between batch 2 and batch 1, which removes the
@@ -89,9 +89,10 @@ def caption_ids_for(vocab_size: int) -> CaptionIds:
   for ids in (BERT_IDS, COMPACT_IDS):
     if vocab_size > ids.first_regular_id:
       return ids
-  raise ConfigError(f'config.model.vocab_size={vocab_size} leaves no regular token besides '
-                    f'the {len(COMPACT_IDS)} special ones; the benchmark needs an explicit '
-                    f'vocabulary size > {COMPACT_IDS.first_regular_id}.')
+  raise ConfigError(f'config.model.vocab_size={vocab_size}: the synthetic captions need '
+                    f'regular tokens besides the special ids 0..{COMPACT_IDS.mask} (and no '
+                    'dataset fills in 0 here); give --config.model.vocab_size > '
+                    f'{COMPACT_IDS.first_regular_id}.')
 
 
 def synthetic_batch(rng: jax.Array, *, batch_size: int, image_size: int, text_length: int,
@@ -206,6 +207,17 @@ def flops_per_example(config, token_spec: TokenSpec, *, full_logits: bool = True
   return difference / (large - small)
 
 
+def count_flop_figures(config, token_spec: TokenSpec) -> tuple[float, float]:
+  """(FLOPs per example with full MLM logits, FLOPs per example of the step as configured)."""
+  logging.info('Counting FLOPs ...')
+  full = flops_per_example(config, token_spec, full_logits=True)
+  configured_as_full = config.masking.mlm_max_predictions <= 0 and not config.model.remat
+  executed = full if configured_as_full else flops_per_example(config, token_spec,
+                                                               full_logits=False)
+  logging.info('FLOPs per example: %.4g (full logits), %.4g (as configured)', full, executed)
+  return full, executed
+
+
 def time_steps(train_step, state, batch, num_steps: int) -> tuple[Any, list[float], Any]:
   """Runs ``num_steps`` steps, each timed until its loss is ready (a scalar: no transfer).
 
@@ -221,15 +233,18 @@ def time_steps(train_step, state, batch, num_steps: int) -> tuple[Any, list[floa
   return state, seconds, metrics
 
 
-def time_loop(train_step, state, batch, num_steps: int) -> tuple[Any, float]:
-  """Runs ``num_steps`` steps back to back (dispatch overlaps compute); total seconds."""
+def time_loop(train_step, state, batch, num_steps: int) -> tuple[Any, float, Any]:
+  """Runs ``num_steps`` steps back to back (dispatch overlaps compute).
+
+  Returns (state, total seconds, metrics of the last step).
+  """
   start = time.perf_counter()
   metrics = None
   for _ in range(num_steps):
     state, metrics = train_step(state, batch)
   if metrics is not None:
     metrics['loss'].block_until_ready()
-  return state, time.perf_counter() - start
+  return state, time.perf_counter() - start, metrics
 
 
 def peak_memory_bytes(devices: Sequence[Any]) -> Optional[int]:
@@ -269,15 +284,8 @@ def run_benchmark(config: ml_collections.ConfigDict, *, num_steps: int, warmup: 
   except ValueError as error:
     raise ConfigError(str(error)) from error
 
-  full_flops = executed_flops = None
-  if count_flops:
-    logging.info('Counting FLOPs ...')
-    full_flops = flops_per_example(config, token_spec, full_logits=True)
-    configured_as_full = config.masking.mlm_max_predictions <= 0 and not m.remat
-    executed_flops = (full_flops if configured_as_full
-                      else flops_per_example(config, token_spec, full_logits=False))
-    logging.info('FLOPs per example: %.4g (full logits), %.4g (as configured)', full_flops,
-                 executed_flops)
+  full_flops, executed_flops = (count_flop_figures(config, token_spec) if count_flops
+                                else (None, None))
 
   model = build_model(m)
   train_step, optimizer = _make_step(model, config, token_spec, warmup + 2 * num_steps)
@@ -304,9 +312,9 @@ def run_benchmark(config: ml_collections.ConfigDict, *, num_steps: int, warmup: 
     logging.info('Compiled in %.1f s; timing %d + %d steps ...', compile_seconds, warmup,
                  2 * num_steps)
     state, _, _ = time_steps(compiled_step, state, batch, warmup)
-    state, seconds, metrics = time_steps(compiled_step, state, batch, num_steps)
-    state, loop_seconds = time_loop(compiled_step, state, batch, num_steps)
-    final_loss = float(metrics['loss'])
+    state, seconds, _ = time_steps(compiled_step, state, batch, num_steps)
+    state, loop_seconds, metrics = time_loop(compiled_step, state, batch, num_steps)
+    final_loss = float(metrics['loss'])  # of the last step: a NaN here flags a broken setup
 
   step_time = statistics.median(seconds)
   examples_per_s = config.global_batch_size / step_time

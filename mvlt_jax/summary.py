@@ -49,4 +49,8 @@ def format_summary(model_config) -> str:
   lines += [f'{name:<{width}}  {count:>12,}' for name, count in rows]
   lines.append('-' * (width + 14))
   lines.append(f'parameters: {count_parameters(variables["params"]):,}')
+  if 'recognition' in model_config.heads and not (model_config.num_main_classes
+                                                  and model_config.num_sub_classes):
+    lines.append('(recognition heads sized from the dataset at training time; counted here '
+                 'with 0 classes: set model.num_main_classes / num_sub_classes to include them)')
   return '\n'.join(lines)

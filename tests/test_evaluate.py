@@ -458,5 +458,12 @@ def test_other_tokenizer_is_refused(tmp_path, parts):
 
 
 def test_main_knows_the_tasks():
-  import main  # pylint: disable=import-outside-toplevel
-  assert all(callable(getattr(evaluate, task)) for task in main.EVALUATION_TASKS)
+  # Read main.py's task list without importing it (its absl flags may already be defined
+  # by another module imported in this test process).
+  import ast  # pylint: disable=import-outside-toplevel
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'main.py')
+  tree = ast.parse(open(path).read())
+  tasks = next(ast.literal_eval(node.value) for node in tree.body
+               if isinstance(node, ast.Assign) and node.targets[0].id == 'EVALUATION_TASKS')
+  assert set(tasks) == {'eval_retrieval', 'eval_recognition', 'reconstruct'}
+  assert all(callable(getattr(evaluate, task)) for task in tasks)

@@ -19,7 +19,7 @@ def get_config():
   c.dataset.prepare_options.vocab_size = 120
   c.dataset.prepare_options.image_size = 32
   c.dataset.prepare_options.num_products = 60
-  c.dataset.prepare_options.num_validation_products = 20
+  c.dataset.prepare_options.num_validation_products = 60
   c.dataset.prepare_options.max_views = 2
   c.masking.image_unit = 8
   c.masking.mlm_max_predictions = 4
@@ -28,4 +28,9 @@ def get_config():
   c.checkpoint_every = 3
   c.log_every = 3
   c.optimizer.warmup_epochs = 0.2
+  c.eval_after_training = False  # the reference run of tests/test_train.py turns it on
+  c.eval.num_queries = 4
+  c.eval.num_candidates = 2
+  c.eval.max_examples = 8
+  c.eval.num_pictures = 2
   return c
