@@ -260,3 +260,13 @@ def test_train_step_lowers_every_loss_on_a_fixed_batch():
     last = np.mean([h[key] for h in history[-5:]])
     assert last < 0.8 * first, (key, first, last)
   assert int(state.step) == 30
+
+
+def test_non_finite_loss_names_the_step_and_the_losses():
+  from mvlt_jax.errors import NonFiniteLossError  # pylint: disable=import-outside-toplevel
+  from mvlt_jax.train import check_finite  # pylint: disable=import-outside-toplevel
+  check_finite(7, {'loss': 1.0, 'loss_mir': 0.5, 'grad_norm': float('inf')})  # not a loss
+  with pytest.raises(NonFiniteLossError, match=r'step 42: .*loss=nan.*loss_itm=0.5'):
+    check_finite(42, {'loss': float('nan'), 'loss_itm': 0.5})
+  with pytest.raises(NonFiniteLossError, match='step 3'):
+    check_finite(3, {'loss_mlm': float('inf')})
