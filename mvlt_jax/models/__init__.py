@@ -31,7 +31,8 @@ def build_model(model_config, **overrides) -> MVLT:
       stage_dropout_rate=model_config.stage_dropout_rate,
       dtype=compute_dtype(model_config.dtype),
       attention_impl=model_config.get('attention_impl') or None,
-      remat=model_config.remat)
+      remat=model_config.remat,
+      attention_init_std=model_config.get('attention_init_std', 0.02))
   kwargs.update(overrides)
   return MVLT(**kwargs)
 

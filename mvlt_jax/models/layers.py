@@ -30,8 +30,9 @@ def conv_bias_init(fan_in: int) -> Callable:
   return init
 
 
-def dense(features: int, dtype: Dtype, name: str) -> nn.Dense:
-  return nn.Dense(features, dtype=dtype, kernel_init=dense_kernel_init,
+def dense(features: int, dtype: Dtype, name: str, kernel_init: Callable = dense_kernel_init
+          ) -> nn.Dense:
+  return nn.Dense(features, dtype=dtype, kernel_init=kernel_init,
                   bias_init=nn.initializers.zeros, name=name)
 
 
@@ -75,6 +76,10 @@ class SpatialReductionAttention(nn.Module):
   sr_ratio: int
   dtype: Dtype
   attention_impl: Optional[str] = None
+  # Std of the q / kv / proj kernels (truncated normal). The release's 0.02 leaves attention
+  # nearly uniform at init, which is fine from PVT ImageNet weights but makes ITM from
+  # scratch sit at ln 2 for a long time (see docs/training.md).
+  init_std: float = 0.02
 
   @nn.compact
   def __call__(self, x: jax.Array, grid_hw: tuple[int, int]) -> jax.Array:
@@ -82,7 +87,8 @@ class SpatialReductionAttention(nn.Module):
     height, width = grid_hw
     num_visual = height * width
     head_dim = dim // self.num_heads
-    q = dense(dim, self.dtype, 'q')(x)
+    kernel_init = nn.initializers.truncated_normal(stddev=self.init_std)
+    q = dense(dim, self.dtype, 'q', kernel_init)(x)
     if self.sr_ratio > 1:
       visual_grid = x[:, :num_visual].reshape(batch, height, width, dim)
       fan_in = dim * self.sr_ratio ** 2
@@ -94,13 +100,13 @@ class SpatialReductionAttention(nn.Module):
       kv_input = jnp.concatenate([reduced, x[:, num_visual:]], axis=1)  # [B, M, D]
     else:
       kv_input = x
-    kv = dense(2 * dim, self.dtype, 'kv')(kv_input)  # [B, M, 2D]: keys, then values
+    kv = dense(2 * dim, self.dtype, 'kv', kernel_init)(kv_input)  # [B, M, 2D]: keys, then values
     k, v = kv[..., :dim], kv[..., dim:]
     split = lambda t: t.reshape(batch, t.shape[1], self.num_heads, head_dim)
     out = jax.nn.dot_product_attention(split(q), split(k), split(v),
                                        implementation=self.attention_impl)  # [B, N, H, hd]
     out = out.reshape(batch, num_tokens, dim)
-    return dense(dim, self.dtype, 'proj')(out)
+    return dense(dim, self.dtype, 'proj', kernel_init)(out)
 
 
 class Block(nn.Module):
@@ -111,6 +117,7 @@ class Block(nn.Module):
   drop_path_rate: float
   dtype: Dtype
   attention_impl: Optional[str] = None
+  attention_init_std: float = 0.02
 
   @nn.compact
   def __call__(self, x: jax.Array, grid_hw: tuple[int, int], deterministic: bool) -> jax.Array:
@@ -118,7 +125,8 @@ class Block(nn.Module):
     drop_path = DropPath(self.drop_path_rate)
     y = layer_norm(1e-6, self.dtype, 'norm1')(x)
     y = SpatialReductionAttention(self.num_heads, self.sr_ratio, self.dtype,
-                                  self.attention_impl, name='attn')(y, grid_hw)
+                                  self.attention_impl, self.attention_init_std,
+                                  name='attn')(y, grid_hw)
     x = x + drop_path(y, deterministic)
     y = layer_norm(1e-6, self.dtype, 'norm2')(x)
     y = Mlp(dim * self.mlp_ratio, self.dtype, name='mlp')(y)

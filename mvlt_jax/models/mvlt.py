@@ -32,6 +32,7 @@ class BlockStack(nn.Module):
   dtype: Dtype
   attention_impl: Optional[str]
   remat: bool
+  attention_init_std: float
 
   @nn.compact
   def __call__(self, x, grid_hw, deterministic):
@@ -40,7 +41,8 @@ class BlockStack(nn.Module):
       block_cls = nn.remat(layers.Block, static_argnums=(2, 3))
     for i in range(self.depth):
       x = block_cls(self.num_heads, self.mlp_ratio, self.sr_ratio, self.drop_path_rates[i],
-                    self.dtype, self.attention_impl, name=str(i))(x, grid_hw, deterministic)
+                    self.dtype, self.attention_impl, self.attention_init_std,
+                    name=str(i))(x, grid_hw, deterministic)
     return x
 
 
@@ -75,6 +77,7 @@ class MVLT(nn.Module):
   dtype: Dtype = jnp.float32
   attention_impl: Optional[str] = None
   remat: bool = False
+  attention_init_std: float = 0.02
 
   def _position_embedding(self, stage: int, grid_hw: tuple[int, int]) -> jax.Array:
     """Visual position embedding of a stage, resized to the actual grid: [1, h*w, D]."""
@@ -125,7 +128,7 @@ class MVLT(nn.Module):
       tokens = BlockStack(self.depths[k], self.num_heads[k], self.mlp_ratios[k],
                           self.sr_ratios[k], drop_path_rates[first:first + self.depths[k]],
                           self.dtype, self.attention_impl, self.remat,
-                          name=f'block{k + 1}')(tokens, grid_hw, deterministic)
+                          self.attention_init_std, name=f'block{k + 1}')(tokens, grid_hw, deterministic)
       num_visual = grid_hw[0] * grid_hw[1]
       visual = tokens[:, :num_visual].reshape(batch, *grid_hw, dim)  # [B, h, w, D]
       text = tokens[:, num_visual:]  # [B, L, D]
