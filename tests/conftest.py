@@ -12,6 +12,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pytest  # noqa: E402
 
+# The spec's listings and tools: ../shared beside the repository (as on developer machines
+# and in CI).
+SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__)))), 'shared')
+
 from configs import pretrain  # noqa: E402
 
 

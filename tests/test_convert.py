@@ -18,12 +18,12 @@ from flax import traverse_util  # noqa: E402
 
 from mvlt_jax import convert, torch_port  # noqa: E402
 from mvlt_jax.models import VARIANTS, build_model  # noqa: E402
-from tests.conftest import tiny_config  # noqa: E402
+from tests.conftest import SHARED, tiny_config  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRETRAIN_CONFIG = os.path.join(REPO, 'configs', 'pretrain.py')
-REFERENCE = '/work/shared/reference'
-COMPARE_TOOL = '/work/shared/tools/compare_state_dict.py'
+REFERENCE = os.path.join(SHARED, 'reference')
+COMPARE_TOOL = os.path.join(SHARED, 'tools', 'compare_state_dict.py')
 ALL_HEADS = ('mlm', 'itm', 'mir', 'recognition')
 PARITY_OVERRIDES = ['--config.model.dtype=float32', '--config.model.vocab_size=1000',
                     '--config.model.text_length=16', f'--config.model.heads={ALL_HEADS}']

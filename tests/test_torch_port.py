@@ -12,9 +12,10 @@ torch = pytest.importorskip('torch')
 F = torch.nn.functional
 
 from mvlt_jax import torch_port  # noqa: E402  (after the torch import check)
+from tests.conftest import SHARED
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REFERENCE = '/work/shared/reference'
+REFERENCE = os.path.join(SHARED, 'reference')
 PRETRAIN_LISTING = os.path.join(REFERENCE, 'pvlt_tiny_pretrain_state_dict.tsv')
 RECOGNITION_LISTING = os.path.join(REFERENCE, 'pvlt_tiny_recognition_state_dict.tsv')
 PRETRAIN_PARAMETERS = 40_025_089  # the release's pvlt_tiny, tied decoder counted once
