@@ -214,7 +214,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     train_step = jax.jit(steps.make_train_step(model, config, token_spec, optimizer, schedule),
                          in_shardings=(state_shardings, batch_sharding),
                          out_shardings=(state_shardings, None), donate_argnums=(0,))
-    reconstruct = jax.jit(steps.make_reconstruct_step(model, config))
+    # Replicated outputs: every process can read the pictures (process 0 writes them).
+    reconstruct = jax.jit(steps.make_reconstruct_step(model, config),
+                          out_shardings=sharding.replicated(mesh))
     batches = pipeline.train_iterator(
         ds.data_dir, ds.name, ds.train_split, config.global_batch_size, seed=config.seed,
         start_step=start_step, itm_negative_prob=ds.itm_negative_prob,
@@ -267,8 +269,8 @@ def _loop(config, workdir, state, train_step, reconstruct, batches, batch_shardi
           pending = None
         checkpoint_lib.save(manager, step, state, {'step': step, 'epoch': step // steps_per_epoch},
                             force=True)
-        if writer is not None:
-          _image_summaries(writer, step, state, local_batch, reconstruct, config)
+        # Every process runs the (collective) computation; process 0 writes.
+        _image_summaries(writer, step, state, batch, reconstruct, config)
       if stop:
         manager.wait_until_finished()
         logging.warning('Stopped at step %d after SIGTERM; checkpoint saved.', step)
@@ -318,12 +320,12 @@ def _summary_writer(workdir: str):
   return tensorboard.SummaryWriter(workdir)
 
 
-def _image_summaries(writer, step, state, local_batch, reconstruct, config, count: int = 4):
-  """Masked inputs and reconstructions of a few training images (MIR models only)."""
+def _image_summaries(writer, step, state, batch, reconstruct, config, count: int = 4):
+  """Masked inputs and reconstructions of the first training images (MIR models only)."""
   if 'mir' not in config.model.heads:
     return
-  images = jnp.asarray(local_batch['images'][:count])
-  input_ids = jnp.asarray(local_batch['input_ids'][:count])
-  masked, reconstruction = reconstruct(state.variables, images, input_ids, jax.random.key(step))
-  writer.image('train/masked_input', np.asarray(masked), step, max_outputs=count)
-  writer.image('train/reconstruction', np.asarray(reconstruction), step, max_outputs=count)
+  masked, reconstruction = reconstruct(state.variables, batch['images'][:count],
+                                       batch['input_ids'][:count], jax.random.key(step))
+  if writer is not None:
+    writer.image('train/masked_input', np.asarray(masked), step, max_outputs=count)
+    writer.image('train/reconstruction', np.asarray(reconstruction), step, max_outputs=count)
