@@ -29,20 +29,23 @@ from mvlt_jax.train_state import TrainState
 def load_dataset(config):
   """The prepared dataset of ``config.dataset``.
 
-  With ``dataset.auto_prepare`` the dataset is prepared first when missing (a no-op when it
-  is prepared with the same options; an error naming the differences when not).
+  A dataset prepared already (e.g. by hand with ``python -m input_pipeline.prepare`` and
+  options of its own) is used as it is; with ``dataset.auto_prepare`` process 0 prepares a
+  missing one first, with the config's options, while the other processes wait.
   """
+  from input_pipeline import errors as data_errors  # pylint: disable=import-outside-toplevel
   from input_pipeline import prepare  # pylint: disable=import-outside-toplevel
   ds = config.dataset
-  if ds.auto_prepare:
-    if jax.process_index() == 0:
+  if ds.auto_prepare and jax.process_index() == 0:
+    try:
+      prepare.load_prepared(ds.name, ds.data_dir)
+    except data_errors.NotPreparedError:
       result = prepare.prepare_dataset(ds.name, ds.data_dir, manual_dir=ds.manual_dir or None,
                                        **prepare_options(config))
-      if not result.already_prepared:
-        print(result.format(), flush=True)
-    if jax.process_count() > 1:
-      from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-      multihost_utils.sync_global_devices('dataset prepared')
+      print(result.format(), flush=True)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    multihost_utils.sync_global_devices('dataset prepared')
   return prepare.load_prepared(ds.name, ds.data_dir)
 
 
