@@ -36,4 +36,8 @@ def make_optimizer(optimizer_config, schedule: optax.Schedule) -> optax.Gradient
 
 
 def global_norm(tree) -> jax.Array:
+  """L2 norm over all leaves (``optax.tree.norm``; older optax: ``optax.global_norm``)."""
+  tree_utils = getattr(optax, 'tree', None)
+  if tree_utils is not None and hasattr(tree_utils, 'norm'):
+    return tree_utils.norm(tree)
   return optax.global_norm(tree)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mvlt_jax import losses, masking
+from mvlt_jax import losses, masking, optim
 from mvlt_jax.train_state import TrainState
 
 Batch = dict[str, jax.Array]
@@ -101,7 +101,7 @@ def make_train_step(model, config, token_spec: masking.TokenSpec,
     new_state = state.replace(step=state.step + 1, params=params,
                               batch_stats=new_model_state.get('batch_stats', state.batch_stats),
                               opt_state=opt_state)
-    metrics = dict(loss_terms, grad_norm=optax.global_norm(grads),
+    metrics = dict(loss_terms, grad_norm=optim.global_norm(grads),
                    learning_rate=schedule(state.step))
     return new_state, metrics
 
