@@ -204,7 +204,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       abstract = jax.tree.map(
           lambda leaf, s: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=s),
           abstract_state, state_shardings)
-      state, data_state = checkpoint_lib.restore(manager, latest, abstract)
+      state, _ = checkpoint_lib.restore(manager, latest, abstract)  # data position = step
       logging.info('Resuming from step %d (checkpoint %s).', latest, checkpoint_dir)
       if is_chief:
         print(f'Resuming from step {latest} ({checkpoint_dir}).', flush=True)
