@@ -99,6 +99,19 @@ def test_reference_run_logs_and_lowers_loss(reference):
   assert '| TIR' in reference['stdout'] or 'TIR' in reference['stdout']
 
 
+def test_predictor_loads_what_training_saved(reference):
+  from mvlt_jax.inference import Predictor  # pylint: disable=import-outside-toplevel
+  predictor = Predictor.from_checkpoint(os.path.join(reference['workdir'], 'checkpoints'))
+  np.testing.assert_array_equal(
+      jax.tree.leaves(predictor.variables['params'])[0], jax.tree.leaves(reference['params']['params'])[0])
+  images = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype(np.float32)
+  scores = predictor.itm_scores(images, ['red striped long-sleeve t-shirt', 'black ankle boots'])
+  assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
+  outputs = predictor.forward(images, predictor.encode(['a dress', 'a bag']))
+  assert outputs['mlm_logits'].shape == (2, 16, predictor.config.model.vocab_size)
+  assert outputs['reconstruction'].shape == (2, 32, 32, 3)
+
+
 def _wait_for_checkpoint(workdir, proc, timeout=600):
   """Waits until a first checkpoint step directory exists; returns its step."""
   ckpt = os.path.join(workdir, 'checkpoints')
