@@ -50,6 +50,8 @@ def get_config():
   c.optimizer.warmup_epochs = 1.0
   c.optimizer.final_lr = 1e-5
   c.checkpoint_every = 200
+  c.validation_every = 200  # validation losses on 4 batches; the best in best_checkpoint
+  c.validation_batches = 4
   c.eval_after_training = True
   c.eval.num_queries = 100  # of the paper's 1,000, to fit the CPU budget; 101 candidates each
   c.eval.batch_size = 64

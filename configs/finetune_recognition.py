@@ -21,4 +21,6 @@ def get_config():
   c.dataset.itm_negative_prob = 0.0  # every image with its own caption
   c.num_epochs = 30
   c.init_from = ''  # required in practice: a pre-trained checkpoint
+  c.best_metric = 'sub_accuracy'  # WORKDIR/best_checkpoint: the best sub-category accuracy
+  c.best_mode = 'max'
   return c

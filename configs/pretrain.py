@@ -98,8 +98,17 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_epochs = 150
   c.total_steps = 0  # 0 = derived from num_epochs
   c.checkpoint_every = 1000
-  c.keep_checkpoints = 3
+  c.keep_checkpoints = 3  # the latest N in WORKDIR/checkpoints (a restart resumes the latest)
   c.log_every = 50
+  # Validation while training: the training losses (no dropout, fixed masks) and accuracies on
+  # the first `validation_batches` global batches of dataset.eval_split, every
+  # `validation_every` steps and at the end (0 = never). The checkpoint with the best
+  # `best_metric` (a key of those metrics: loss, loss_itm, itm_accuracy, ...) is kept in
+  # WORKDIR/best_checkpoint ('' = keep no best).
+  c.validation_every = 5000
+  c.validation_batches = 10
+  c.best_metric = 'loss'
+  c.best_mode = 'min'  # min | max
   c.init_from = ''  # a checkpoint to start from (e.g. converted from PyTorch)
   c.checkpoint = ''  # the checkpoint an evaluation task reads
   c.eval_after_training = False  # run the retrieval + reconstruction evaluation after training

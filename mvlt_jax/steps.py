@@ -22,21 +22,26 @@ def images_to_float(images: jax.Array) -> jax.Array:
   return images.astype(jnp.float32)
 
 
-def make_pretrain_inputs(rng: jax.Array, batch: Batch, step: jax.Array, config,
+def feeds_masked_image(step: jax.Array, loss_schedule: str) -> jax.Array:
+  """Whether ``step`` feeds the masked image: always (``sum``, the paper) or on odd steps
+  (``alternate``, the release: even steps feed the unmasked image)."""
+  if loss_schedule == 'alternate':
+    return step % 2 == 1
+  if loss_schedule == 'sum':
+    return jnp.ones((), bool)
+  raise ValueError(f'Unknown loss_schedule {loss_schedule!r}; use sum or alternate.')
+
+
+def make_pretrain_inputs(rng: jax.Array, batch: Batch, feed_masked: jax.Array, config,
                          token_spec: masking.TokenSpec) -> dict[str, Any]:
-  """Masks images and words of a batch as the pre-training recipe says."""
+  """Masks images and words of a batch as the pre-training recipe says; the model is fed the
+  masked image where ``feed_masked`` (a bool scalar) holds, else the unmasked one."""
   image_rng, word_rng = jax.random.split(rng)
   images = images_to_float(batch['images'])
   masked_images, cell_mask = masking.mask_image_grid(
       image_rng, images, unit=config.masking.image_unit, ratio=config.masking.image_ratio,
       fill=config.masking.image_fill)
-  if config.loss_schedule == 'alternate':
-    # The release: even steps feed the unmasked image, odd steps the masked one.
-    feed = jnp.where(step % 2 == 0, images, masked_images)
-  elif config.loss_schedule == 'sum':
-    feed = masked_images
-  else:
-    raise ValueError(f'Unknown loss_schedule {config.loss_schedule!r}; use sum or alternate.')
+  feed = jnp.where(feed_masked, masked_images, images)
   tokens = masking.mask_tokens(
       word_rng, batch['input_ids'], vocab_size=token_spec.vocab_size,
       special_ids=token_spec.special_ids, mask_id=token_spec.mask_id,
@@ -81,7 +86,9 @@ def make_train_step(model, config, token_spec: masking.TokenSpec,
     step_rng = jax.random.fold_in(state.key, state.step)
     mask_rng, dropout_rng = jax.random.split(step_rng)
     if pretraining:
-      inputs = make_pretrain_inputs(mask_rng, batch, state.step, config, token_spec)
+      inputs = make_pretrain_inputs(mask_rng, batch,
+                                    feeds_masked_image(state.step, config.loss_schedule), config,
+                                    token_spec)
       feed, input_ids = inputs['feed'], inputs['tokens'].input_ids
       positions = inputs['tokens'].positions if config.masking.mlm_max_predictions > 0 else None
     else:
@@ -106,6 +113,35 @@ def make_train_step(model, config, token_spec: masking.TokenSpec,
     return new_state, metrics
 
   return train_step
+
+
+def make_eval_step(model, config, token_spec: masking.TokenSpec) -> Callable:
+  """Returns ``eval_step(variables, batch, rng) -> metrics``, a pure function.
+
+  The losses of the training step without dropout or parameter updates, on the masked
+  image for pre-training models (what MIR is scored on) and masks drawn from ``rng``; plus
+  ``itm_accuracy`` and, for recognition models, ``main_accuracy`` / ``sub_accuracy``.
+  """
+  pretraining = is_pretraining(model)
+
+  def eval_step(variables, batch: Batch, rng: jax.Array) -> dict[str, jax.Array]:
+    if pretraining:
+      inputs = make_pretrain_inputs(rng, batch, jnp.ones((), bool), config, token_spec)
+      feed, input_ids = inputs['feed'], inputs['tokens'].input_ids
+      positions = inputs['tokens'].positions if config.masking.mlm_max_predictions > 0 else None
+    else:
+      inputs = dict(images=images_to_float(batch['images']))
+      feed, input_ids, positions = inputs['images'], batch['input_ids'], None
+    outputs = model.apply(variables, feed, input_ids, train=False, mlm_positions=positions)
+    metrics = compute_losses(outputs, batch, inputs, config)
+    for logits, labels, name in (('itm_logits', 'itm_labels', 'itm_accuracy'),
+                                 ('main_logits', 'main_labels', 'main_accuracy'),
+                                 ('sub_logits', 'sub_labels', 'sub_accuracy')):
+      if logits in outputs:
+        metrics[name] = jnp.mean(jnp.argmax(outputs[logits], -1) == batch[labels])
+    return metrics
+
+  return eval_step
 
 
 def make_reconstruct_step(model, config) -> Callable:

@@ -225,11 +225,79 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         start_step=start_step, itm_negative_prob=ds.itm_negative_prob,
         itm_hard_negative_prob=ds.itm_hard_negative_prob,
         image_size=config.model.image_size, deterministic=ds.deterministic)
-    state = _loop(config, workdir, state, train_step, reconstruct, batches, batch_sharding,
-                  manager, start_step, total_steps, steps_per_epoch)
-    manager.wait_until_finished()
-    manager.close()
+    validation = None
+    if config.validation_every:
+      validation = Validation(config, model, token_spec, batch_sharding,
+                              os.path.join(workdir, BEST_CHECKPOINT_DIR))
+    try:
+      state = _loop(config, workdir, state, train_step, reconstruct, batches, batch_sharding,
+                    manager, start_step, total_steps, steps_per_epoch, validation)
+    finally:
+      batches.close()  # stops the reader threads now, not at interpreter exit
+      manager.wait_until_finished()
+      manager.close()
+      if validation is not None:
+        validation.close()
   return state
+
+
+BEST_CHECKPOINT_DIR = 'best_checkpoint'
+
+
+class Validation:
+  """Validation losses while training, and the checkpoint with the best of them.
+
+  Every evaluation reads the same first ``config.validation_batches`` global batches of
+  ``dataset.eval_split`` (ITM pairs and word / image masks drawn from fixed seeds), so the
+  figures of different steps compare. With ``config.best_metric`` the state of the best
+  evaluation so far is kept in ``best_dir`` (orbax keeps one, chosen by its metrics, across
+  restarts), with config.json and the tokenizer like ``checkpoints/``.
+  """
+
+  def __init__(self, config, model, token_spec: TokenSpec, batch_sharding, best_dir: str):
+    self._config = config
+    self._batch_sharding = batch_sharding
+    self._step = jax.jit(steps.make_eval_step(model, config, token_spec))
+    self.best_manager = None
+    if config.best_metric:
+      if config.best_mode not in ('min', 'max'):
+        raise ConfigError(f'config.best_mode={config.best_mode!r}; use min or max.')
+      self.best_manager = checkpoint_lib.make_manager(
+          best_dir, keep=1, best_metric=config.best_metric, best_mode=config.best_mode)
+      checkpoint_lib.write_run_files(best_dir, config, _tokenizer_dir(config))
+
+  def evaluate(self, state: TrainState) -> dict[str, float]:
+    """Mean metrics over the validation batches."""
+    from input_pipeline import pipeline  # pylint: disable=import-outside-toplevel
+    config, ds = self._config, self._config.dataset
+    batches = pipeline.train_iterator(
+        ds.data_dir, ds.name, ds.eval_split, config.global_batch_size, seed=config.seed,
+        itm_negative_prob=ds.itm_negative_prob, itm_hard_negative_prob=ds.itm_hard_negative_prob,
+        image_size=config.model.image_size, deterministic=True)
+    sums = {}
+    try:
+      for index in range(config.validation_batches):
+        batch = sharding.to_global_batch(next(batches), self._batch_sharding)
+        rng = jax.random.fold_in(jax.random.key(config.seed), index)
+        for key, value in self._step(state.variables, batch, rng).items():
+          sums[key] = sums.get(key, 0.0) + value
+    finally:
+      batches.close()
+    return {key: float(value) / config.validation_batches for key, value in sums.items()}
+
+  def keep_if_best(self, step: int, state: TrainState, data_state: dict,
+                   metrics: dict[str, float]) -> None:
+    if self.best_manager is None:
+      return
+    if self._config.best_metric not in metrics:
+      raise ConfigError(f'config.best_metric={self._config.best_metric!r} is not among the '
+                        f'validation metrics of this model: {sorted(metrics)}.')
+    checkpoint_lib.save(self.best_manager, step, state, data_state, metrics=metrics, force=True)
+
+  def close(self) -> None:
+    if self.best_manager is not None:
+      self.best_manager.wait_until_finished()
+      self.best_manager.close()
 
 
 def _tokenizer_dir(config) -> Optional[str]:
@@ -238,7 +306,8 @@ def _tokenizer_dir(config) -> Optional[str]:
 
 
 def _loop(config, workdir, state, train_step, reconstruct, batches, batch_sharding, manager,
-          start_step: int, total_steps: int, steps_per_epoch: int) -> TrainState:
+          start_step: int, total_steps: int, steps_per_epoch: int,
+          validation: Optional['Validation']) -> TrainState:
   is_chief = jax.process_index() == 0
   writer = _summary_writer(workdir) if is_chief else None
   progress = _progress_bar(start_step, total_steps) if is_chief else None
@@ -270,10 +339,18 @@ def _loop(config, workdir, state, train_step, reconstruct, batches, batch_shardi
         if pending is not None:
           _report(*pending, writer, progress)
           pending = None
-        checkpoint_lib.save(manager, step, state, {'step': step, 'epoch': step // steps_per_epoch},
-                            force=True)
+        checkpoint_lib.save(manager, step, state, _data_state(step, steps_per_epoch), force=True)
         # Every process runs the (collective) computation; process 0 writes.
         _image_summaries(writer, step, state, batch, reconstruct, config)
+      if (validation is not None and not stop
+          and (step % config.validation_every == 0 or step == total_steps)):
+        if pending is not None:
+          _report(*pending, writer, progress)
+          pending = None
+        values = validation.evaluate(state)
+        _report_validation(step, values, writer, progress)
+        validation.keep_if_best(step, state, _data_state(step, steps_per_epoch), values)
+        window_start, window_steps = time.perf_counter(), 0  # not counted as training time
       if stop:
         manager.wait_until_finished()
         logging.warning('Stopped at step %d after SIGTERM; checkpoint saved.', step)
@@ -290,6 +367,20 @@ def _loop(config, workdir, state, train_step, reconstruct, batches, batch_shardi
     if writer is not None:
       writer.flush()
   return state
+
+
+def _data_state(step: int, steps_per_epoch: int) -> dict:
+  return {'step': step, 'epoch': step // steps_per_epoch}
+
+
+def _report_validation(step: int, values: dict[str, float], writer, progress) -> None:
+  line = ', '.join(f'{k}={v:.4f}' for k, v in sorted(values.items()))
+  logging.info('validation at step %d: %s', step, line)
+  if writer is not None:
+    for key, value in values.items():
+      writer.scalar(f'validation/{key}', value, step)
+  if progress is not None:
+    progress.write(f'validation at step {step}: {line}')
 
 
 def _report(step: int, metrics, writer, progress, throughput: Optional[float] = None) -> None:

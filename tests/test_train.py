@@ -1,6 +1,7 @@
 """Training: sharded step equivalence, preemption, kill -9 resume, multi-process, learning."""
 import glob
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -110,6 +111,22 @@ def test_predictor_loads_what_training_saved(reference):
   outputs = predictor.forward(images, predictor.encode(['a dress', 'a bag']))
   assert outputs['mlm_logits'].shape == (2, 16, predictor.config.model.vocab_size)
   assert outputs['reconstruction'].shape == (2, 32, 32, 3)
+
+
+def test_validation_keeps_the_best_checkpoint(reference):
+  """Validation at steps 6 and 12 (tiny_train_config); best_checkpoint holds the lower loss."""
+  from mvlt_jax.inference import Predictor  # pylint: disable=import-outside-toplevel
+  found = dict(re.findall(r'validation at step (\d+): .*?\bloss=([0-9.]+)', reference['stdout']))
+  losses = {int(step): float(loss) for step, loss in found.items()}
+  assert sorted(losses) == [6, 12], reference['stdout'][-2000:]
+  best_dir = os.path.join(reference['workdir'], 'best_checkpoint')
+  kept = sorted(int(d) for d in os.listdir(best_dir) if d.isdigit())
+  assert kept == [min(losses, key=losses.get)]
+  predictor = Predictor.from_checkpoint(best_dir)
+  assert predictor.config.model.text_length == 16
+  if kept == [TOTAL_STEPS]:  # the best is the last step: the same parameters as checkpoints/
+    np.testing.assert_array_equal(jax.tree.leaves(predictor.variables['params'])[0],
+                                  jax.tree.leaves(reference['params']['params'])[0])
 
 
 def _wait_for_checkpoint(workdir, proc, timeout=600):
@@ -264,6 +281,12 @@ def test_train_step_lowers_every_loss_on_a_fixed_batch():
   batch = dict(images=jnp.asarray(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)),
                input_ids=jnp.asarray(rng.integers(5, 64, (8, 16)).astype(np.int32)),
                itm_labels=jnp.asarray(np.array([0, 1] * 4, np.int32)))
+  eval_fn = jax.jit(steps.make_eval_step(model, config, TokenSpec(64, (0, 1, 2, 3, 4), 4)))
+  eval_rng = jax.random.key(7)
+  before = jax.device_get(eval_fn(state.variables, batch, eval_rng))
+  assert set(before) == {'loss', 'loss_mir', 'loss_itm', 'loss_mlm', 'itm_accuracy'}
+  again = jax.device_get(eval_fn(state.variables, batch, eval_rng))
+  assert before == again  # no dropout, masks from the given key
   history = []
   for _ in range(30):
     state, metrics = step_fn(state, batch)
@@ -273,6 +296,9 @@ def test_train_step_lowers_every_loss_on_a_fixed_batch():
     last = np.mean([h[key] for h in history[-5:]])
     assert last < 0.8 * first, (key, first, last)
   assert int(state.step) == 30
+  after = jax.device_get(eval_fn(state.variables, batch, eval_rng))
+  assert after['loss'] < 0.8 * before['loss'], (before, after)
+  assert after['itm_accuracy'] >= 0.75, after  # 8 pairs seen 30 times
 
 
 def test_non_finite_loss_names_the_step_and_the_losses():

@@ -27,6 +27,8 @@ def get_config():
   c.total_steps = 12
   c.checkpoint_every = 3
   c.log_every = 3
+  c.validation_every = 6
+  c.validation_batches = 2
   c.optimizer.warmup_epochs = 0.2
   c.eval_after_training = False  # the reference run of tests/test_train.py turns it on
   c.eval.num_queries = 4
