@@ -62,6 +62,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.dataset.itm_negative_prob = 0.5
   # Share of ITM negatives drawn from the same sub-category (0 = the paper: any product).
   c.dataset.itm_hard_negative_prob = 0.0
+  c.dataset.itm_hard_negative_from_step = 0  # no hard negatives before this step
   c.dataset.shuffle_buffer = 10_000
   c.dataset.deterministic = False  # True: batches are a pure function of (seed, step)
   c.dataset.auto_prepare = True  # prepare the dataset when it is missing

@@ -621,6 +621,7 @@ def train_iterator(data_dir: str, name: str, split: str,
                    global_batch_size: int, *, seed: int, start_step: int = 0,
                    itm_negative_prob: float = DEFAULT_ITM_NEGATIVE_PROB,
                    itm_hard_negative_prob: float = 0.0,
+                   itm_hard_negative_from_step: int = 0,
                    image_size: int = DEFAULT_IMAGE_SIZE,
                    shuffle_buffer: int | None = None,
                    deterministic: bool = False,
@@ -641,6 +642,8 @@ def train_iterator(data_dir: str, name: str, split: str,
     itm_negative_prob: chance that an image is paired with another caption.
     itm_hard_negative_prob: chance that such a caption comes from an item of
       the same sub-category (0 in the paper's recipe; see `itm_partners`).
+    itm_hard_negative_from_step: steps before this one draw no hard negatives
+      (a curriculum: the coarse matching first, then the attributes).
     image_size: side of the delivered images (bilinear resize if the stored
       size differs).
     shuffle_buffer: unused; accepted for compatibility. The shuffle is a full
@@ -699,7 +702,8 @@ def train_iterator(data_dir: str, name: str, split: str,
                                 (position + 1) * global_batch_size]  # [G]
     partner_rows = itm_partners(
         global_batch_size, rows, negative_prob=itm_negative_prob, rng=rng,
-        hard_negative_prob=itm_hard_negative_prob,
+        hard_negative_prob=(itm_hard_negative_prob
+                            if step >= itm_hard_negative_from_step else 0.0),
         subcategories=(None if record_subcategories is None
                        else record_subcategories[batch_indices]))
     input_ids = example[INPUT_IDS_KEY].copy()  # [B, L]

@@ -77,8 +77,12 @@ def resolve_config(config, prepared) -> ml_collections.ConfigDict:
                         f'--config.model.{field}=0 to take it from the data.')
   text_length = features['input_ids'].shape[0]
   if text_length != config.model.text_length:
-    raise ConfigError(f'config.model.text_length={config.model.text_length} but the dataset was '
-                      f'prepared with text_length={text_length}.')
+    raise ConfigError(f'config.model.text_length={config.model.text_length} but the dataset '
+                      f'{config.dataset.name} in {config.dataset.data_dir} was prepared with '
+                      f'text_length={text_length}: prepare it again (remove '
+                      f'{os.path.join(config.dataset.data_dir, config.dataset.name)}, or use '
+                      f'another --config.dataset.data_dir), or set '
+                      f'--config.model.text_length={text_length}.')
   return config
 
 
@@ -224,6 +228,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         ds.data_dir, ds.name, ds.train_split, config.global_batch_size, seed=config.seed,
         start_step=start_step, itm_negative_prob=ds.itm_negative_prob,
         itm_hard_negative_prob=ds.itm_hard_negative_prob,
+        itm_hard_negative_from_step=ds.itm_hard_negative_from_step,
         image_size=config.model.image_size, deterministic=ds.deterministic)
     validation = None
     if config.validation_every:

@@ -164,6 +164,18 @@ def test_hard_itm_negatives_share_the_sub_category(data_dir):
   assert shared > swapped // 4  # the option does something
 
 
+def test_hard_itm_negatives_start_at_the_configured_step(data_dir):
+  options = dict(itm_negative_prob=1.0, itm_hard_negative_prob=1.0, global_batch_size=24)
+  late = train_batches(data_dir, 6, itm_hard_negative_from_step=3, **options)
+  never = train_batches(data_dir, 3, **{**options, "itm_hard_negative_prob": 0.0})
+  always = train_batches(data_dir, 6, **options)
+  for step in range(3):  # before the start: the draws of a run without hard negatives
+    np.testing.assert_array_equal(late[step]["input_ids"], never[step]["input_ids"])
+  for step in range(3, 6):  # from it on: those of a run with them from the start
+    np.testing.assert_array_equal(late[step]["input_ids"], always[step]["input_ids"])
+  assert any((always[s]["input_ids"] != never[s]["input_ids"]).any() for s in range(3))
+
+
 def test_hosts_split_the_global_batch(data_dir):
   (single,) = train_batches(data_dir, 1, start_step=2, global_batch_size=12)
   parts = [train_batches(data_dir, 1, start_step=2, global_batch_size=12,

@@ -129,6 +129,21 @@ def test_validation_keeps_the_best_checkpoint(reference):
                                   jax.tree.leaves(reference['params']['params'])[0])
 
 
+def test_text_length_other_than_the_prepared_data_is_a_clear_error(reference, run_dirs):
+  from input_pipeline import prepare  # pylint: disable=import-outside-toplevel
+  from mvlt_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  from mvlt_jax.train import resolve_config  # pylint: disable=import-outside-toplevel
+  from tests import tiny_train_config  # pylint: disable=import-outside-toplevel
+  config = tiny_train_config.get_config()
+  config.dataset.data_dir = str(run_dirs['data'])
+  prepared = prepare.load_prepared(config.dataset.name, config.dataset.data_dir)
+  assert resolve_config(config, prepared).model.text_length == 16
+  config.model.text_length = 24
+  with pytest.raises(ConfigError, match=r'text_length=24 but the dataset synthetic_fashion in '
+                     r'.* was prepared with text_length=16: prepare it again'):
+    resolve_config(config, prepared)
+
+
 def _wait_for_checkpoint(workdir, proc, timeout=600):
   """Waits until a first checkpoint step directory exists; returns its step."""
   ckpt = os.path.join(workdir, 'checkpoints')
