@@ -33,11 +33,17 @@ def state_to_dict(state) -> dict:
 
 def make_manager(directory: str, keep: int = 3, async_save: bool = True,
                  best_metric: Optional[str] = None,
-                 best_mode: str = 'max') -> ocp.CheckpointManager:
+                 best_mode: str = 'max', barrier_prefix: Optional[str] = None
+                 ) -> ocp.CheckpointManager:
+  """An orbax manager of ``directory``. Managers that save at the same steps in one
+  multi-process run need distinct ``barrier_prefix`` es: orbax names its cross-process
+  barriers after the step, and two managers sharing them deadlock."""
   options = ocp.CheckpointManagerOptions(
       max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
       best_fn=(lambda metrics: metrics[best_metric]) if best_metric else None,
-      best_mode=best_mode)
+      best_mode=best_mode,
+      multiprocessing_options=ocp.options.MultiprocessingOptions(
+          barrier_sync_key_prefix=barrier_prefix))
   return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 

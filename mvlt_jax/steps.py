@@ -115,6 +115,16 @@ def make_train_step(model, config, token_spec: masking.TokenSpec,
   return train_step
 
 
+def eval_metric_names(heads) -> set[str]:
+  """The keys of ``make_eval_step``'s metrics for a model with ``heads``."""
+  names = {'loss'}
+  per_head = {'mir': ('loss_mir',), 'itm': ('loss_itm', 'itm_accuracy'), 'mlm': ('loss_mlm',),
+              'recognition': ('loss_recognition', 'main_accuracy', 'sub_accuracy')}
+  for head in heads:
+    names.update(per_head[head])
+  return names
+
+
 def make_eval_step(model, config, token_spec: masking.TokenSpec) -> Callable:
   """Returns ``eval_step(variables, batch, rng) -> metrics``, a pure function.
 

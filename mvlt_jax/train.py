@@ -267,8 +267,13 @@ class Validation:
     if config.best_metric:
       if config.best_mode not in ('min', 'max'):
         raise ConfigError(f'config.best_mode={config.best_mode!r}; use min or max.')
+      names = steps.eval_metric_names(config.model.heads)
+      if config.best_metric not in names:
+        raise ConfigError(f'config.best_metric={config.best_metric!r} is not among the '
+                          f'validation metrics of this model: {sorted(names)}.')
       self.best_manager = checkpoint_lib.make_manager(
-          best_dir, keep=1, best_metric=config.best_metric, best_mode=config.best_mode)
+          best_dir, keep=1, best_metric=config.best_metric, best_mode=config.best_mode,
+          barrier_prefix='best')
       checkpoint_lib.write_run_files(best_dir, config, _tokenizer_dir(config))
 
   def evaluate(self, state: TrainState) -> dict[str, float]:
@@ -294,9 +299,6 @@ class Validation:
                    metrics: dict[str, float]) -> None:
     if self.best_manager is None:
       return
-    if self._config.best_metric not in metrics:
-      raise ConfigError(f'config.best_metric={self._config.best_metric!r} is not among the '
-                        f'validation metrics of this model: {sorted(metrics)}.')
     checkpoint_lib.save(self.best_manager, step, state, data_state, metrics=metrics, force=True)
 
   def close(self) -> None:

@@ -50,12 +50,22 @@ def _params(workdir):
   return jax.tree.map(np.asarray, variables), step
 
 
-def _assert_same_params(a, b, atol=0.0):
+def _assert_same_params(a, b, atol=0.0, skip_key_bias=False):
+  """Leaf-wise equality within ``atol``.
+
+  ``skip_key_bias`` leaves out the key half of every ``kv`` bias: softmax is invariant to a
+  shift shared by all keys, so that bias has a true gradient of 0, and Adam turns the
+  rounding noise of differently ordered reductions (other process counts) into steps of the
+  size of the learning rate. It changes no output; everything else must still agree.
+  """
   flat_a = jax.tree_util.tree_leaves_with_path(a)
   flat_b = jax.tree.leaves(b)
   assert len(flat_a) == len(flat_b)
   for (path, x), y in zip(flat_a, flat_b):
-    np.testing.assert_allclose(x, y, rtol=0, atol=atol, err_msg=jax.tree_util.keystr(path))
+    name = jax.tree_util.keystr(path)
+    if skip_key_bias and name.endswith("['kv']['bias']"):
+      x, y = x[x.shape[-1] // 2:], y[y.shape[-1] // 2:]  # the value half only
+    np.testing.assert_allclose(x, y, rtol=0, atol=atol, err_msg=name)
 
 
 @pytest.fixture(scope='module')
@@ -201,7 +211,7 @@ def test_two_processes_match_one_process(reference, run_dirs):
     assert proc.returncode == 0, stderr[-3000:]
   params, step = _params(workdir)
   assert step == TOTAL_STEPS
-  _assert_same_params(params, reference['params'], atol=2e-5)
+  _assert_same_params(params, reference['params'], atol=2e-5, skip_key_bias=True)
 
 
 SHARDED_CHECK = textwrap.dedent('''
@@ -300,6 +310,7 @@ def test_train_step_lowers_every_loss_on_a_fixed_batch():
   eval_rng = jax.random.key(7)
   before = jax.device_get(eval_fn(state.variables, batch, eval_rng))
   assert set(before) == {'loss', 'loss_mir', 'loss_itm', 'loss_mlm', 'itm_accuracy'}
+  assert set(before) == steps.eval_metric_names(config.model.heads)
   again = jax.device_get(eval_fn(state.variables, batch, eval_rng))
   assert before == again  # no dropout, masks from the given key
   history = []
