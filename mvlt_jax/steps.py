@@ -76,6 +76,21 @@ def is_pretraining(model) -> bool:
   return any(head in model.heads for head in ('mlm', 'mir'))
 
 
+def model_inputs(rng: jax.Array, batch: Batch, feed_masked: jax.Array, config,
+                 token_spec: masking.TokenSpec, pretraining: bool):
+  """``(inputs, images fed, input_ids fed, MLM positions or None)`` of a batch.
+
+  Pre-training masks images and words (``make_pretrain_inputs``); fine-tuning feeds the
+  batch as it is.
+  """
+  if not pretraining:
+    inputs = dict(images=images_to_float(batch['images']))
+    return inputs, inputs['images'], batch['input_ids'], None
+  inputs = make_pretrain_inputs(rng, batch, feed_masked, config, token_spec)
+  positions = inputs['tokens'].positions if config.masking.mlm_max_predictions > 0 else None
+  return inputs, inputs['feed'], inputs['tokens'].input_ids, positions
+
+
 def make_train_step(model, config, token_spec: masking.TokenSpec,
                     optimizer: optax.GradientTransformation,
                     schedule: optax.Schedule) -> Callable[[TrainState, Batch], tuple]:
@@ -85,15 +100,9 @@ def make_train_step(model, config, token_spec: masking.TokenSpec,
   def train_step(state: TrainState, batch: Batch):
     step_rng = jax.random.fold_in(state.key, state.step)
     mask_rng, dropout_rng = jax.random.split(step_rng)
-    if pretraining:
-      inputs = make_pretrain_inputs(mask_rng, batch,
-                                    feeds_masked_image(state.step, config.loss_schedule), config,
-                                    token_spec)
-      feed, input_ids = inputs['feed'], inputs['tokens'].input_ids
-      positions = inputs['tokens'].positions if config.masking.mlm_max_predictions > 0 else None
-    else:
-      inputs = dict(images=images_to_float(batch['images']))
-      feed, input_ids, positions = inputs['images'], batch['input_ids'], None
+    inputs, feed, input_ids, positions = model_inputs(
+        mask_rng, batch, feeds_masked_image(state.step, config.loss_schedule), config,
+        token_spec, pretraining)
 
     def loss_fn(params):
       outputs, new_model_state = model.apply(
@@ -135,13 +144,8 @@ def make_eval_step(model, config, token_spec: masking.TokenSpec) -> Callable:
   pretraining = is_pretraining(model)
 
   def eval_step(variables, batch: Batch, rng: jax.Array) -> dict[str, jax.Array]:
-    if pretraining:
-      inputs = make_pretrain_inputs(rng, batch, jnp.ones((), bool), config, token_spec)
-      feed, input_ids = inputs['feed'], inputs['tokens'].input_ids
-      positions = inputs['tokens'].positions if config.masking.mlm_max_predictions > 0 else None
-    else:
-      inputs = dict(images=images_to_float(batch['images']))
-      feed, input_ids, positions = inputs['images'], batch['input_ids'], None
+    inputs, feed, input_ids, positions = model_inputs(
+        rng, batch, jnp.ones((), bool), config, token_spec, pretraining)
     outputs = model.apply(variables, feed, input_ids, train=False, mlm_positions=positions)
     metrics = compute_losses(outputs, batch, inputs, config)
     for logits, labels, name in (('itm_logits', 'itm_labels', 'itm_accuracy'),

@@ -275,6 +275,11 @@ class Validation:
           best_dir, keep=1, best_metric=config.best_metric, best_mode=config.best_mode,
           barrier_prefix='best')
       checkpoint_lib.write_run_files(best_dir, config, _tokenizer_dir(config))
+      # The best value so far (of an earlier run of this workdir too): only a better
+      # evaluation is written, instead of saving every one and letting orbax drop the worse.
+      best_step = self.best_manager.best_step()
+      kept_metrics = self.best_manager.metrics(best_step) if best_step is not None else None
+      self._best_value = kept_metrics.get(config.best_metric) if kept_metrics else None
 
   def evaluate(self, state: TrainState) -> dict[str, float]:
     """Mean metrics over the validation batches."""
@@ -299,7 +304,13 @@ class Validation:
                    metrics: dict[str, float]) -> None:
     if self.best_manager is None:
       return
+    value = metrics[self._config.best_metric]
+    if self._best_value is not None and not (value < self._best_value
+                                             if self._config.best_mode == 'min'
+                                             else value > self._best_value):
+      return
     checkpoint_lib.save(self.best_manager, step, state, data_state, metrics=metrics, force=True)
+    self._best_value = value
 
   def close(self) -> None:
     if self.best_manager is not None:
