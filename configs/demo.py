@@ -33,7 +33,8 @@ def get_config():
   # recognition heads trained beside the three pre-training losses (the image's category and
   # sub-category from [CLS]), which get the image -> [CLS] path and with it ITM going; without
   # them the ITM loss stays at ln 2 for 2,000+ steps. Also lr 2e-3 and word mask 0.3 below.
-  # Retrieval among items of one sub-category still stays near chance (the open part of #4).
+  # Retrieval among items of one sub-category still stays near chance (the open part of #4;
+  # docs/training.md, 'Why fine-grained ITM is slow from scratch').
   m.attention_init_std = 0.1
   m.heads = ('mlm', 'itm', 'mir', 'recognition')
 
