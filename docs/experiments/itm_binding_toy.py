@@ -26,10 +26,7 @@ from mvlt_jax.masking import TokenSpec
 from mvlt_jax.models import build_model
 from mvlt_jax.train import create_train_state
 
-_SUPERVISE = flags.DEFINE_enum('supervise', 'none', ['none', 'image', 'text', 'both'],
-                               'What the recognition heads predict from [CLS] beside ITM.')
-_STEPS = flags.DEFINE_integer('steps', 400, 'Training steps.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Seed of the generated batches.')
+FLAGS = flags.FLAGS
 
 IMAGE_SIZE = 32
 BATCH = 64
@@ -73,20 +70,29 @@ def make_batch(rng: np.random.Generator, colours: np.ndarray, text_length: int,
               main_labels=main.astype(np.int32), sub_labels=sub.astype(np.int32))
 
 
+def define_flags():
+  """The script's flags; only when run as a script, so that tests can import it."""
+  flags.DEFINE_enum('supervise', 'none', ['none', 'image', 'text', 'both'],
+                    'What the recognition heads predict from [CLS] beside ITM.')
+  flags.DEFINE_integer('steps', 400, 'Training steps.')
+  flags.DEFINE_integer('seed', 0, 'Seed of the generated batches.')
+
+
 def main(argv):
   del argv
-  supervise = _SUPERVISE.value
+  supervise = FLAGS.supervise
+  num_steps = FLAGS.steps
   config = toy_config(supervise)
   model = build_model(config.model)
-  schedule = optim.learning_rate_schedule(config.optimizer, BATCH, WARMUP_STEPS, _STEPS.value)
+  schedule = optim.learning_rate_schedule(config.optimizer, BATCH, WARMUP_STEPS, num_steps)
   optimizer = optim.make_optimizer(config.optimizer, schedule)
   state = jax.jit(lambda: create_train_state(model, config, optimizer))()
   train_step = jax.jit(steps.make_train_step(model, config, TokenSpec(VOCAB, SPECIAL_IDS, MASK_ID),
                                              optimizer, schedule), donate_argnums=0)
   colours = np.array([COLOURS[name] for name in MAIN_COLOURS], np.uint8)
-  rng = np.random.default_rng(_SEED.value)
+  rng = np.random.default_rng(FLAGS.seed)
   window = []
-  for step in range(1, _STEPS.value + 1):
+  for step in range(1, num_steps + 1):
     state, metrics = train_step(state, make_batch(rng, colours, config.model.text_length,
                                                   supervise))
     window.append({k: float(v) for k, v in metrics.items() if k.startswith('loss_')})
@@ -98,4 +104,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
