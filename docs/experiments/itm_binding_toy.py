@@ -91,12 +91,13 @@ def main(argv):
                                              optimizer, schedule), donate_argnums=0)
   colours = np.array([COLOURS[name] for name in MAIN_COLOURS], np.uint8)
   rng = np.random.default_rng(FLAGS.seed)
-  window = []
+  window = []  # the losses of the last steps, fetched from the device once per LOG_EVERY
   for step in range(1, num_steps + 1):
     state, metrics = train_step(state, make_batch(rng, colours, config.model.text_length,
                                                   supervise))
-    window.append({k: float(v) for k, v in metrics.items() if k.startswith('loss_')})
+    window.append({k: v for k, v in metrics.items() if k.startswith('loss_')})
     if step % LOG_EVERY == 0:
+      window = jax.device_get(window)
       means = {k: np.mean([w[k] for w in window]) for k in window[0]}
       print(f'step {step}: ' + ', '.join(f'{k}={v:.4f}' for k, v in sorted(means.items())),
             flush=True)
