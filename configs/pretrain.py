@@ -38,6 +38,9 @@ def model_config() -> ml_collections.ConfigDict:
   m.dtype = 'bfloat16'  # compute dtype; parameters stay float32
   m.attention_impl = ''  # '' lets JAX choose; 'xla' or 'cudnn'
   m.remat = False
+  # Gradient of the word table: 'scatter' (XLA's scatter-add), 'one_hot' (a one-hot matrix
+  # product, same values, much faster on GPUs) or 'auto' (one_hot on GPUs, else scatter).
+  m.word_embedding_grad = 'auto'
   # Init std of the attention q / kv / proj kernels: 0.02 as the release (which then loads
   # PVT ImageNet weights); larger lets ITM learn from scratch sooner (docs/training.md).
   m.attention_init_std = 0.02

@@ -35,7 +35,7 @@ from ml_collections import config_flags
 from mvlt_jax import distributed, optim, sharding, steps
 from mvlt_jax.errors import ConfigError, MVLTError
 from mvlt_jax.masking import TokenSpec
-from mvlt_jax.models import build_model
+from mvlt_jax.models import build_model, word_embedding_grad
 from mvlt_jax.train import create_train_state
 
 # The keys every result has (extras: see ``run_benchmark``).
@@ -61,6 +61,7 @@ PEAK_BF16_TFLOPS = (
 )
 
 GIB = 2 ** 30
+PROFILED_STEPS = 5  # steps traced by --profile_dir
 
 
 class CaptionIds(NamedTuple):
@@ -201,6 +202,9 @@ def flops_per_example(config, token_spec: TokenSpec, *, full_logits: bool = True
   if full_logits:
     config.masking.mlm_max_predictions = 0
     config.model.remat = False
+    config.model.word_embedding_grad = 'scatter'  # an index operation: no FLOPs, as PyTorch
+  else:  # what the default backend runs, although the count lowers for the CPU
+    config.model.word_embedding_grad = word_embedding_grad(config.model)
   small, large = batch_sizes
   count = functools.partial(step_flops, config, token_spec, optimized=optimized)
   difference = count(large) - count(small)
@@ -211,7 +215,8 @@ def count_flop_figures(config, token_spec: TokenSpec) -> tuple[float, float]:
   """(FLOPs per example with full MLM logits, FLOPs per example of the step as configured)."""
   logging.info('Counting FLOPs ...')
   full = flops_per_example(config, token_spec, full_logits=True)
-  configured_as_full = config.masking.mlm_max_predictions <= 0 and not config.model.remat
+  configured_as_full = (config.masking.mlm_max_predictions <= 0 and not config.model.remat
+                        and word_embedding_grad(config.model) == 'scatter')
   executed = full if configured_as_full else flops_per_example(config, token_spec,
                                                                full_logits=False)
   logging.info('FLOPs per example: %.4g (full logits), %.4g (as configured)', full, executed)
@@ -259,7 +264,8 @@ def peak_memory_bytes(devices: Sequence[Any]) -> Optional[int]:
 
 def run_benchmark(config: ml_collections.ConfigDict, *, num_steps: int, warmup: int,
                   caption_tokens: tuple[int, int] = (20, 40), count_flops: bool = True,
-                  peak_tflops: Optional[float] = None) -> dict[str, Any]:
+                  peak_tflops: Optional[float] = None,
+                  profile_dir: str = '') -> dict[str, Any]:
   """Compiles and times the training step of ``config``; returns the result dict.
 
   Args:
@@ -268,6 +274,8 @@ def run_benchmark(config: ml_collections.ConfigDict, *, num_steps: int, warmup: 
     caption_tokens: (min, max) real words per synthetic caption.
     count_flops: count FLOPs (a few seconds of tracing); else ``flops_per_example`` is None.
     peak_tflops: the device's peak rate for ``mfu``; None = ``PEAK_BF16_TFLOPS``.
+    profile_dir: if set, a profiler trace of ``PROFILED_STEPS`` more steps is written there
+      (after the timed ones, so the figures do not include the profiler's overhead).
   """
   if num_steps < 1 or warmup < 0:
     raise ConfigError(f'--steps must be >= 1 and --warmup >= 0 (got {num_steps}, {warmup}).')
@@ -314,6 +322,10 @@ def run_benchmark(config: ml_collections.ConfigDict, *, num_steps: int, warmup: 
     state, _, _ = time_steps(compiled_step, state, batch, warmup)
     state, seconds, _ = time_steps(compiled_step, state, batch, num_steps)
     state, loop_seconds, metrics = time_loop(compiled_step, state, batch, num_steps)
+    if profile_dir:
+      logging.info('Tracing %d steps into %s ...', PROFILED_STEPS, profile_dir)
+      with jax.profiler.trace(profile_dir):
+        state, _, metrics = time_loop(compiled_step, state, batch, PROFILED_STEPS)
     final_loss = float(metrics['loss'])  # of the last step: a NaN here flags a broken setup
 
   step_time = statistics.median(seconds)
@@ -339,6 +351,7 @@ def run_benchmark(config: ml_collections.ConfigDict, *, num_steps: int, warmup: 
       processes=jax.process_count(), mesh=dict(mesh.shape),
       mlm_max_predictions=config.masking.mlm_max_predictions,
       attention_impl=m.attention_impl or 'default', remat=bool(m.remat),
+      word_embedding_grad=word_embedding_grad(m),
       loss_schedule=config.loss_schedule, final_loss=final_loss)
 
 
@@ -351,6 +364,8 @@ _COUNT_FLOPS = flags.DEFINE_boolean('count_flops', True,
                                     'Count FLOPs per example (needed for mfu).')
 _PEAK_TFLOPS = flags.DEFINE_float('peak_tflops', 0.0, 'Peak TFLOP/s per device for mfu '
                                   '(0 = the table by device kind).')
+_PROFILE_DIR = flags.DEFINE_string('profile_dir', '', 'Write a profiler trace (TensorBoard / '
+                                   'xprof) of a few extra steps to this folder.')
 config_flags.DEFINE_config_file('config', None, 'A configs/*.py file.', lock_config=True)
 
 
@@ -365,7 +380,8 @@ def main(argv):
     result = run_benchmark(config, num_steps=_STEPS.value, warmup=_WARMUP.value,
                            caption_tokens=(_CAPTION_MIN.value, _CAPTION_MAX.value),
                            count_flops=_COUNT_FLOPS.value,
-                           peak_tflops=_PEAK_TFLOPS.value or None)
+                           peak_tflops=_PEAK_TFLOPS.value or None,
+                           profile_dir=_PROFILE_DIR.value)
   except MVLTError as error:
     print(f'error: {error}', file=sys.stderr)
     sys.exit(1)

@@ -186,3 +186,44 @@ def test_model_imports_without_tensorflow():
                           text=True, timeout=300)
   assert result.returncode == 0, result.stderr
   assert result.stdout.strip().endswith('ok')
+
+
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_dense_word_grad_equals_scatter_grad(dtype):
+  """The one-hot-product gradient of the word table equals the gather's scatter-add."""
+  from mvlt_jax.models import layers
+  vocab, width = 50, 16
+  # Many repeats of id 0 (the [PAD]s that make the scatter slow on GPUs), and every id.
+  ids = jnp.concatenate([jnp.zeros((3, 40), jnp.int32),
+                         jax.random.randint(jax.random.key(1), (3, 24), 0, vocab)], axis=1)
+  ids = ids.at[0, :vocab].set(jnp.arange(vocab))
+  modules = [layers.TextEmbeddings(vocab, width, 128, 2, 0.0, dtype, dense_word_grad=dense)
+             for dense in (False, True)]
+  params = modules[0].init(jax.random.key(0), ids, True)
+  cotangent = jax.random.normal(jax.random.key(2), ids.shape + (width,))
+
+  def grads(module):
+    loss = lambda p: jnp.sum(module.apply(p, ids, True).astype(jnp.float32) * cotangent)
+    return jax.jit(jax.value_and_grad(loss))(params)
+
+  (value_scatter, grad_scatter), (value_dense, grad_dense) = map(grads, modules)
+  np.testing.assert_array_equal(value_dense, value_scatter)
+  tol = 1e-5 if dtype == jnp.float32 else 3e-2  # bf16: the scatter adds in bf16
+  for path in ('word_embeddings', 'position_embeddings', 'LayerNorm'):
+    for a, b in zip(jax.tree.leaves(grad_dense['params'][path]),
+                    jax.tree.leaves(grad_scatter['params'][path])):
+      np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(np.max(np.abs(b))))
+  assert float(jnp.abs(grad_dense['params']['word_embeddings']['embedding'][0]).sum()) > 0
+
+
+def test_word_embedding_grad_resolution():
+  from mvlt_jax.models import word_embedding_grad
+  model_config = pretrain.model_config()
+  assert model_config.word_embedding_grad == 'auto'
+  assert word_embedding_grad(model_config, 'gpu') == 'one_hot'
+  assert word_embedding_grad(model_config, 'cpu') == 'scatter'
+  model_config.word_embedding_grad = 'one_hot'
+  assert word_embedding_grad(model_config, 'cpu') == 'one_hot'
+  model_config.word_embedding_grad = 'gather'
+  with pytest.raises(ValueError, match='word_embedding_grad'):
+    word_embedding_grad(model_config, 'cpu')

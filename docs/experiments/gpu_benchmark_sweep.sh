@@ -21,6 +21,7 @@ BENCH_ARGS=${BENCH_ARGS:-}
 declare -A FLAGS=(
   [base]=''
   [cudnn]='--config.model.attention_impl=cudnn'
+  [scatter_cudnn]='--config.model.word_embedding_grad=scatter --config.model.attention_impl=cudnn'
   [full_logits_cudnn]='--config.masking.mlm_max_predictions=0 --config.model.attention_impl=cudnn'
   [full_logits]='--config.masking.mlm_max_predictions=0'
   [remat_cudnn]='--config.model.remat=True --config.model.attention_impl=cudnn'
@@ -28,7 +29,7 @@ declare -A FLAGS=(
   [xla]='--config.model.attention_impl=xla'
   [batch300_cudnn]='--config.model.attention_impl=cudnn --config.global_batch_size=300'
 )
-ORDER=(base cudnn full_logits_cudnn full_logits remat_cudnn alternate_cudnn xla batch300_cudnn)
+ORDER=(base cudnn scatter_cudnn full_logits_cudnn full_logits remat_cudnn alternate_cudnn xla batch300_cudnn)
 if [ $# -gt 0 ]; then ORDER=("$@"); fi
 
 count_flops=true

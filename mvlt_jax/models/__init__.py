@@ -1,4 +1,5 @@
 """The MVLT model in Flax linen (importable without TensorFlow)."""
+import jax
 import jax.numpy as jnp
 
 from mvlt_jax.models.mvlt import HEAD_NAMES, MVLT
@@ -11,6 +12,23 @@ def compute_dtype(name: str):
   if name not in _DTYPES:
     raise ValueError(f'Unknown model.dtype {name!r}; choose one of {sorted(_DTYPES)}.')
   return _DTYPES[name]
+
+
+# model.word_embedding_grad: how the word table's gradient is computed. 'scatter' is XLA's
+# scatter-add (the gradient of a gather); 'one_hot' a one-hot matrix product
+# (layers.lookup_with_dense_grad). Same values; 'auto' picks by the backend.
+_WORD_GRAD_AUTO = {'gpu': 'one_hot'}  # measured on H100 / H200 (docs/performance.md)
+
+
+def word_embedding_grad(model_config, backend: str = '') -> str:
+  """The resolved ``model.word_embedding_grad`` ('scatter' | 'one_hot') on ``backend``."""
+  choice = model_config.get('word_embedding_grad', 'auto')
+  if choice == 'auto':
+    return _WORD_GRAD_AUTO.get(backend or jax.default_backend(), 'scatter')
+  if choice not in ('scatter', 'one_hot'):
+    raise ValueError(f'Unknown model.word_embedding_grad {choice!r}; choose auto, scatter '
+                     'or one_hot.')
+  return choice
 
 
 def build_model(model_config, **overrides) -> MVLT:
@@ -32,10 +50,11 @@ def build_model(model_config, **overrides) -> MVLT:
       dtype=compute_dtype(model_config.dtype),
       attention_impl=model_config.get('attention_impl') or None,
       remat=model_config.remat,
-      attention_init_std=model_config.get('attention_init_std', 0.02))
+      attention_init_std=model_config.get('attention_init_std', 0.02),
+      dense_word_grad=word_embedding_grad(model_config) == 'one_hot')
   kwargs.update(overrides)
   return MVLT(**kwargs)
 
 
 __all__ = ['MVLT', 'HEAD_NAMES', 'VARIANTS', 'PyramidSpec', 'build_model', 'compute_dtype',
-           'resolve_pyramid']
+           'resolve_pyramid', 'word_embedding_grad']

@@ -78,6 +78,7 @@ class MVLT(nn.Module):
   attention_impl: Optional[str] = None
   remat: bool = False
   attention_init_std: float = 0.02
+  dense_word_grad: bool = False  # see layers.TextEmbeddings
 
   def _position_embedding(self, stage: int, grid_hw: tuple[int, int]) -> jax.Array:
     """Visual position embedding of a stage, resized to the actual grid: [1, h*w, D]."""
@@ -106,7 +107,8 @@ class MVLT(nn.Module):
                        f'{self.text_length}.')
     text_embeddings = layers.TextEmbeddings(
         self.vocab_size, self.text_width, self.text_max_positions, self.type_vocab_size,
-        self.text_dropout_rate, self.dtype, name='text_embeddings')
+        self.text_dropout_rate, self.dtype, dense_word_grad=self.dense_word_grad,
+        name='text_embeddings')
     text = text_embeddings(input_ids, deterministic)  # [B, L, 768]
 
     total_blocks = sum(self.depths)
