@@ -27,9 +27,12 @@ def model_config() -> ml_collections.ConfigDict:
   m.type_vocab_size = 2
   m.text_width = 768
   m.head_width = 768
-  m.heads = ('mlm', 'itm', 'mir')  # any of: mlm, itm, mir, recognition
+  m.heads = ('mlm', 'itm', 'mir')  # any of: mlm, itm, mir, recognition, attributes
   m.num_main_classes = 48
   m.num_sub_classes = 122
+  # Classes per attribute of the 'attributes' heads (not in the paper; the demo's): () takes
+  # them from the dataset (synthetic_fashion: colour 16, pattern 6).
+  m.attribute_classes = ()
   m.mir_channels = 64
   m.bn_momentum = 0.9  # flax convention; PyTorch's momentum 0.1
   m.drop_path_rate = 0.1
@@ -81,7 +84,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.masking.word_random_frac = 0.1
   c.masking.mlm_max_predictions = 32  # per sequence; MLM logits only there (0 = all positions)
 
-  c.loss_weights = ml_collections.ConfigDict(dict(mir=10.0, itm=1.0, mlm=1.0, recognition=1.0))
+  c.loss_weights = ml_collections.ConfigDict(dict(mir=10.0, itm=1.0, mlm=1.0, recognition=1.0,
+                                                    attributes=1.0))
   # 'sum': all three losses on every (masked) batch, as the paper describes.
   # 'alternate': the release: even steps feed the unmasked image, odd steps the masked one.
   c.loss_schedule = 'sum'

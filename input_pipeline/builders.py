@@ -24,10 +24,13 @@ Feature schema of every prepared dataset (the contract with
 ``category``            ClassLabel (main categories)
 ``subcategory``         ClassLabel (sub-categories)
 ``pose``                Text (empty when the source has none)
+``attributes``          int32 [K], only for sources with attribute labels
+                        (``synthetic_fashion``: colour, pattern): the index of
+                        each value in its class list (metadata ``attributes``)
 ======================  ==========================================================
 
 The dataset metadata (``info.metadata``, written with the dataset) records
-the class lists, the tokenizer (kind, vocab size, special ids, fingerprint),
+the class lists (and the attribute class lists), the tokenizer (kind, vocab size, special ids, fingerprint),
 ``text_length``, ``caption_fields``, the options, the examples per split and
 category and the skipped records per split and reason.
 """
@@ -58,6 +61,7 @@ TRAIN_SPLIT = 'train'
 TOKENIZER_KINDS = ('sentencepiece', 'wordpiece')
 IMAGE_ENCODINGS = ('raw', 'jpeg')
 METADATA_FORMAT_VERSION = 1
+ATTRIBUTES_FEATURE = 'attributes'  # int32 [K], present when the source has attributes
 
 
 # ---------------------------------------------------------------------------
@@ -152,6 +156,8 @@ class SourceRecord:
     id, product_id, caption, category, subcategory, pose: the example's fields.
     where: the file and record it comes from, for messages.
     image_ref: what the source needs to fetch the image (a path, a row, ...).
+    attributes: the product's attribute values (e.g. colour, pattern), one per entry of
+      the source's ``attribute_classes()`` in that order; () for sources without them.
   """
 
   id: str
@@ -162,6 +168,7 @@ class SourceRecord:
   pose: str
   where: str
   image_ref: Any = None
+  attributes: tuple[str, ...] = ()
 
 
 # An image as a source hands it over (encoded bytes, pixels, a function that
@@ -192,6 +199,14 @@ class DataSource(abc.ABC):
   def class_names(self, records: Mapping[str, Sequence[SourceRecord]]
                   ) -> tuple[list[str], list[str]]:
     """The main and sub category lists (the ClassLabel names)."""
+
+  def attribute_classes(self) -> dict[str, list[str]]:
+    """Attribute name -> its values (the class lists of ``SourceRecord.attributes``).
+
+    Empty for sources without attribute labels (Fashion-Gen, catalogs); the synthetic
+    catalog has colour and pattern. Stored as the ``attributes`` feature (int32 [K]).
+    """
+    return {}
 
   @abc.abstractmethod
   def images(self, split: str, records: Sequence[SourceRecord]
@@ -291,11 +306,16 @@ class BuildPlan:
   skips: SkippedRecords
   image_workers: ImageWorkers
   category_counts: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+  attribute_classes: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
 
 def make_features(options: PrepareOptions, main_categories: Sequence[str],
-                  sub_categories: Sequence[str]) -> tfds.features.FeaturesDict:
-  """The feature schema of a prepared dataset (see the module docstring)."""
+                  sub_categories: Sequence[str],
+                  attribute_classes: Mapping[str, Sequence[str]] | None = None
+                  ) -> tfds.features.FeaturesDict:
+  """The feature schema of a prepared dataset (see the module docstring); with
+  ``attribute_classes``, also ``attributes``: int32 [K], the index of each attribute's
+  value in its class list (the lists are in the metadata's ``attributes``)."""
   size = options.image_size
   if options.image_encoding == 'raw':
     image = tfds.features.Tensor(shape=(size, size, 3), dtype=np.uint8,
@@ -303,7 +323,12 @@ def make_features(options: PrepareOptions, main_categories: Sequence[str],
   else:
     image = tfds.features.Image(shape=(size, size, 3), dtype=np.uint8,
                                 encoding_format='jpeg')
+  extra = {}
+  if attribute_classes:
+    extra[ATTRIBUTES_FEATURE] = tfds.features.Tensor(shape=(len(attribute_classes),),
+                                                     dtype=np.int32)
   return tfds.features.FeaturesDict({
+      **extra,
       'id': tfds.features.Text(),
       'product_id': tfds.features.Text(),
       'image': image,
@@ -357,12 +382,14 @@ class PreparedDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=
       metadata = None
     else:
       plan = self._plan
-      features = make_features(plan.options, plan.main_categories, plan.sub_categories)
+      features = make_features(plan.options, plan.main_categories, plan.sub_categories,
+                               plan.attribute_classes)
       metadata = tfds.core.MetadataDict(
           format_version=METADATA_FORMAT_VERSION,
           dataset=self.name,
           main_categories=list(plan.main_categories),
           sub_categories=list(plan.sub_categories),
+          attributes={name: list(values) for name, values in plan.attribute_classes.items()},
           tokenizer=plan.tokenizer.info(),
           text_length=plan.options.text_length,
           caption_fields=plan.options.caption_fields,
@@ -398,7 +425,11 @@ class PreparedDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=
         plan.skips.add(split, image)
         continue
       counts[record.category] += 1
+      extra = {}
+      if plan.attribute_classes:
+        extra[ATTRIBUTES_FEATURE] = attribute_indices(record, plan.attribute_classes)
       yield record.id, {
+          **extra,
           'id': record.id,
           'product_id': record.product_id,
           'image': image,
@@ -416,6 +447,20 @@ class PreparedDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=
     self.info.metadata['category_counts'] = dict(plan.category_counts)
     self.info.metadata['skipped'] = plan.skips.as_dict()
     self.info.metadata['skipped_examples'] = list(plan.skips.messages)
+
+
+def attribute_indices(record: SourceRecord,
+                      attribute_classes: Mapping[str, Sequence[str]]) -> np.ndarray:
+  """int32 [K]: the index of each of ``record.attributes`` in its class list."""
+  if len(record.attributes) != len(attribute_classes):
+    raise FatalInputError(f'{record.where}: {len(record.attributes)} attribute values for '
+                          f'{len(attribute_classes)} attributes {list(attribute_classes)}')
+  indices = []
+  for (name, values), value in zip(attribute_classes.items(), record.attributes):
+    if value not in values:
+      raise FatalInputError(f'{record.where}: {name} {value!r} is not one of {list(values)}')
+    indices.append(list(values).index(value))
+  return np.asarray(indices, np.int32)
 
 
 def training_captions(records: Mapping[str, Sequence[SourceRecord]]) -> Iterable[str]:

@@ -66,6 +66,7 @@ INPUT_IDS_KEY = "input_ids"
 CATEGORY_KEY = "category"
 SUBCATEGORY_KEY = "subcategory"
 POSE_KEY = "pose"
+ATTRIBUTES_KEY = "attributes"  # optional: int32 [K] (builders.ATTRIBUTES_FEATURE)
 REQUIRED_FEATURES = (ID_KEY, PRODUCT_ID_KEY, IMAGE_KEY, INPUT_IDS_KEY,
                      CATEGORY_KEY, SUBCATEGORY_KEY)
 
@@ -630,6 +631,7 @@ def train_iterator(data_dir: str, name: str, split: str,
                    prefetch: int = DEFAULT_PREFETCH,
                    num_workers: int | None = None,
                    decode_parallelism: int = DEFAULT_DECODE_PARALLELISM,
+                   attribute_labels: bool = False,
                    ) -> Iterator[dict[str, np.ndarray]]:
   """Endless training batches of this host, from step `start_step` on.
 
@@ -657,10 +659,15 @@ def train_iterator(data_dir: str, name: str, split: str,
     prefetch: finished batches kept ready ahead of the consumer.
     num_workers: threads building batches (default: available cores).
     decode_parallelism: encoded images of one batch decoded concurrently.
+    attribute_labels: also yield the attribute labels of each row's image
+      (`image_attribute_labels`) and of the caption it is fed with
+      (`caption_attribute_labels`: the partner's on ITM negatives), int32
+      [B, K]; the dataset must have been prepared with them.
 
   Yields:
     dicts with `images` uint8 [B, S, S, 3], `input_ids` int32 [B, L],
-    `itm_labels`, `main_labels`, `sub_labels` int32 [B].
+    `itm_labels`, `main_labels`, `sub_labels` int32 [B] (and the attribute
+    labels above).
   """
   del shuffle_buffer
   if seed < 0:
@@ -682,13 +689,20 @@ def train_iterator(data_dir: str, name: str, split: str,
     raise PipelineConfigError(
         f"{prepared.dataset_dir} split {split!r} has {total} records, fewer "
         f"than one global batch of {global_batch_size}.")
+  if attribute_labels and ATTRIBUTES_KEY not in prepared.features:
+    raise PipelineConfigError(
+        f"{prepared.dataset_dir} has no attribute labels (feature {ATTRIBUTES_KEY!r}), "
+        "which the attribute heads need: only synthetic_fashion has them, and one "
+        "prepared by an older version does not; remove that folder to prepare it "
+        "again, or leave 'attributes' out of config.model.heads.")
+  attribute_keys = (ATTRIBUTES_KEY,) if attribute_labels else ()
   permutations = _PermutationCache(seed, total)
   # Sub-category of every record, for hard ITM negatives (one pass over the split).
   record_subcategories = (
       read_metadata(data_dir, name, split).subcategories
       if itm_hard_negative_prob > 0 else None)
   # Captions and product ids of ITM partners, read without decoding any image.
-  text_source = SplitSource(prepared, (INPUT_IDS_KEY, PRODUCT_ID_KEY))
+  text_source = SplitSource(prepared, (INPUT_IDS_KEY, PRODUCT_ID_KEY) + attribute_keys)
 
   def make_batch(source: SplitSource, step: int) -> dict[str, np.ndarray]:
     epoch, position = divmod(step, epoch_steps)
@@ -708,6 +722,7 @@ def train_iterator(data_dir: str, name: str, split: str,
                        else record_subcategories[batch_indices]))
     input_ids = example[INPUT_IDS_KEY].copy()  # [B, L]
     itm_labels = np.ones((batch,), np.int32)
+    caption_attributes = example[ATTRIBUTES_KEY].copy() if attribute_labels else None
     swapped = np.flatnonzero(partner_rows != rows)
     if len(swapped):
       partner_indices = batch_indices[partner_rows[swapped]]
@@ -715,18 +730,24 @@ def train_iterator(data_dir: str, name: str, split: str,
       input_ids[swapped] = partners[INPUT_IDS_KEY]
       itm_labels[swapped] = (partners[PRODUCT_ID_KEY]
                              == example[PRODUCT_ID_KEY][swapped]).astype(np.int32)
-    return {
+      if attribute_labels:
+        caption_attributes[swapped] = partners[ATTRIBUTES_KEY]
+    out = {
         "images": example[IMAGE_KEY],
         "input_ids": input_ids,
         "itm_labels": itm_labels,
         "main_labels": example[CATEGORY_KEY],
         "sub_labels": example[SUBCATEGORY_KEY],
     }
+    if attribute_labels:
+      out["image_attribute_labels"] = example[ATTRIBUTES_KEY]  # [B, K]
+      out["caption_attribute_labels"] = caption_attributes  # [B, K]
+    return out
 
   def generate() -> Iterator[dict[str, np.ndarray]]:
     try:
       yield from _batches(
-          prepared, _TRAIN_KEYS, make_batch, itertools.count(start_step),
+          prepared, _TRAIN_KEYS + attribute_keys, make_batch, itertools.count(start_step),
           image_size=image_size, decode_parallelism=decode_parallelism,
           num_workers=num_workers, prefetch=prefetch, ordered=deterministic)
     finally:

@@ -263,7 +263,8 @@ def prepare_dataset(name: str,
     with ImageWorkers(resolved.storage_spec(), num_workers or default_num_workers()) as workers:
       plan = BuildPlan(options=resolved, source=source, records=records,
                        main_categories=main_categories, sub_categories=sub_categories,
-                       tokenizer=tokenizer, skips=skips, image_workers=workers)
+                       tokenizer=tokenizer, skips=skips, image_workers=workers,
+                       attribute_classes=source.attribute_classes())
       builder = builder_cls(data_dir=data_dir, plan=plan)
       builder.download_and_prepare(
           download_dir=os.path.join(staging_dir, 'downloads'),  # Nothing is downloaded.

@@ -26,6 +26,11 @@ from input_pipeline.builders import (DataSource, ImageInput, PrepareOptions,
                                      PreparedDatasetBuilder, SourceRecord, normalize_text)
 from input_pipeline.errors import FatalInputError, SkippedRecords
 
+# The attribute labels stored with every record (the attribute heads' targets): the two
+# attributes every product has; the sub-category-specific ones (length, pocket ...) are not.
+ATTRIBUTE_CLASSES = {'colour': synthetic_fashion.MAIN_COLOURS,
+                     'pattern': synthetic_fashion.PATTERNS}
+
 # The validation split is generated from seed + this offset.
 VALIDATION_SEED_OFFSET = 1_000_003
 
@@ -94,6 +99,7 @@ class SyntheticSource(DataSource):
               where=f'synthetic {split} product {index} view {view} (id {record_id!r})',
               image_ref=functools.partial(synthetic_fashion.render_view, product, view, seed,
                                           self._options.image_size),
+              attributes=tuple(product.attributes[name] for name in ATTRIBUTE_CLASSES),
           ))
     return records
 
@@ -102,6 +108,9 @@ class SyntheticSource(DataSource):
     del records  # Fixed by the generator.
     return (list(synthetic_fashion.main_categories()),
             list(synthetic_fashion.sub_categories()))
+
+  def attribute_classes(self) -> dict[str, list[str]]:
+    return {name: list(values) for name, values in ATTRIBUTE_CLASSES.items()}
 
   def images(self, split: str, records: Sequence[SourceRecord]
              ) -> Iterator[tuple[SourceRecord, ImageInput]]:

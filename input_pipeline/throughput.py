@@ -46,6 +46,7 @@ def write_contract_dataset(data_dir: str, name: str, *,
                            image_encoding: str = "jpeg",
                            file_format: str = "tfrecord",
                            marked_images: bool = False,
+                           attribute_classes: tuple[int, ...] = (),
                            seed: int = 0) -> str:
   """Writes a stand-in dataset in the prepared-dataset format; returns its dir.
 
@@ -60,6 +61,10 @@ def write_contract_dataset(data_dir: str, name: str, *,
   first two channels (pixel value `i % 256`, `i // 256`); use it with
   `image_encoding='png'` (lossless) in tests. Otherwise images are
   photo-like: a shaded garment-like blob with texture on a white background.
+
+  With `attribute_classes` (classes per attribute), records also have the
+  `attributes` feature: attribute `k` of product `p` is
+  `(p + k) % attribute_classes[k]`.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
@@ -77,6 +82,9 @@ def write_contract_dataset(data_dir: str, name: str, *,
       "subcategory": tfds.features.ClassLabel(
           names=[f"subcategory_{s}" for s in range(num_subcategories)]),
       "pose": tfds.features.Text(),
+      **({"attributes": tfds.features.Tensor(shape=(len(attribute_classes),),
+                                             dtype=np.int32)}
+         if attribute_classes else {}),
   })
 
   def examples(split: str, size: int):
@@ -104,6 +112,10 @@ def write_contract_dataset(data_dir: str, name: str, *,
           "category": subcategory // subcategories_per_category,
           "subcategory": subcategory,
           "pose": f"view_{i % views_per_product}",
+          **({"attributes": np.array([(product + k) % n
+                                      for k, n in enumerate(attribute_classes)],
+                                     np.int32)}
+             if attribute_classes else {}),
       }
 
   class _Builder(tfds.dataset_builders.AdhocBuilder, skip_registration=True):

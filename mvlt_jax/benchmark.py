@@ -98,14 +98,16 @@ def caption_ids_for(vocab_size: int) -> CaptionIds:
 
 def synthetic_batch(rng: jax.Array, *, batch_size: int, image_size: int, text_length: int,
                     vocab_size: int, ids: CaptionIds, caption_tokens: tuple[int, int],
-                    num_main_classes: int = 0, num_sub_classes: int = 0) -> steps.Batch:
+                    num_main_classes: int = 0, num_sub_classes: int = 0,
+                    attribute_classes: tuple[int, ...] = ()) -> steps.Batch:
   """A random training batch shaped like the pipeline's (pure, jit-able).
 
   Captions are ``[CLS] w_1 .. w_n [SEP] [PAD] ...`` with n uniform in ``caption_tokens``
   (inclusive, capped at ``text_length - 2``) and regular word ids. Recognition labels are
-  added when the class counts are given.
+  added when the class counts are given, attribute labels when ``attribute_classes`` is.
   """
-  image_rng, length_rng, word_rng, itm_rng, main_rng, sub_rng = jax.random.split(rng, 6)
+  (image_rng, length_rng, word_rng, itm_rng, main_rng, sub_rng,
+   attribute_rng) = jax.random.split(rng, 7)
   low, high = (min(n, text_length - 2) for n in caption_tokens)
   images = jax.random.randint(image_rng, (batch_size, image_size, image_size, 3), 0, 256,
                               jnp.int32).astype(jnp.uint8)  # [B, H, W, 3]
@@ -123,6 +125,11 @@ def synthetic_batch(rng: jax.Array, *, batch_size: int, image_size: int, text_le
                                               jnp.int32)
     batch['sub_labels'] = jax.random.randint(sub_rng, (batch_size,), 0, num_sub_classes,
                                              jnp.int32)
+  if attribute_classes:
+    for side_rng, side in zip(jax.random.split(attribute_rng), ('caption', 'image')):
+      batch[f'{side}_attribute_labels'] = jax.random.randint(
+          side_rng, (batch_size, len(attribute_classes)), 0,
+          jnp.asarray(attribute_classes, jnp.int32), jnp.int32)  # [B, K]
   return batch
 
 
@@ -152,6 +159,10 @@ def _abstract_batch(config, batch_size: int, device_sharding) -> steps.Batch:
   if 'recognition' in config.model.heads:
     batch['main_labels'] = spec((batch_size,), jnp.int32)
     batch['sub_labels'] = spec((batch_size,), jnp.int32)
+  if 'attributes' in config.model.heads:
+    for side in ('caption', 'image'):
+      batch[f'{side}_attribute_labels'] = spec(
+          (batch_size, len(config.model.attribute_classes)), jnp.int32)
   return batch
 
 
@@ -308,7 +319,8 @@ def run_benchmark(config: ml_collections.ConfigDict, *, num_steps: int, warmup: 
         text_length=m.text_length, vocab_size=m.vocab_size, ids=ids,
         caption_tokens=tuple(caption_tokens),
         num_main_classes=m.num_main_classes if recognition else 0,
-        num_sub_classes=m.num_sub_classes if recognition else 0)
+        num_sub_classes=m.num_sub_classes if recognition else 0,
+        attribute_classes=tuple(m.attribute_classes) if 'attributes' in m.heads else ())
     batch = jax.jit(make_batch, out_shardings=batch_sharding)(jax.random.key(config.seed))
 
     logging.info('Compiling the training step ...')

@@ -61,10 +61,12 @@ _GROUP_PATTERNS = {
     'itm': re.compile(r'itm_head(_embed)?(\.|$)'),
     'mir': re.compile(r't2i_head(\.|$)'),
     'recognition': re.compile(r'(sup|sub)_cls_head(_embed)?(\.|$)'),
+    # Not in the release: the demo's attribute heads (mvlt_jax/models/mvlt.py).
+    'attributes': re.compile(r'(caption|image|imagecls)_attr\d+_head(_embed)?(\.|$)'),
     # PVT-v1 ImageNet classifier parts that MVLT does not have.
     'pvt_classifier': re.compile(r'(cls_token|norm|head)(\.|$)'),
 }
-_HEAD_GROUPS = ('mlm', 'itm', 'mir', 'recognition')
+_HEAD_GROUPS = ('mlm', 'itm', 'mir', 'recognition', 'attributes')
 _BATCH_STATS_LEAVES = ('running_mean', 'running_var', NUM_BATCHES_TRACKED)
 GROUPS = ('vision', 'text', 'heads', 'batch_stats') + _HEAD_GROUPS
 

@@ -1,7 +1,8 @@
 """Pure training and evaluation steps (jit'd by the caller; no TensorFlow, no host I/O).
 
 A training batch holds ``images`` uint8 [B, H, W, 3], ``input_ids`` int32 [B, L],
-``itm_labels`` int32 [B] and, for recognition, ``main_labels`` / ``sub_labels`` int32 [B].
+``itm_labels`` int32 [B], for recognition ``main_labels`` / ``sub_labels`` int32 [B], and for
+the attribute heads ``caption_attribute_labels`` / ``image_attribute_labels`` int32 [B, K].
 """
 from typing import Any, Callable
 
@@ -10,6 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from mvlt_jax import losses, masking, optim
+from mvlt_jax.models.mvlt import ATTRIBUTE_LABELS
 from mvlt_jax.train_state import TrainState
 
 Batch = dict[str, jax.Array]
@@ -68,6 +70,11 @@ def compute_losses(outputs: dict, batch: Batch, inputs: dict, config) -> dict[st
   if 'main_logits' in outputs:
     terms['recognition'] = (losses.classification_loss(outputs['main_logits'], batch['main_labels'])
                             + losses.classification_loss(outputs['sub_logits'], batch['sub_labels']))
+  if 'caption_attribute_logits' in outputs:
+    terms['attributes'] = sum(
+        losses.classification_loss(logits, batch[label_key][:, index])
+        for side, label_key in ATTRIBUTE_LABELS.items()
+        for index, logits in enumerate(outputs[f'{side}_attribute_logits']))
   total = sum(weights[name] * value for name, value in terms.items())
   return {**{f'loss_{name}': value for name, value in terms.items()}, 'loss': total}
 
@@ -128,7 +135,8 @@ def eval_metric_names(heads) -> set[str]:
   """The keys of ``make_eval_step``'s metrics for a model with ``heads``."""
   names = {'loss'}
   per_head = {'mir': ('loss_mir',), 'itm': ('loss_itm', 'itm_accuracy'), 'mlm': ('loss_mlm',),
-              'recognition': ('loss_recognition', 'main_accuracy', 'sub_accuracy')}
+              'recognition': ('loss_recognition', 'main_accuracy', 'sub_accuracy'),
+              'attributes': ('loss_attributes',)}
   for head in heads:
     names.update(per_head[head])
   return names

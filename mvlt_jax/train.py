@@ -75,6 +75,21 @@ def resolve_config(config, prepared) -> ml_collections.ConfigDict:
       raise ConfigError(f'config.model.{field}={config.model[field]} but the dataset '
                         f'{config.dataset.name} in {config.dataset.data_dir} has {value}; set '
                         f'--config.model.{field}=0 to take it from the data.')
+  if 'attributes' in config.model.heads:
+    attributes = (prepared.builder.info.metadata or {}).get('attributes') or {}
+    classes = tuple(len(values) for values in attributes.values())
+    where = os.path.join(config.dataset.data_dir, config.dataset.name)
+    if not classes:
+      raise ConfigError(f"config.model.heads has 'attributes' but {where} has no attribute "
+                        'labels: only synthetic_fashion has them, and one prepared by an '
+                        f"older version does not (remove {where} to prepare it again), or "
+                        "leave 'attributes' out of config.model.heads.")
+    if not config.model.attribute_classes:
+      config.model.attribute_classes = classes
+    elif tuple(config.model.attribute_classes) != classes:
+      raise ConfigError(f'config.model.attribute_classes={tuple(config.model.attribute_classes)}'
+                        f' but {where} has {classes} ({list(attributes)}); set '
+                        '--config.model.attribute_classes="()" to take them from the data.')
   text_length = features['input_ids'].shape[0]
   if text_length != config.model.text_length:
     raise ConfigError(f'config.model.text_length={config.model.text_length} but the dataset '
@@ -229,7 +244,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         start_step=start_step, itm_negative_prob=ds.itm_negative_prob,
         itm_hard_negative_prob=ds.itm_hard_negative_prob,
         itm_hard_negative_from_step=ds.itm_hard_negative_from_step,
-        image_size=config.model.image_size, deterministic=ds.deterministic)
+        image_size=config.model.image_size, deterministic=ds.deterministic,
+        attribute_labels='attributes' in config.model.heads)
     validation = None
     if config.validation_every:
       validation = Validation(config, model, token_spec, batch_sharding,
@@ -288,7 +304,8 @@ class Validation:
     batches = pipeline.train_iterator(
         ds.data_dir, ds.name, ds.eval_split, config.global_batch_size, seed=config.seed,
         itm_negative_prob=ds.itm_negative_prob, itm_hard_negative_prob=ds.itm_hard_negative_prob,
-        image_size=config.model.image_size, deterministic=True)
+        image_size=config.model.image_size, deterministic=True,
+        attribute_labels='attributes' in config.model.heads)
     sums = {}
     try:
       for index in range(config.validation_batches):

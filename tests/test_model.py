@@ -227,3 +227,21 @@ def test_word_embedding_grad_resolution():
   model_config.word_embedding_grad = 'gather'
   with pytest.raises(ValueError, match='word_embedding_grad'):
     word_embedding_grad(model_config, 'cpu')
+
+
+def test_attribute_heads_shapes_and_names():
+  config = tiny_config(heads=('itm', 'attributes'))
+  config.model.attribute_classes = (16, 6)
+  out = _abstract_forward(config.model, 64)
+  assert [x.shape for x in out['caption_attribute_logits']] == [(2, 16), (2, 6)]
+  assert [x.shape for x in out['image_attribute_logits']] == [(2, 16), (2, 6)]
+  assert [x.shape for x in out['imagecls_attribute_logits']] == [(2, 16), (2, 6)]
+  model = build_model(config.model)
+  params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)),
+                          jnp.zeros((1, 16), jnp.int32))['params']
+  names = {name for name in params if '_attr' in name}
+  assert names == {f'{side}_attr{i}_head{suffix}' for side in ('caption', 'image', 'imagecls')
+                   for i in (0, 1) for suffix in ('', '_embed')}
+  config.model.attribute_classes = ()
+  with pytest.raises(ValueError, match='attribute_classes'):
+    _abstract_forward(config.model, 64)

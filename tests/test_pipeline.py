@@ -334,3 +334,49 @@ def test_array_record_shards(tmp_path):
                                          process_count=1))
   np.testing.assert_array_equal(record_of_image(batch["images"]), range(10))
   np.testing.assert_array_equal(caption_record(batch["input_ids"]), range(10))
+
+
+ATTRIBUTE_CLASSES = (5, 3)
+
+
+@pytest.fixture(scope="module")
+def attribute_data_dir(tmp_path_factory):
+  directory = str(tmp_path_factory.mktemp("pipeline_attribute_data"))
+  write_contract_dataset(
+      directory, NAME, split_sizes={"train": NUM_TRAIN, "validation": NUM_VALIDATION},
+      views_per_product=VIEWS_PER_PRODUCT, image_size=IMAGE_SIZE,
+      text_length=TEXT_LENGTH, image_encoding="png", marked_images=True,
+      attribute_classes=ATTRIBUTE_CLASSES)
+  return directory
+
+
+def product_attributes(products):
+  """The fixture's attributes of each product: int [N] -> int [N, K]."""
+  return np.stack([(products + k) % n for k, n in enumerate(ATTRIBUTE_CLASSES)], axis=1)
+
+
+def test_attribute_labels_follow_image_and_caption(attribute_data_dir):
+  batches = train_batches(attribute_data_dir, 6, itm_negative_prob=0.5,
+                          attribute_labels=True)
+  swapped_rows = 0
+  for batch in batches:
+    image_products = record_of_image(batch["images"]) // VIEWS_PER_PRODUCT
+    caption_products = caption_product(batch["input_ids"])
+    np.testing.assert_array_equal(batch["image_attribute_labels"],
+                                  product_attributes(image_products))
+    np.testing.assert_array_equal(batch["caption_attribute_labels"],
+                                  product_attributes(caption_products))
+    assert batch["caption_attribute_labels"].dtype == np.int32
+    swapped_rows += int(np.sum(caption_products != image_products))
+  assert swapped_rows > 0  # negatives were drawn, and their labels are the partner's
+
+
+def test_attribute_labels_are_off_by_default(attribute_data_dir):
+  (batch,) = train_batches(attribute_data_dir, 1)
+  assert "caption_attribute_labels" not in batch and "image_attribute_labels" not in batch
+
+
+def test_attribute_labels_need_the_feature(data_dir):
+  with pytest.raises(pipeline.PipelineConfigError, match="no attribute labels"):
+    pipeline.train_iterator(data_dir, NAME, "train", 8, seed=0, attribute_labels=True,
+                            process_index=0, process_count=1)

@@ -51,7 +51,8 @@ def build_model(model_config, **overrides) -> MVLT:
       attention_impl=model_config.get('attention_impl') or None,
       remat=model_config.remat,
       attention_init_std=model_config.get('attention_init_std', 0.02),
-      dense_word_grad=word_embedding_grad(model_config) == 'one_hot')
+      dense_word_grad=word_embedding_grad(model_config) == 'one_hot',
+      attribute_classes=tuple(model_config.get('attribute_classes') or ()))
   kwargs.update(overrides)
   return MVLT(**kwargs)
 

@@ -12,7 +12,14 @@ from mvlt_jax.models.resize import resize_bilinear
 
 Dtype = Any
 
-HEAD_NAMES = ('mlm', 'itm', 'mir', 'recognition')
+HEAD_NAMES = ('mlm', 'itm', 'mir', 'recognition', 'attributes')
+# The attribute heads, by side: outputs '<side>_attribute_logits' (one [B, classes] per
+# attribute), parameters '<side>_attr<k>_head[_embed]', and the batch key of their targets.
+ATTRIBUTE_LABELS = {'caption': 'caption_attribute_labels',  # from [CLS]
+                    'image': 'image_attribute_labels',  # from the pooled visual tokens
+                    'imagecls': 'image_attribute_labels'}  # the image's, from [CLS]
+
+
 # Stage 1 patchifies the image by 4, stages 2-4 halve the grid again.
 PATCH_SIZES = (4, 2, 2, 2)
 
@@ -79,6 +86,7 @@ class MVLT(nn.Module):
   remat: bool = False
   attention_init_std: float = 0.02
   dense_word_grad: bool = False  # see layers.TextEmbeddings
+  attribute_classes: Sequence[int] = ()  # classes per attribute (the 'attributes' heads)
 
   def _position_embedding(self, stage: int, grid_hw: tuple[int, int]) -> jax.Array:
     """Visual position embedding of a stage, resized to the actual grid: [1, h*w, D]."""
@@ -100,6 +108,9 @@ class MVLT(nn.Module):
     unknown = set(self.heads) - set(HEAD_NAMES)
     if unknown:
       raise ValueError(f'Unknown heads {sorted(unknown)}; known: {HEAD_NAMES}.')
+    if 'attributes' in self.heads and not self.attribute_classes:
+      raise ValueError("The 'attributes' heads need model.attribute_classes (classes per "
+                       'attribute; () takes them from the dataset).')
     deterministic = not train
     batch, text_length = input_ids.shape
     if text_length > self.text_length:
@@ -155,6 +166,20 @@ class MVLT(nn.Module):
       hidden = layers.LinearNorm(self.head_width, self.dtype, name=f'{name}_embed')(cls_token)
       logits = heads_lib.ClassifierHead(num_classes, self.dtype, name=name)(hidden)
       outputs[output_key] = logits.astype(jnp.float32)
+    if 'attributes' in self.heads:
+      # Not in the paper (docs/training.md, "Attribute heads"): the attributes of the caption
+      # from [CLS], and of the image both from the pooled last-stage visual tokens ('image')
+      # and from [CLS] ('imagecls'), so that [CLS] carries both sides for ITM to compare.
+      pooled_visual = stage_maps[-1].mean(axis=(1, 2))  # [B, D4]
+      for side, features in (('caption', cls_token), ('image', pooled_visual),
+                             ('imagecls', cls_token)):
+        side_logits = []
+        for index, num_classes in enumerate(self.attribute_classes):
+          name = f'{side}_attr{index}_head'
+          hidden = layers.LinearNorm(self.head_width, self.dtype, name=f'{name}_embed')(features)
+          logits = heads_lib.ClassifierHead(num_classes, self.dtype, name=name)(hidden)
+          side_logits.append(logits.astype(jnp.float32))  # [B, classes]
+        outputs[f'{side}_attribute_logits'] = tuple(side_logits)
     if 'mir' in self.heads:
       decoder = heads_lib.MIRDecoder(self.mir_channels, self.dtype, self.bn_momentum,
                                      name='t2i_head')
