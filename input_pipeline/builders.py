@@ -30,7 +30,8 @@ Feature schema of every prepared dataset (the contract with
 ======================  ==========================================================
 
 The dataset metadata (``info.metadata``, written with the dataset) records
-the class lists (and the attribute class lists), the tokenizer (kind, vocab size, special ids, fingerprint),
+the class lists (and the attribute class lists), the tokenizer (kind, vocab
+size, special ids, fingerprint),
 ``text_length``, ``caption_fields``, the options, the examples per split and
 category and the skipped records per split and reason.
 """

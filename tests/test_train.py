@@ -154,6 +154,31 @@ def test_text_length_other_than_the_prepared_data_is_a_clear_error(reference, ru
     resolve_config(config, prepared)
 
 
+def test_attribute_classes_come_from_the_prepared_data(reference, run_dirs):
+  import types  # pylint: disable=import-outside-toplevel
+  from input_pipeline import prepare  # pylint: disable=import-outside-toplevel
+  from mvlt_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  from mvlt_jax.train import resolve_config  # pylint: disable=import-outside-toplevel
+  from tests import tiny_train_config  # pylint: disable=import-outside-toplevel
+  config = tiny_train_config.get_config()
+  config.dataset.data_dir = str(run_dirs['data'])
+  assert 'attributes' in config.model.heads
+  prepared = prepare.load_prepared(config.dataset.name, config.dataset.data_dir)
+  assert resolve_config(config, prepared).model.attribute_classes == (16, 6)  # colour, pattern
+  config.model.attribute_classes = (16, 5)
+  with pytest.raises(ConfigError, match=r'attribute_classes=\(16, 5\) but .* has \(16, 6\)'):
+    resolve_config(config, prepared)
+  # A dataset without attribute labels (an older synthetic_fashion, Fashion-Gen, a catalog).
+  info = prepared.builder.info
+  without = types.SimpleNamespace(
+      tokenizer=prepared.tokenizer,
+      builder=types.SimpleNamespace(info=types.SimpleNamespace(
+          features=info.features, metadata={**info.metadata, 'attributes': {}})))
+  config.model.attribute_classes = ()
+  with pytest.raises(ConfigError, match=r"has no attribute labels.*prepare it again"):
+    resolve_config(config, without)
+
+
 def _wait_for_checkpoint(workdir, proc, timeout=600):
   """Waits until a first checkpoint step directory exists; returns its step."""
   ckpt = os.path.join(workdir, 'checkpoints')
