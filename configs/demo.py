@@ -3,7 +3,7 @@
 Prepares `synthetic_fashion` in ./data when missing (no downloads), pre-trains with the
 three losses (plus the recognition and attribute heads, see below), validates every 200
 steps, then evaluates retrieval on the paper's protocol (101 candidates) and writes a
-reconstruction picture. About 6-7 minutes on 2 CPU cores (docs/training.md has the figures).
+reconstruction picture. About 8.5 minutes on 2 CPU cores (docs/training.md has the figures).
 
   python main.py --config=configs/demo.py --workdir=workdirs/demo
 """
