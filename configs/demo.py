@@ -34,9 +34,9 @@ def get_config():
   # sub-category from [CLS]), which get the image -> [CLS] path and with it ITM going; without
   # them the ITM loss stays at ln 2 for 2,000+ steps. Also lr 2e-3 and word mask 0.3 below.
   # For retrieval among items of one sub-category (the paper's protocol), the attribute heads
-  # (colour and pattern of the caption from [CLS], of the image from the pooled visual tokens;
-  # synthetic_fashion stores both) and the release's alternating image feed: without them
-  # R@1 stays at 0-3 % (docs/training.md, 'Attribute heads').
+  # (colour and pattern of the caption from [CLS], of the image from the pooled visual tokens
+  # and from [CLS]; synthetic_fashion stores both), the release's alternating image feed and
+  # 1,500 steps: without the heads R@1 stays at 0-3 % (docs/training.md, 'Attribute heads').
   m.attention_init_std = 0.1
   m.heads = ('mlm', 'itm', 'mir', 'recognition', 'attributes')
 
