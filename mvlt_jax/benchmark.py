@@ -294,6 +294,11 @@ def run_benchmark(config: ml_collections.ConfigDict, *, num_steps: int, warmup: 
     raise ConfigError(f'caption lengths must satisfy 0 < min <= max, got {caption_tokens}.')
   config = ml_collections.ConfigDict(config.to_dict())
   m = config.model
+  if 'attributes' in m.heads and not m.attribute_classes:
+    raise ConfigError('config.model.heads has the attribute heads but '
+                      'config.model.attribute_classes is empty (no dataset fills it in here); '
+                      'give e.g. --config.model.attribute_classes="(16, 6)" (the synthetic '
+                      "catalog's colour and pattern).")
   ids = caption_ids_for(m.vocab_size)
   token_spec = ids.token_spec(m.vocab_size)
 

@@ -121,6 +121,23 @@ def test_a_mesh_the_devices_cannot_fill_fails_clearly():
     benchmark.run_benchmark(config, num_steps=1, warmup=0, count_flops=False)
 
 
+def test_attribute_heads_without_class_counts_fail_clearly():
+  config = tiny_config(heads=('itm', 'attributes'))
+  with pytest.raises(ConfigError, match='attribute_classes'):
+    benchmark.run_benchmark(config, num_steps=1, warmup=0, count_flops=False)
+
+
+def test_synthetic_batch_has_attribute_labels_in_range():
+  batch = benchmark.synthetic_batch(
+      jax.random.key(0), batch_size=64, image_size=8, text_length=8, vocab_size=64,
+      ids=benchmark.caption_ids_for(64), caption_tokens=(2, 4), attribute_classes=(16, 3))
+  for side in ('caption', 'image'):
+    labels = np.asarray(batch[f'{side}_attribute_labels'])
+    assert labels.shape == (64, 2)
+    assert labels.min() >= 0 and labels[:, 0].max() < 16 and labels[:, 1].max() < 3
+    assert labels[:, 1].max() == 2  # the range is used, per attribute
+
+
 @pytest.mark.parametrize('options, message', [
     (dict(num_steps=0, warmup=0), '--steps'),
     (dict(num_steps=1, warmup=-1), '--warmup'),
