@@ -36,6 +36,7 @@ from mvlt_jax import distributed, optim, sharding, steps
 from mvlt_jax.errors import ConfigError, MVLTError
 from mvlt_jax.masking import TokenSpec
 from mvlt_jax.models import build_model, word_embedding_grad
+from mvlt_jax.models.mvlt import ATTRIBUTE_LABELS
 from mvlt_jax.train import create_train_state
 
 # The keys every result has (extras: see ``run_benchmark``).
@@ -126,9 +127,10 @@ def synthetic_batch(rng: jax.Array, *, batch_size: int, image_size: int, text_le
     batch['sub_labels'] = jax.random.randint(sub_rng, (batch_size,), 0, num_sub_classes,
                                              jnp.int32)
   if attribute_classes:
-    for side_rng, side in zip(jax.random.split(attribute_rng), ('caption', 'image')):
-      batch[f'{side}_attribute_labels'] = jax.random.randint(
-          side_rng, (batch_size, len(attribute_classes)), 0,
+    label_keys = sorted(set(ATTRIBUTE_LABELS.values()))
+    for key_rng, key in zip(jax.random.split(attribute_rng, len(label_keys)), label_keys):
+      batch[key] = jax.random.randint(
+          key_rng, (batch_size, len(attribute_classes)), 0,
           jnp.asarray(attribute_classes, jnp.int32), jnp.int32)  # [B, K]
   return batch
 
@@ -160,8 +162,8 @@ def _abstract_batch(config, batch_size: int, device_sharding) -> steps.Batch:
     batch['main_labels'] = spec((batch_size,), jnp.int32)
     batch['sub_labels'] = spec((batch_size,), jnp.int32)
   if 'attributes' in config.model.heads:
-    for side in ('caption', 'image'):
-      batch[f'{side}_attribute_labels'] = spec(
+    for key in set(ATTRIBUTE_LABELS.values()):
+      batch[key] = spec(
           (batch_size, len(config.model.attribute_classes)), jnp.int32)
   return batch
 
