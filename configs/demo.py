@@ -69,6 +69,10 @@ def get_config():
   c.checkpoint_every = 200
   c.validation_every = 200  # validation losses on 4 batches; the best in best_checkpoint
   c.validation_batches = 4
+  c.best_metric = 'loss'  # the lowest validation loss (the release's rule needs ~100 epochs)
+  c.best_mode = 'min'
+  c.best_from_fraction = 0.0
+  c.pretrained_vision_expected = False  # micro model: there are no ImageNet weights for it
   c.eval_after_training = True
   c.eval.num_queries = 100  # of the paper's 1,000, to fit the CPU budget; 101 candidates each
   c.eval.batch_size = 64

@@ -11,7 +11,8 @@ its step:
   from the record headers; or ArrayRecord through its own reader). TFRecord
   shards have no random access of their own, which is why the reader is ours.
 * Epoch ``e`` visits the records in the order of a permutation drawn from
-  ``(seed, e)``, so step ``s`` reads ``perm_e[pos * G:(pos + 1) * G]`` with
+  ``(seed, e)`` (with repeated sampling, each entry repeated k times and cut
+  to N: ``epoch_order``), so step ``s`` reads ``perm_e[pos * G:(pos + 1) * G]`` with
   ``e, pos = divmod(s, steps_per_epoch)``, and this host its slice of it.
   Resuming at step ``k`` therefore costs nothing: no record before ``k`` is
   read, let alone decoded.
@@ -21,9 +22,10 @@ its step:
   ahead of the consumer. There is no ``tf.py_function`` anywhere: Python only computes
   indices and copies record bytes.
 * Image-text matching (ITM) pairs are formed per batch: with probability
-  ``itm_negative_prob`` an item gets the caption of another item drawn
-  uniformly from the same (local) batch, which is itself a uniform sample of
-  the split; its label is 1 exactly when the two share a product id.
+  ``itm_negative_prob`` an item gets the caption of another row drawn
+  uniformly from the same GLOBAL batch (the same draw on every host), which is
+  itself a uniform sample of the split; its label is 1 exactly when the two
+  share a product id.
 
 Batches are dicts of numpy arrays:
 
@@ -508,9 +510,29 @@ def local_batch_size(global_batch_size: int, process_count: int) -> int:
 
 
 def epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
-  """The order in which epoch `epoch` visits the records: int64 [N]."""
+  """A random order of the records for epoch `epoch`: int64 [N]."""
   rng = np.random.default_rng([seed, _PERMUTATION_STREAM, epoch])
   return rng.permutation(num_examples)
+
+
+def epoch_order(seed: int, epoch: int, num_examples: int,
+                repeats: int = 1) -> np.ndarray:
+  """The records epoch `epoch` visits, in order: int64 [N].
+
+  With `repeats` k > 1 this is the release's repeated-augmentation sampler
+  (timm/DeiT `RASampler`): each record of the epoch's permutation appears k
+  times in a row, and the epoch keeps the first N entries, so it covers about
+  N / k distinct records, each k times. The copies fall in the same global
+  batch (as the release's do over its GPUs: its global batch is a contiguous
+  slice of the same repeated list) and differ by their word mask, grid mask
+  and ITM draw, which are drawn per row.
+  """
+  if repeats < 1:
+    raise PipelineConfigError(f"repeats must be >= 1, got {repeats}.")
+  order = epoch_permutation(seed, epoch, num_examples)
+  if repeats == 1:
+    return order
+  return np.repeat(order[:-(-num_examples // repeats)], repeats)[:num_examples]
 
 
 def itm_partners(global_batch_size: int, rows: np.ndarray, *,
@@ -632,6 +654,7 @@ def train_iterator(data_dir: str, name: str, split: str,
                    num_workers: int | None = None,
                    decode_parallelism: int = DEFAULT_DECODE_PARALLELISM,
                    attribute_labels: bool = False,
+                   repeats: int = 1,
                    ) -> Iterator[dict[str, np.ndarray]]:
   """Endless training batches of this host, from step `start_step` on.
 
@@ -663,6 +686,8 @@ def train_iterator(data_dir: str, name: str, split: str,
       (`image_attribute_labels`) and of the caption it is fed with
       (`caption_attribute_labels`: the partner's on ITM negatives), int32
       [B, K]; the dataset must have been prepared with them.
+    repeats: each record appears this many times per epoch (the release's
+      repeated sampling, see `epoch_order`; 1 = a plain permutation).
 
   Yields:
     dicts with `images` uint8 [B, S, S, 3], `input_ids` int32 [B, L],
@@ -696,7 +721,9 @@ def train_iterator(data_dir: str, name: str, split: str,
         "prepared by an older version does not; remove that folder to prepare it "
         "again, or leave 'attributes' out of config.model.heads.")
   attribute_keys = (ATTRIBUTES_KEY,) if attribute_labels else ()
-  permutations = _PermutationCache(seed, total)
+  if repeats < 1:
+    raise PipelineConfigError(f"repeats must be >= 1, got {repeats}.")
+  permutations = _PermutationCache(seed, total, repeats)
   # Sub-category of every record, for hard ITM negatives (one pass over the split).
   record_subcategories = (
       read_metadata(data_dir, name, split).subcategories
@@ -779,9 +806,11 @@ def _batches(prepared: PreparedSplit, keys: Sequence[str],
 class _PermutationCache:
   """Per-epoch permutations, shared by the worker threads."""
 
-  def __init__(self, seed: int, num_examples: int, capacity: int = 2):
+  def __init__(self, seed: int, num_examples: int, repeats: int = 1,
+               capacity: int = 2):
     self._seed = seed
     self._num_examples = num_examples
+    self._repeats = repeats
     self._capacity = capacity
     self._cache: collections.OrderedDict[int, np.ndarray] = (
         collections.OrderedDict())
@@ -790,8 +819,8 @@ class _PermutationCache:
   def get(self, epoch: int) -> np.ndarray:
     with self._lock:
       if epoch not in self._cache:
-        self._cache[epoch] = epoch_permutation(
-            self._seed, epoch, self._num_examples)
+        self._cache[epoch] = epoch_order(
+            self._seed, epoch, self._num_examples, self._repeats)
         while len(self._cache) > self._capacity:
           self._cache.popitem(last=False)
       return self._cache[epoch]

@@ -8,6 +8,10 @@ Command line (see ``docs/convert.md``):
   # release checkpoint / bare state dict / PVT-v1 ImageNet weights -> mvlt_jax checkpoint
   python -m mvlt_jax.convert from-torch --torch=checkpoint_retrieval.pth \\
       --config=configs/pretrain.py --out=converted/
+  # recognition heads: rows mapped by class name between the release's order and a dataset's
+  python -m mvlt_jax.convert from-torch --torch=checkpoint_recognition.pth \\
+      --config=configs/finetune_recognition.py --class_names=data/fashion_gen \\
+      --out=converted/
 
 Name mapping (mechanical; no table of names): the flax path joined with '.' is the
 PyTorch name, with the leaf renamed:
@@ -24,6 +28,15 @@ word-embedding table (tied; exported as a copy, checked for equality on import) 
 ``*.num_batches_tracked`` of each BatchNorm (exported as 0, ignored on import: PyTorch only
 reads it when ``momentum=None``, which the release does not use).
 
+Recognition heads (``sup_cls_head``, ``sub_cls_head``): the release numbers its classes in
+first-appearance order (``release_class_order.txt``, shipped beside this module), a prepared
+dataset in its ClassLabel order. With ``--class_names`` (``make_class_mapping``) their rows
+are mapped by name in both directions; without it they are copied row for row, with a warning.
+
+Training's ``init_from`` reads PyTorch files through ``load_init_variables`` (e.g. the PVT-v1
+ImageNet ``pvt_tiny.pth``: the vision path only) and checkpoint directories through
+``mvlt_jax.checkpoint``.
+
 PyTorch is imported lazily: JAX-only users of ``mvlt_jax`` never need it.
 """
 from __future__ import annotations
@@ -32,6 +45,7 @@ import argparse
 import ast
 import dataclasses
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -163,12 +177,17 @@ def _bn_module_of(name: str) -> str:
 # JAX -> PyTorch.
 # ---------------------------------------------------------------------------------------
 
-def variables_to_numpy_state_dict(variables: Mapping[str, Any], *,
-                                  num_batches_tracked: int = 0) -> dict[str, np.ndarray]:
-  """flax variables -> ``{torch_name: float32 array in PyTorch layout}`` (the release's keys).
+def export_state_dict(variables: Mapping[str, Any], *, num_batches_tracked: int = 0,
+                      class_mapping: Optional['ClassMapping'] = None,
+                      seed: int = 0) -> tuple[dict[str, np.ndarray], list[str]]:
+  """flax variables -> (``{torch_name: float32 array in PyTorch layout}``, notes).
 
-  Adds the tied ``mlm_head.mlm_decoder.weight`` (a copy of the word embedding) when the
-  model has an MLM head, and ``num_batches_tracked`` (int64 scalar) for every BatchNorm.
+  The release's keys: adds the tied ``mlm_head.mlm_decoder.weight`` (a copy of the word
+  embedding) when the model has an MLM head, and ``num_batches_tracked`` (int64 scalar) for
+  every BatchNorm. With ``class_mapping`` the recognition heads' rows are put into the
+  release's order by class name (``map_class_rows_to_release``; rows without a partner get
+  the PyTorch port's fresh init for ``seed``); without it they are copied as they are and
+  the notes hold a warning. ``notes`` says what the mapping did.
   """
   state: dict[str, np.ndarray] = {}
   origin: dict[str, FlatKey] = {}
@@ -187,21 +206,39 @@ def variables_to_numpy_state_dict(variables: Mapping[str, Any], *,
     if WORD_EMBEDDING_KEY not in state:
       raise ConversionError(f'The MLM head needs {WORD_EMBEDDING_KEY} (its tied decoder).')
     state[TIED_DECODER_KEY] = state[WORD_EMBEDDING_KEY].copy()
+  return map_class_rows_to_release(state, class_mapping, seed=seed)
+
+
+def variables_to_numpy_state_dict(variables: Mapping[str, Any], *,
+                                  num_batches_tracked: int = 0,
+                                  class_mapping: Optional['ClassMapping'] = None,
+                                  seed: int = 0) -> dict[str, np.ndarray]:
+  """``export_state_dict`` without its notes (logged: warnings as warnings)."""
+  state, notes = export_state_dict(variables, num_batches_tracked=num_batches_tracked,
+                                   class_mapping=class_mapping, seed=seed)
+  _log_notes(notes)
   return state
 
 
+def _log_notes(notes: Iterable[str]) -> None:
+  for note in notes:
+    (logging.warning if note.startswith('WARNING') else logging.info)('%s', note)
+
+
 def variables_to_torch_state_dict(variables: Mapping[str, Any], *,
-                                  num_batches_tracked: int = 0) -> dict[str, Any]:
+                                  num_batches_tracked: int = 0,
+                                  class_mapping: Optional['ClassMapping'] = None,
+                                  seed: int = 0) -> dict[str, Any]:
   """flax variables -> PyTorch state dict with exactly the release's keys and shapes.
 
   Load it with ``strict=True`` into ``mvlt_jax.torch_port.MVLT`` or the release's model of
   the same heads. The tied decoder is a separate tensor (equal values), so the result can
-  also be written as safetensors.
+  also be written as safetensors. ``class_mapping``, ``seed``: see ``export_state_dict``.
   """
   torch = _import_torch()
   return {name: torch.from_numpy(array) for name, array in
-          variables_to_numpy_state_dict(variables,
-                                        num_batches_tracked=num_batches_tracked).items()}
+          variables_to_numpy_state_dict(variables, num_batches_tracked=num_batches_tracked,
+                                        class_mapping=class_mapping, seed=seed).items()}
 
 
 # ---------------------------------------------------------------------------------------
@@ -216,6 +253,8 @@ class ImportReport:
   filled_from_init: list[str] = dataclasses.field(default_factory=list)
   ignored: list[str] = dataclasses.field(default_factory=list)
   resized: list[str] = dataclasses.field(default_factory=list)
+  # Allowed-missing keys left out of the result (``fill_missing=False``).
+  left_out: list[str] = dataclasses.field(default_factory=list)
   notes: list[str] = dataclasses.field(default_factory=list)
 
   def summary(self) -> str:
@@ -223,6 +262,8 @@ class ImportReport:
              f'{len(self.filled_from_init)} kept from the JAX init, {len(self.ignored)} ignored.']
     if self.filled_from_init:
       lines.append('kept from the JAX init: ' + _summarise_names(self.filled_from_init))
+    if self.left_out:
+      lines.append('not in the file, left out: ' + _summarise_names(self.left_out))
     if self.ignored:
       lines.append('ignored: ' + _summarise_names(self.ignored))
     lines += [f'resized: {entry}' for entry in self.resized]
@@ -330,8 +371,10 @@ def import_state_dict(state_dict: Mapping[str, Any], model: Any, model_config: A
                       allow_unexpected: Iterable[str] | str = (),
                       source: str = 'auto',
                       allow_untied_decoder: bool = False,
+                      class_mapping: Optional['ClassMapping'] = None,
                       init: Optional[Variables] = None,
-                      seed: int = 0) -> tuple[Variables, ImportReport]:
+                      seed: int = 0,
+                      fill_missing: bool = True) -> tuple[Variables, ImportReport]:
   """PyTorch state dict -> flax variables of ``model``, plus a report of what was done.
 
   Args:
@@ -348,9 +391,15 @@ def import_state_dict(state_dict: Mapping[str, Any], model: Any, model_config: A
     allow_untied_decoder: when ``mlm_head.mlm_decoder.weight`` differs from the word
       embedding, warn and keep the word embedding instead of failing (the JAX model ties
       them; it cannot hold two tables).
+    class_mapping: the release's and the dataset's class names (``make_class_mapping``):
+      the recognition heads' rows are mapped from the release's order to the dataset's by
+      name (``map_class_rows_from_release``); dataset classes without a release row keep
+      the init. None: row i -> row i, with a warning in the report when there are rows.
     init: variables that fill the allowed missing keys; by default ``init_variables(model,
       model_config, seed)``, computed only when something is missing.
     seed: seed of that default init.
+    fill_missing: False leaves the allowed-missing keys out of the result (listed in
+      ``report.left_out``) instead of filling them from the init.
 
   Raises:
     ConversionError: listing every missing, unexpected and mis-shaped key by name.
@@ -371,6 +420,14 @@ def import_state_dict(state_dict: Mapping[str, Any], model: Any, model_config: A
   template = _flatten(abstract_variables(model, model_config))
   expected = {torch_name(flat_key): flat_key for flat_key in template}
   bn_modules = {_bn_module_of(name) for name, key in expected.items() if key[0] == 'batch_stats'}
+  model_rows = {level: template[expected[name]].shape[0] for level, name in
+                ((level, f'{head}.linear.bias') for level, head in CLASS_HEADS.items())
+                if name in expected}
+  rows_from_init: dict[str, list[int]] = {}
+  if model_rows:
+    arrays, rows_from_init, notes = map_class_rows_from_release(arrays, class_mapping,
+                                                                model_rows)
+    report.notes += notes
 
   loaded: dict[FlatKey, np.ndarray] = {}
   unexpected, misshaped, untied = [], [], []
@@ -416,7 +473,12 @@ def import_state_dict(state_dict: Mapping[str, Any], model: Any, model_config: A
   for name, flat_key in expected.items():
     if flat_key in loaded or name in misshaped_names:
       continue
-    (to_fill if key_groups(name) & allow_missing else missing).append(name)
+    if not key_groups(name) & allow_missing:
+      missing.append(name)
+    elif fill_missing:
+      to_fill.append(name)
+    else:
+      report.left_out.append(name)
 
   if missing or unexpected or misshaped or untied:
     parts = ['State dict does not match the model:']
@@ -431,16 +493,23 @@ def import_state_dict(state_dict: Mapping[str, Any], model: Any, model_config: A
       parts.append('  (--allow_unexpected=GROUP,... ignores the keys of a group)')
     raise ConversionError('\n'.join(parts))
 
-  if to_fill:
+  rows_from_init = {name: rows for name, rows in rows_from_init.items()
+                    if expected.get(name) in loaded}
+  if to_fill or rows_from_init:
     if init is None:
       init = init_variables(model, model_config, seed)
     init_flat = _flatten(init)
+    for name in list(to_fill) + list(rows_from_init):
+      if expected[name] not in init_flat:
+        raise ConversionError(f'The init variables lack {"/".join(expected[name])} ({name}).')
     for name in to_fill:
-      flat_key = expected[name]
-      if flat_key not in init_flat:
-        raise ConversionError(f'The init variables lack {"/".join(flat_key)} ({name}).')
-      loaded[flat_key] = np.asarray(init_flat[flat_key])
+      loaded[expected[name]] = np.asarray(init_flat[expected[name]])
       report.filled_from_init.append(name)
+    for name, rows in rows_from_init.items():  # dataset classes the release does not know
+      flat_key = expected[name]
+      value = np.array(to_torch_layout(flat_key, loaded[flat_key]))  # [classes, ...]
+      value[rows] = to_torch_layout(flat_key, np.asarray(init_flat[flat_key]))[rows]
+      loaded[flat_key] = np.ascontiguousarray(from_torch_layout(flat_key, value))
   return traverse_util.unflatten_dict(loaded), report
 
 
@@ -454,10 +523,17 @@ def torch_state_dict_to_variables(state_dict: Mapping[str, Any], model: Any, mod
   return variables
 
 
-def check_against_port(state_dict: Mapping[str, Any], model_config: Any) -> None:
-  """Checks that ``state_dict`` loads with ``strict=True`` into the PyTorch port of the config."""
+def check_against_port(state_dict: Mapping[str, Any], model_config: Any,
+                       class_mapping: Optional['ClassMapping'] = None) -> None:
+  """Checks that ``state_dict`` loads with ``strict=True`` into the PyTorch port of the config
+  (with the release's head rows of ``class_mapping`` when the export was mapped)."""
   from mvlt_jax import torch_port  # pylint: disable=import-outside-toplevel
-  port = torch_port.MVLT(torch_port.config_from_model_config(_model_config_of(model_config)))
+  port_config = torch_port.config_from_model_config(_model_config_of(model_config))
+  if class_mapping is not None:
+    port_config = dataclasses.replace(
+        port_config, num_main_classes=class_mapping.release_rows['main'],
+        num_sub_classes=class_mapping.release_rows['sub'])
+  port = torch_port.MVLT(port_config)
   want = torch_port.state_dict_shapes(port.state_dict())
   have = {name: tuple(value.shape) for name, value in state_dict.items()}
   problems = ([f'missing {k}' for k in want if k not in have]
@@ -467,6 +543,359 @@ def check_against_port(state_dict: Mapping[str, Any], model_config: Any) -> None
   if problems:
     raise ConversionError('Exported state dict does not match the PyTorch port:\n'
                           + _list_names('problems', problems))
+
+
+# ---------------------------------------------------------------------------------------
+# Recognition class order: the release's first-appearance order <-> a dataset's names.
+# ---------------------------------------------------------------------------------------
+
+# The release's own class template (a copy of the reference's release_class_order.txt).
+RELEASE_CLASS_ORDER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                        'release_class_order.txt')
+CLASS_LEVELS = ('main', 'sub')
+# The recognition head of each level (PyTorch names).
+CLASS_HEADS = {'main': 'sup_cls_head', 'sub': 'sub_cls_head'}
+# The head parameters that have one row per class (PyTorch layout: the class axis first).
+CLASS_ROW_PARAMS = ('linear.weight', 'linear.bias', 'linear_bias')
+# Outputs of the release's recognition heads (pvlt_tiny_recognition_state_dict.tsv): 48 main
+# categories; 122 sub-category rows for the 121 names of its template (row 121 has no name).
+RELEASE_HEAD_ROWS = {'main': 48, 'sub': 122}
+# Section headers of the release's template (its spelling), and the level each one lists.
+_RELEASE_SECTIONS = {'super-category-templete': 'main', 'sub-category-templete': 'sub'}
+_SECTION_HEADER = re.compile(r'#+\s*(\S+)\s*#+')
+_CLASS_LINE = re.compile(r'(\d+)\s+(\S.*)')
+# A prepared (TFDS) dataset stores its ClassLabel names beside features.json, one per line;
+# 'category' / 'subcategory' are the features of input_pipeline/builders.py.
+_LABEL_FILES = {'main': 'category.labels.txt', 'sub': 'subcategory.labels.txt'}
+# Keys of a JSON file of class names; the second pair is the catalog's class_file.
+_JSON_KEYS = (('main', 'sub'), ('categories', 'subcategories'))
+NO_CLASS_NAMES_WARNING = (
+    'WARNING: no class names given (--class_names / class_mapping): the recognition heads\' '
+    'rows are copied as they are (row i -> row i). The release numbers its classes in '
+    'first-appearance order (release_class_order.txt), not in a prepared dataset\'s order: '
+    'with a release checkpoint, class ids then follow the release\'s order.')
+
+
+def normalize_class_name(name: str) -> str:
+  """The key names are matched by: whitespace runs collapsed, ends stripped, case folded."""
+  return ' '.join(str(name).split()).casefold()
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassNames:
+  """Main and sub category names in class-id order, and the file they came from."""
+  main: tuple[str, ...]
+  sub: tuple[str, ...]
+  source: str
+
+  def __post_init__(self):
+    for level in CLASS_LEVELS:
+      names = tuple(' '.join(str(name).split()) for name in getattr(self, level))
+      seen: dict[str, str] = {}
+      for name in names:
+        key = normalize_class_name(name)
+        if not key:
+          raise ConversionError(f'{self.source}: an empty {level} class name.')
+        if key in seen:
+          raise ConversionError(f'{self.source}: {level} class names {seen[key]!r} and {name!r} '
+                                'are the same after normalising case and whitespace; a '
+                                'mapping by name needs unique names.')
+        seen[key] = name
+      object.__setattr__(self, level, names)
+
+  def of(self, level: str) -> tuple[str, ...]:
+    return getattr(self, level)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassMapping:
+  """What the recognition heads' rows mean on each side of a conversion.
+
+  ``release``: the PyTorch side's class order (the release's template); ``dataset``: the
+  JAX model's (a prepared dataset's ClassLabel names); ``release_rows``: the rows of the
+  PyTorch heads written on export (the release's 48 / 122; rows past the named ones have no
+  name).
+  """
+  release: ClassNames
+  dataset: ClassNames
+  release_rows: Mapping[str, int]
+
+  def __post_init__(self):
+    for level in CLASS_LEVELS:
+      if self.release_rows[level] < len(self.release.of(level)):
+        raise ConversionError(f'{self.release.source}: {len(self.release.of(level))} {level} '
+                              f'class names for a head of {self.release_rows[level]} rows.')
+
+
+def read_release_class_order(path: Optional[str] = None) -> ClassNames:
+  """The release's class order from its template (default: the copy shipped here).
+
+  Format: a header line ``########## super-category-templete ##########`` (main
+  categories) or ``... sub-category-templete ...`` (sub-categories), then one line
+  ``<index> <NAME>`` per class, indices 0, 1, 2 ... in order.
+  """
+  path = path or RELEASE_CLASS_ORDER_FILE
+  try:
+    with open(path, encoding='utf-8') as f:
+      lines = f.read().splitlines()
+  except OSError as error:
+    raise ConversionError(f'{path}: cannot read the release class order: {error}') from error
+  sections: dict[str, list[str]] = {}
+  level = None
+  for number, line in enumerate(lines, start=1):
+    text = line.strip()
+    if not text:
+      continue
+    header = _SECTION_HEADER.fullmatch(text)
+    if header:
+      level = _RELEASE_SECTIONS.get(header.group(1))
+      if level is None:
+        raise ConversionError(f'{path}:{number}: unknown section {header.group(1)!r}; expected '
+                              f'{sorted(_RELEASE_SECTIONS)}.')
+      if level in sections:
+        raise ConversionError(f'{path}:{number}: section {header.group(1)!r} appears twice.')
+      sections[level] = []
+      continue
+    match = _CLASS_LINE.fullmatch(text)
+    if level is None or not match:
+      raise ConversionError(f'{path}:{number}: expected a section header or "<index> <NAME>" '
+                            f'inside a section, got {line!r}.')
+    index, name = int(match.group(1)), match.group(2)
+    if index != len(sections[level]):
+      raise ConversionError(f'{path}:{number}: class index {index}, expected '
+                            f'{len(sections[level])} (indices count up from 0).')
+    sections[level].append(name)
+  absent = [name for name, lvl in _RELEASE_SECTIONS.items() if lvl not in sections]
+  if absent:
+    raise ConversionError(f'{path}: no section {absent}; not a release class template.')
+  return ClassNames(main=tuple(sections['main']), sub=tuple(sections['sub']), source=path)
+
+
+def _prepared_dataset_dir(path: str) -> str:
+  """The directory (``path``, or one or two levels below it) holding the label files."""
+  def has_labels(directory):
+    return all(os.path.isfile(os.path.join(directory, f)) for f in _LABEL_FILES.values())
+
+  level = [path]
+  for _ in range(3):  # path, DATASET/VERSION below a dataset dir, NAME/VERSION below data_dir
+    found = sorted(d for d in level if has_labels(d))
+    if len(found) == 1:
+      return found[0]
+    if len(found) > 1:
+      raise ConversionError(f'{path}: several prepared datasets or versions: {found}; pass '
+                            'one of them.')
+    level = [os.path.join(d, child) for d in level for child in sorted(os.listdir(d))
+             if os.path.isdir(os.path.join(d, child))]
+  raise ConversionError(f'{path}: no prepared dataset found ({" and ".join(_LABEL_FILES.values())}'
+                        ' of a TFDS version directory, here or up to two levels below).')
+
+
+def read_class_names(path: str) -> ClassNames:
+  """A dataset's main / sub category names in class-id order.
+
+  ``path``: a prepared dataset (its version directory, the dataset directory above it, or
+  the data_dir above that: the ClassLabel files ``category.labels.txt`` /
+  ``subcategory.labels.txt``), or a JSON file ``{"main": [...], "sub": [...]}`` (also
+  accepted: ``{"categories": [...], "subcategories": [...]}``, the catalog's class_file).
+  """
+  if os.path.isdir(path):
+    directory = _prepared_dataset_dir(path)
+    names = {}
+    for level, filename in _LABEL_FILES.items():
+      with open(os.path.join(directory, filename), encoding='utf-8') as f:
+        names[level] = tuple(line.strip() for line in f.read().split('\n') if line.strip())
+    return ClassNames(main=names['main'], sub=names['sub'], source=directory)
+  if not os.path.isfile(path):
+    raise ConversionError(f'{path}: no such file or directory (class names: a prepared '
+                          'dataset directory or a JSON file).')
+  try:
+    with open(path, encoding='utf-8') as f:
+      content = json.load(f)
+  except (OSError, ValueError) as error:
+    raise ConversionError(f'{path}: cannot read class names as JSON: {error}') from error
+  for keys in _JSON_KEYS:
+    if isinstance(content, dict) and all(key in content for key in keys):
+      lists = [content[key] for key in keys]
+      if not all(isinstance(names, list) and all(isinstance(n, str) for n in names)
+                 for names in lists):
+        raise ConversionError(f'{path}: {list(keys)} must be lists of strings.')
+      return ClassNames(main=tuple(lists[0]), sub=tuple(lists[1]), source=path)
+  raise ConversionError(f'{path}: expected a JSON object with keys {list(_JSON_KEYS[0])} (or '
+                        f'{list(_JSON_KEYS[1])}), lists of class names in class-id order.')
+
+
+def make_class_mapping(class_names: str | ClassNames,
+                       release_class_order: Optional[str | ClassNames] = None,
+                       release_rows: Optional[Mapping[str, int]] = None) -> ClassMapping:
+  """A ``ClassMapping`` from a dataset's names (a path for ``read_class_names``, or
+  ``ClassNames``) and the release's (default: the shipped template, 48 / 122 rows)."""
+  dataset = class_names if isinstance(class_names, ClassNames) else read_class_names(
+      class_names)
+  release = (release_class_order if isinstance(release_class_order, ClassNames)
+             else read_release_class_order(release_class_order))
+  return ClassMapping(release=release, dataset=dataset,
+                      release_rows=dict(release_rows or RELEASE_HEAD_ROWS))
+
+
+def _partners(names_from: Sequence[str], names_to: Sequence[Optional[str]]
+              ) -> list[Optional[int]]:
+  """For each of ``names_to`` (None: unnamed), its index in ``names_from``, or None."""
+  index = {normalize_class_name(name): i for i, name in enumerate(names_from)}
+  return [None if name is None else index.get(normalize_class_name(name)) for name in names_to]
+
+
+def _row_params(state: Mapping[str, Any], head: str) -> list[str]:
+  return [f'{head}.{leaf}' for leaf in CLASS_ROW_PARAMS if f'{head}.{leaf}' in state]
+
+
+def _head_rows(state: Mapping[str, Any], names: Sequence[str], where: str) -> int:
+  rows = {int(state[name].shape[0]) for name in names}
+  if len(rows) != 1:
+    raise ConversionError(f'{where}: the class rows of {names} differ in number: '
+                          f'{[tuple(state[n].shape) for n in names]}.')
+  return rows.pop()
+
+
+def _label(index: int, names: Sequence[str]) -> str:
+  return f'{index} {names[index]}' if index < len(names) else f'{index} (unnamed)'
+
+
+def map_class_rows_from_release(state: Mapping[str, np.ndarray],
+                                mapping: Optional[ClassMapping],
+                                model_rows: Mapping[str, int]
+                                ) -> tuple[dict[str, np.ndarray], dict[str, list[int]], list[str]]:
+  """Recognition rows of a PyTorch (release-order) state dict -> the dataset's order.
+
+  Args:
+    state: PyTorch names -> numpy arrays in PyTorch layout (class axis first).
+    mapping: the two class orders; None copies the rows as they are (and warns).
+    model_rows: rows of the JAX model's heads per level (``main``/``sub``) that it has.
+
+  Returns:
+    The state with every head's ``linear.weight``, ``linear.bias`` and ``linear_bias``
+    reordered (dataset row j = the release row of the same name), the dataset rows without
+    a release row (per PyTorch name; the caller fills them from the JAX init), and notes
+    that list what had no partner: those dataset classes, and the release rows dropped
+    (release classes the dataset lacks, rows without a name).
+  """
+  out, fill, notes = dict(state), {}, []
+  levels = [level for level in CLASS_LEVELS
+            if level in model_rows and _row_params(state, CLASS_HEADS[level])]
+  if not levels:
+    return out, fill, notes
+  if mapping is None:
+    return out, fill, [NO_CLASS_NAMES_WARNING]
+  for level in levels:
+    head = CLASS_HEADS[level]
+    names = _row_params(state, head)
+    file_rows = _head_rows(state, names, 'file')
+    release_names = mapping.release.of(level)
+    dataset_names = mapping.dataset.of(level)
+    if file_rows < len(release_names):
+      raise ConversionError(f'{head} has {file_rows} rows but {mapping.release.source} names '
+                            f'{len(release_names)} {level} classes: not that release\'s order.')
+    if len(dataset_names) != model_rows[level]:
+      raise ConversionError(f'{mapping.dataset.source} lists {len(dataset_names)} {level} '
+                            f'classes but the model\'s {head} has {model_rows[level]} outputs '
+                            f'(config.model.num_{level}_classes).')
+    partners = _partners(release_names, dataset_names)  # dataset row j <- release row
+    for name in names:
+      array = np.asarray(state[name])
+      rows = np.zeros((len(dataset_names),) + array.shape[1:], array.dtype)
+      for j, i in enumerate(partners):
+        if i is not None:
+          rows[j] = array[i]
+      out[name] = rows
+    fresh = [j for j, i in enumerate(partners) if i is None]
+    for name in names:
+      if fresh:
+        fill[name] = fresh
+    used = set(partners)
+    dropped = [_label(i, release_names) for i in range(file_rows) if i not in used]
+    notes.append(f'{level} classes ({head}): {len(dataset_names) - len(fresh)} of the '
+                 f'{len(dataset_names)} of {mapping.dataset.source} mapped by name from the '
+                 f'{file_rows} release rows ({mapping.release.source}).')
+    if fresh:
+      notes.append(f'  {level} classes the release does not know (fresh init): '
+                   + ', '.join(dataset_names[j] for j in fresh))
+    if dropped:
+      notes.append(f'  {level} release rows without a dataset class (dropped): '
+                   + ', '.join(dropped))
+  return out, fill, notes
+
+
+def _fresh_release_heads(widths: Mapping[str, int], rows: Mapping[str, int],
+                         seed: int) -> dict[str, dict[str, np.ndarray]]:
+  """The PyTorch port's fresh init of each level's head (``torch_port.ClassifierHead``
+  with the release's ``_init_weights``): ``{level: {leaf: array}}``; reproducible by ``seed``."""
+  torch = _import_torch()
+  from mvlt_jax import torch_port  # pylint: disable=import-outside-toplevel
+  heads = {}
+  with torch.random.fork_rng(devices=[]):
+    torch.manual_seed(seed)
+    for level in CLASS_LEVELS:
+      if level in widths:
+        head = torch_port.ClassifierHead(widths[level], rows[level])
+        head.apply(torch_port.init_weights_)
+        heads[level] = {leaf: value.detach().numpy().astype(np.float32)
+                        for leaf, value in head.state_dict().items()}
+  return heads
+
+
+def map_class_rows_to_release(state: Mapping[str, np.ndarray], mapping: Optional[ClassMapping],
+                              *, seed: int = 0) -> tuple[dict[str, np.ndarray], list[str]]:
+  """Recognition rows of an exported state dict (dataset order) -> the release's order.
+
+  The PyTorch heads get ``mapping.release_rows`` rows: release row i = the dataset row of the
+  same name; release rows whose name the dataset lacks, and the unnamed rows (the sub head's
+  row 121), get the PyTorch port's fresh init (``seed``). Dataset classes the release does
+  not know have no row there and are dropped. All of it is listed in the notes. ``mapping``
+  None copies the rows as they are (and warns).
+  """
+  out, notes = dict(state), []
+  levels = [level for level in CLASS_LEVELS if _row_params(state, CLASS_HEADS[level])]
+  if not levels:
+    return out, notes
+  if mapping is None:
+    return out, [NO_CLASS_NAMES_WARNING]
+  widths = {}
+  for level in levels:
+    head = CLASS_HEADS[level]
+    rows = _head_rows(state, _row_params(state, head), 'model')
+    if rows != len(mapping.dataset.of(level)):
+      raise ConversionError(f'{mapping.dataset.source} lists {len(mapping.dataset.of(level))} '
+                            f'{level} classes but the model\'s {head} has {rows} outputs.')
+    weight = state.get(f'{head}.linear.weight')
+    if weight is None:
+      raise ConversionError(f'{head}.linear.weight is missing; cannot map a partial head.')
+    widths[level] = int(weight.shape[1])
+  fresh_heads = _fresh_release_heads(widths, mapping.release_rows, seed)
+  for level in levels:
+    head = CLASS_HEADS[level]
+    release_names = mapping.release.of(level)
+    dataset_names = mapping.dataset.of(level)
+    num_rows = mapping.release_rows[level]
+    slots = list(release_names) + [None] * (num_rows - len(release_names))
+    partners = _partners(dataset_names, slots)  # release row i <- dataset row
+    for name in _row_params(state, head):
+      rows = fresh_heads[level][name[len(head) + 1:]].copy()
+      for i, j in enumerate(partners):
+        if j is not None:
+          rows[i] = state[name][j]
+      out[name] = rows
+    fresh = [_label(i, release_names) for i, j in enumerate(partners) if j is None]
+    used = set(partners)
+    dropped = [name for j, name in enumerate(dataset_names) if j not in used]
+    notes.append(f'{level} classes ({head}): {num_rows - len(fresh)} of the {num_rows} release '
+                 f'rows ({mapping.release.source}) mapped by name from the '
+                 f'{len(dataset_names)} of {mapping.dataset.source}.')
+    if fresh:
+      notes.append(f'  {level} release rows without a dataset class (the port\'s fresh init, '
+                   f'seed {seed}): ' + ', '.join(fresh))
+    if dropped:
+      notes.append(f'  {level} dataset classes the release does not know (dropped): '
+                   + ', '.join(dropped))
+  return out, notes
 
 
 # ---------------------------------------------------------------------------------------
@@ -573,6 +1002,122 @@ def load_checkpoint_config(path: str) -> Optional[Any]:
 
 
 # ---------------------------------------------------------------------------------------
+# Initialisation from a file: training's ``init_from``.
+# ---------------------------------------------------------------------------------------
+
+# Files ``load_init_variables`` converts on the fly; anything else is a checkpoint directory.
+TORCH_FILE_SUFFIXES = ('.pth', '.pt', '.bin', '.safetensors')
+# Groups that an MVLT state dict may lack / have in excess when it initialises training: the
+# heads (as training's orbax ``init_from`` does: new heads start fresh, others' are unused).
+INIT_FROM_ALLOWED_GROUPS = ('heads',)
+_SOURCE_DESCRIPTIONS = {'pvt': 'PVT-v1 ImageNet classifier', 'mvlt': 'MVLT state dict'}
+
+
+def load_init_variables(path: str, model_config: Any, *,
+                        class_mapping: Optional[ClassMapping] = None,
+                        source: str = 'auto',
+                        allow_missing: Iterable[str] | str = INIT_FROM_ALLOWED_GROUPS,
+                        allow_unexpected: Iterable[str] | str = INIT_FROM_ALLOWED_GROUPS,
+                        seed: int = 0) -> tuple[Variables, str]:
+  """The variables that ``path`` holds for a model of ``model_config``, and a one-line description.
+
+  ``path`` is either
+  * a PyTorch / safetensors file (``.pth``, ``.pt``, ``.bin``, ``.safetensors``): a release
+    checkpoint, a bare state dict or PVT-v1 ImageNet weights (``pvt_tiny.pth``), converted
+    on the fly as ``from-torch`` does (``import_state_dict``: same strictness and messages,
+    position embeddings resized to the configured grid, a PVT classifier's ``norm`` /
+    ``cls_token`` / ``head`` ignored). Only what the file holds is returned: a PVT file gives
+    the vision path (``pos_embed*``, ``patch_embed*``, ``block*``) and nothing else; keys of
+    the groups ``allow_missing`` that the file lacks are left out (the caller keeps its fresh
+    init for them), keys of ``allow_unexpected`` without a place in the model are ignored;
+    anything else missing, unexpected or mis-shaped is an error. A module of the model
+    that the file holds only in part is an error too. Needs PyTorch (imported only here).
+  * anything else: a ``mvlt_jax`` checkpoint directory (or step directory), read with
+    ``mvlt_jax.checkpoint.load_variables`` (its latest step), returned as saved.
+
+  Args:
+    path: the file or directory (training's ``config.init_from``).
+    model_config: ``config.model`` (or the full config) of the model to initialise; its
+      class counts must be resolved (not 0).
+    class_mapping: for a file with recognition heads: map their rows by class name
+      (``make_class_mapping``); None copies them as they are and the description warns.
+    source, allow_missing, allow_unexpected, seed: as ``import_state_dict`` (``seed`` only
+      for dataset classes that the release does not know, with ``class_mapping``).
+
+  Returns:
+    ``({'params': ..., 'batch_stats': ...}, description)``: nested dicts of arrays in the
+    JAX model's layout (numpy for a converted file; ``batch_stats`` is ``{}`` when the
+    source has none) and one line saying what was loaded, ignored, resized and left out.
+
+  Raises:
+    ConversionError (an ``MVLTError``): naming ``path`` and the reason.
+  """
+  if os.path.isdir(path) or not path.endswith(TORCH_FILE_SUFFIXES):
+    if os.path.isfile(path):
+      raise ConversionError(f'init_from: {path} is a file but not a PyTorch or safetensors file '
+                            f'({", ".join(TORCH_FILE_SUFFIXES)}); a mvlt_jax checkpoint is a '
+                            'directory.')
+    from mvlt_jax import checkpoint  # pylint: disable=import-outside-toplevel
+    try:
+      variables, step = checkpoint.load_variables(path)
+    except checkpoint.CheckpointNotFoundError as error:
+      raise ConversionError(f'init_from: {error}') from error
+    return variables, f'{path}: mvlt_jax checkpoint, step {step}'
+
+  state_dict = load_torch_state_dict(path)
+  model_config = _model_config_of(model_config)
+  try:
+    variables, report = import_state_dict(
+        state_dict, _build_model(model_config), model_config, allow_missing=allow_missing,
+        allow_unexpected=allow_unexpected, source=source, class_mapping=class_mapping, seed=seed,
+        fill_missing=False)
+  except ConversionError as error:
+    raise ConversionError(f'{path}: {error}') from error
+  flat = _flatten(variables)
+  loaded_modules = {flat_key[:2] for flat_key in flat}
+  partial = sorted(name for name in report.left_out
+                   if _module_of_torch_name(name) in loaded_modules)
+  if partial:
+    raise ConversionError(f'{path}: holds only part of some modules of the model:\n'
+                          + _list_names('missing', partial)
+                          + '\n  (a module is loaded whole or not at all)')
+  variables = {'params': variables.get('params', {}),
+               'batch_stats': variables.get('batch_stats', {})}
+  logging.info('init_from %s: %s', path, report.summary())
+  return variables, _describe_import(path, report)
+
+
+def _module_of_torch_name(name: str) -> tuple[str, str]:
+  """(collection, top-level module) of a PyTorch key, as in the flax variables."""
+  collection = 'batch_stats' if name.rsplit('.', 1)[-1] in _BATCH_STATS_LEAVES else 'params'
+  return collection, name.split('.', 1)[0]
+
+
+def _describe_import(path: str, report: ImportReport) -> str:
+  """One line: what ``import_state_dict`` loaded from ``path`` and what it did not."""
+  def groups_of(names):
+    groups = set().union(*(key_groups(name) for name in names)) if names else set()
+    return ', '.join(g for g in ('vision', 'text') + _HEAD_GROUPS + ('batch_stats',)
+                     if g in groups)
+
+  parts = [f'{path} ({_SOURCE_DESCRIPTIONS.get(report.source, report.source)}): '
+           f'{len(report.loaded)} tensors loaded ({groups_of(report.loaded)})']
+  if report.ignored:
+    parts.append('ignored: ' + _summarise_names(report.ignored))
+  if report.resized:
+    parts.append(f'{len(report.resized)} position embeddings resized')
+  if report.left_out:
+    parts.append('not in the file (keep the fresh init): ' + groups_of(report.left_out))
+  if NO_CLASS_NAMES_WARNING in report.notes:
+    parts.append('WARNING: recognition rows copied in the release\'s class order (no class '
+                 'names given)')
+  elif any(note.startswith(tuple(f'{level} classes' for level in CLASS_LEVELS))
+           for note in report.notes):
+    parts.append('recognition rows mapped by class name')
+  return '; '.join(parts)
+
+
+# ---------------------------------------------------------------------------------------
 # Configs and the command line.
 # ---------------------------------------------------------------------------------------
 
@@ -628,8 +1173,10 @@ def _parser() -> argparse.ArgumentParser:
   source.add_argument('--init', action='store_true',
                       help='export a freshly initialised model of --config')
   to_torch.add_argument('--config', help='configs/X.py; default: config.json of --checkpoint')
-  to_torch.add_argument('--seed', type=int, default=0, help='seed of --init')
+  to_torch.add_argument('--seed', type=int, default=0,
+                        help='seed of --init and of release rows without a dataset class')
   to_torch.add_argument('--out', required=True, help='FILE.pth or FILE.safetensors')
+  _add_class_arguments(to_torch)
 
   from_torch = commands.add_parser('from-torch', help='PyTorch state dict -> mvlt_jax checkpoint')
   from_torch.add_argument('--torch', required=True, help='FILE.pth or FILE.safetensors')
@@ -644,7 +1191,33 @@ def _parser() -> argparse.ArgumentParser:
   from_torch.add_argument('--allow_untied_decoder', action='store_true',
                           help='keep the word embedding when the MLM decoder differs from it')
   from_torch.add_argument('--seed', type=int, default=0, help='seed of the init of missing keys')
+  _add_class_arguments(from_torch)
   return parser
+
+
+def _add_class_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument(
+      '--class_names', default='',
+      help='the JAX side\'s recognition classes: a prepared dataset directory or a JSON file '
+           '{"main": [...], "sub": [...]}; the heads\' rows are then mapped by class name to '
+           'and from the release\'s order. Without it rows are copied as they are (a warning)')
+  parser.add_argument('--release_class_order', default=RELEASE_CLASS_ORDER_FILE,
+                      help='the release\'s class template (default: the copy shipped with '
+                           'mvlt_jax)')
+
+
+def _class_mapping_of(args: argparse.Namespace, config: Optional[Any]) -> Optional[ClassMapping]:
+  """The mapping of ``--class_names``; it also fills the config's class counts left at 0
+  ("from the dataset", as training resolves them)."""
+  if not args.class_names:
+    return None
+  mapping = make_class_mapping(args.class_names, args.release_class_order)
+  model_config = _model_config_of(config) if config is not None else None
+  for level in CLASS_LEVELS:
+    field = f'num_{level}_classes'
+    if model_config is not None and model_config.get(field) == 0:
+      model_config[field] = len(mapping.dataset.of(level))
+  return mapping
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -665,6 +1238,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _run_to_torch(args: argparse.Namespace, overrides: Sequence[str]) -> None:
   config = load_config(args.config, overrides) if args.config else None
+  class_mapping = _class_mapping_of(args, config)
   if args.init:
     if config is None:
       raise ConversionError('--init needs --config.')
@@ -673,21 +1247,27 @@ def _run_to_torch(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     variables = load_checkpoint_variables(args.checkpoint)
     if config is None:
       config = load_checkpoint_config(args.checkpoint)
-  state_dict = variables_to_torch_state_dict(variables)
+  arrays, notes = export_state_dict(variables, class_mapping=class_mapping, seed=args.seed)
+  torch = _import_torch()
+  state_dict = {name: torch.from_numpy(array) for name, array in arrays.items()}
   if config is not None:
-    check_against_port(state_dict, config)
+    check_against_port(state_dict, config, class_mapping)
   save_torch_state_dict(state_dict, args.out)
+  for note in notes:
+    print(note)
   print(f'wrote {len(state_dict)} tensors to {args.out}')
 
 
 def _run_from_torch(args: argparse.Namespace, overrides: Sequence[str]) -> None:
   config = load_config(args.config, overrides)
   state_dict = load_torch_state_dict(args.torch)
+  class_mapping = _class_mapping_of(args, config)
   try:
     variables, report = import_state_dict(
         state_dict, _build_model(config), _model_config_of(config),
         allow_missing=args.allow_missing, allow_unexpected=args.allow_unexpected,
-        source=args.source, allow_untied_decoder=args.allow_untied_decoder, seed=args.seed)
+        source=args.source, allow_untied_decoder=args.allow_untied_decoder,
+        class_mapping=class_mapping, seed=args.seed)
   except ConversionError as error:
     raise ConversionError(f'{args.torch}: {error}') from error
   save_converted_checkpoint(variables, config, args.out)

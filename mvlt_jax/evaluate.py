@@ -20,9 +20,11 @@ Protocols and decisions
   ``input_pipeline.retrieval_sets`` (the true partner + 100 products of the same
   sub-category), drawn from ``eval.seed`` and stored so that runs can be repeated;
   ``eval.resamples`` draws new sets from seeds ``seed, seed + 1, ...`` and reports mean and
-  sample std. A pair's score is the ITM log-odds ``logits[1] - logits[0]``:
-  ``softmax(logits)[1] = sigmoid(logits[1] - logits[0])`` orders pairs identically, but the
-  log-odds does not saturate to 1.0 in float32, which would create false ties. Ties rank
+  sample std. TIR (text -> image) ranks a query caption's candidate images, ITR
+  (image -> text) a query image's candidate captions (``directions`` in the JSON). A
+  pair's score is the ITM log-odds ``logits[1] - logits[0]``: ``softmax(logits)[1] =
+  sigmoid(logits[1] - logits[0])`` orders pairs identically, but the log-odds does not
+  saturate to 1.0 in float32, which would create false ties. Ties rank
   pessimistically (the partner after every candidate scoring at least as high); the
   results also count the queries whose rank a tie decides.
 * **Full-gallery retrieval** (``eval.full_gallery``, as FashionViL / FAME-ViL report):
@@ -42,7 +44,10 @@ Protocols and decisions
   same mask whatever the batch, the batch size or the host; the model sees the masked image
   and the item's own (unmasked) caption. Metrics on the reconstruction clipped to [0, 1]: PSNR over
   the image and over the masked units only, SSIM, and the same for the masked input itself
-  (the "no model" baseline). A picture (original | masked | reconstruction) of the first
+  (the "no model" baseline). PSNR is also given on the release's scale
+  (``psnr_release_scale`` = ``psnr`` + 20 log10(255) = ``psnr`` + 48.13 dB: the release
+  computes PSNR with a peak of 255 on images in [0, 1]); only that field compares with the
+  release's figures. A picture (original | masked | reconstruction) of the first
   ``num_pictures`` records is written to ``results/reconstruction.png``.
 
 Multi-host: every process scores its contiguous share of the queries (or its rows of the
@@ -71,7 +76,7 @@ from jax.sharding import PartitionSpec as P
 
 from mvlt_jax import checkpoint as checkpoint_lib
 from mvlt_jax import distributed, masking, metrics
-from mvlt_jax.errors import MVLTError
+from mvlt_jax.errors import ConfigError, MVLTError
 from mvlt_jax.models import build_model, compute_dtype, resolve_pyramid
 from mvlt_jax.steps import images_to_float
 
@@ -79,6 +84,13 @@ RESULTS_DIR = 'results'
 CHECKPOINTS_DIR = 'checkpoints'
 DIRECTIONS = ('tir', 'itr')
 DIRECTION_NAMES = {'tir': 'TIR (text -> image)', 'itr': 'ITR (image -> text)'}
+# What each direction ranks; written to results/retrieval.json as ``directions``.
+DIRECTION_INFO = {
+    'tir': {'name': 'TIR', 'direction': 'text -> image', 'query': 'caption',
+            'candidates': 'images'},
+    'itr': {'name': 'ITR', 'direction': 'image -> text', 'query': 'image',
+            'candidates': 'captions'},
+}
 FIRST_STAGES = ('pooled_features', 'none')
 
 # The paper's results (Table 2 and the recognition table), for the dataset they were
@@ -194,7 +206,10 @@ class LoadedCheckpoint:
     """The checkpoint's model with only ``heads`` (and ``dtype`` when given)."""
     overrides = dict(heads=tuple(heads))
     if dtype:
-      overrides['dtype'] = compute_dtype(dtype)
+      try:
+        overrides['dtype'] = compute_dtype(dtype)
+      except ValueError as e:
+        raise ConfigError(f'eval.dtype: {e}') from e
     return build_model(self.model_config, **overrides)
 
 
@@ -463,7 +478,8 @@ def retrieval_protocol(config, loaded: LoadedCheckpoint, data: EvalSplit, runner
 
   result = {'queries': ev.num_queries, 'candidates': ev.num_candidates,
             'resamples': ev.resamples, 'seeds': [e['seed'] for e in per_resample],
-            'ties': 'pessimistic', 'score': 'ITM log-odds logits[1] - logits[0]'}
+            'ties': 'pessimistic', 'score': 'ITM log-odds logits[1] - logits[0]',
+            'directions': {d: dict(DIRECTION_INFO[d]) for d in DIRECTIONS}}
   for direction in DIRECTIONS:
     result[direction], result[f'{direction}_std'] = {}, {}
     for k in ev.recall_ks:
@@ -851,7 +867,8 @@ def mask_items(images: jax.Array, record_index: jax.Array, *, seed: int,
   def mask_one(index, image):
     masked, cells = masking.mask_image_grid(
         jax.random.fold_in(base, index), image[None], unit=masking_config.image_unit,
-        ratio=masking_config.image_ratio, fill=masking_config.image_fill)
+        ratio=masking_config.image_ratio, fill=masking_config.image_fill,
+        distribution=masking_config.get('image_distribution', 'exact'))
     return masked[0], cells[0]
 
   return jax.vmap(mask_one)(record_index, images)
@@ -891,6 +908,9 @@ def make_reconstruction_step(model, masking_config, seed: int) -> Callable:
   return jax.jit(step)
 
 
+RELEASE_SCALE_NOTE = (
+    "psnr_release_scale = psnr + 20 log10(255) = psnr + 48.13 dB: the release's PSNR (peak "
+    "255 on images in [0, 1]); only it compares with the release's figures.")
 _IMAGE_METRICS = ('psnr', 'psnr_masked_region', 'ssim', 'input_psnr',
                   'input_psnr_masked_region', 'input_ssim', 'mse')
 _PICTURE_KEYS = ('original', 'masked', 'reconstruction')
@@ -930,18 +950,23 @@ def run_reconstruction(config, loaded: LoadedCheckpoint, data: EvalSplit,
   if not rows or len(rows['record_index']) == 0:
     raise EvaluationError(f'{data.description} has no records to evaluate.')
   psnr = metrics.summarize_psnr(rows['psnr'])
+  input_psnr = metrics.summarize_psnr(rows['input_psnr'])['mean']
   result = {
       'examples': int(len(rows['record_index'])), 'seconds': seconds,
       'mask': {'unit': unit, 'ratio': masking_config.image_ratio,
                'fill': masking_config.image_fill, 'seed': ev.mask_seed,
                'keyed_by': 'record index in the split'},
-      'psnr': psnr['mean'], 'identical_images': psnr['infinite'],
+      'psnr': psnr['mean'],
+      'psnr_release_scale': metrics.psnr_release_scale(psnr['mean']),
+      'psnr_release_scale_note': RELEASE_SCALE_NOTE,
+      'identical_images': psnr['infinite'],
       'psnr_of_mean_mse': metrics.as_json_number(
           metrics.psnr_from_mse(np.mean(rows['mse'], dtype=np.float64))),
       'psnr_masked_region': metrics.summarize_psnr(rows['psnr_masked_region'])['mean'],
       'ssim': float(np.mean(rows['ssim'], dtype=np.float64)),
       'masked_input': {
-          'psnr': metrics.summarize_psnr(rows['input_psnr'])['mean'],
+          'psnr': input_psnr,
+          'psnr_release_scale': metrics.psnr_release_scale(input_psnr),
           'psnr_masked_region': metrics.summarize_psnr(rows['input_psnr_masked_region'])['mean'],
           'ssim': float(np.mean(rows['input_ssim'], dtype=np.float64))},
   }
@@ -972,6 +997,11 @@ def _percent(value: Optional[float], std: Optional[float] = None) -> str:
   return text + (f' ± {100 * std:.1f}' if std else '')
 
 
+DIRECTIONS_NOTE = ('TIR (text -> image): the query is a caption, ranked against candidate '
+                   'images; ITR (image -> text): the query is an image, ranked against '
+                   'candidate captions.')
+
+
 def format_retrieval(result: dict, with_paper: bool) -> str:
   ks = [key for key in result['tir'] if key.startswith('r')]
   header = ['direction'] + [f'R@{k[1:]}' for k in ks]
@@ -988,7 +1018,7 @@ def format_retrieval(result: dict, with_paper: bool) -> str:
            f'{result["candidates"]} candidates, {result["resamples"]} candidate draw(s) '
            f'(seeds {result["seeds"]}), checkpoint step {result.get("step", "?")}, '
            f'{result["pairs_scored"]:,} pairs in {result["seconds"]:.1f} s')
-  text = title + '\n\n' + markdown_table(header, rows)
+  text = title + '\n\n' + markdown_table(header, rows) + '\n\n' + DIRECTIONS_NOTE
   if 'full_gallery' in result:
     gallery = result['full_gallery']
     gks = [key for key in gallery['tir'] if key.startswith('r') and key[1:].isdigit()]
@@ -1036,15 +1066,18 @@ def format_per_class(result: dict) -> str:
 def format_reconstruction(result: dict) -> str:
   number = lambda value, digits: '-' if value is None else f'{value:.{digits}f}'
   mask = result['mask']
-  rows = [['reconstruction', number(result['psnr'], 2), number(result['psnr_masked_region'], 2),
-           number(result['ssim'], 4)],
-          ['masked input (no model)', number(result['masked_input']['psnr'], 2),
-           number(result['masked_input']['psnr_masked_region'], 2),
-           number(result['masked_input']['ssim'], 4)]]
+  rows = []
+  for name, scores in (('reconstruction', result), ('masked input (no model)',
+                                                    result['masked_input'])):
+    rows.append([name, number(scores['psnr'], 2), number(scores['psnr_release_scale'], 2),
+                 number(scores['psnr_masked_region'], 2), number(scores['ssim'], 4)])
+  header = ['', 'PSNR (dB)', 'PSNR, release scale (dB)', 'PSNR masked units (dB)', 'SSIM']
   text = (f'Masked image generation: {result["examples"]} images, {mask["ratio"]:.0%} of '
           f'{mask["unit"]}x{mask["unit"]} units masked (seed {mask["seed"]}), checkpoint step '
-          f'{result.get("step", "?")}\n\n'
-          + markdown_table(['', 'PSNR (dB)', 'PSNR masked units (dB)', 'SSIM'], rows))
+          f'{result.get("step", "?")}\n\n' + markdown_table(header, rows)
+          + '\n\nPSNR, release scale = PSNR + 20 log10(255) = PSNR + 48.13 dB: the release '
+          'computes PSNR with a peak of 255 on images in [0, 1]; only this column compares '
+          "with the release's figures.")
   if 'picture' in result:
     text += f'\n\nPicture (original | masked | reconstruction): {result["picture"]["path"]}'
   return text

@@ -7,27 +7,52 @@ from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+
+# masking.image_distribution: how the masked units of an image are drawn.
+# 'exact': exactly round(ratio * units) units per image, uniformly (the paper's words).
+# 'release': the release's ``generate_grid_mask``: shuffle round(ratio * units) ones among
+#   ``units`` entries and take row i of the unit grid from the window [i : i + cols] of that
+#   list (overlapping windows), so the masked share varies per image (16x16 units at ratio
+#   0.5: mean 0.50, std ~0.095, range ~0.15-0.81) and adjacent rows are strongly correlated.
+IMAGE_MASK_DISTRIBUTIONS = ('exact', 'release')
+
+
+def grid_cell_mask(rng: jax.Array, batch: int, rows: int, cols: int, *, ratio: float,
+                   distribution: str = 'exact') -> jax.Array:
+  """The masked units of ``batch`` images: bool [B, rows, cols], True = masked."""
+  if distribution not in IMAGE_MASK_DISTRIBUTIONS:
+    raise ValueError(f'Unknown image mask distribution {distribution!r}; use one of '
+                     f'{IMAGE_MASK_DISTRIBUTIONS}.')
+  num_cells = rows * cols
+  num_masked = int(round(ratio * num_cells))
+  scores = jax.random.uniform(rng, (batch, num_cells))
+  ranks = jnp.argsort(jnp.argsort(scores, axis=1), axis=1)  # a random permutation per image
+  shuffled = ranks < num_masked  # [B, units]: num_masked ones, shuffled
+  if distribution == 'exact':
+    return shuffled.reshape(batch, rows, cols)
+  windows = np.arange(rows)[:, None] + np.arange(cols)[None, :]  # [rows, cols]: i + j
+  return shuffled[:, windows]  # [B, rows, cols]
 
 
 def mask_image_grid(rng: jax.Array, images: jax.Array, *, unit: int, ratio: float,
-                    fill: float) -> tuple[jax.Array, jax.Array]:
-  """Fills a random ``ratio`` of the ``unit`` x ``unit`` cells of each image with ``fill``.
+                    fill: float, distribution: str = 'exact') -> tuple[jax.Array, jax.Array]:
+  """Fills ``unit`` x ``unit`` cells of each image with ``fill``, drawn by ``distribution``.
 
   Args:
     images: [B, H, W, C]; H and W must be multiples of ``unit``.
   Returns:
     (masked images [B, H, W, C], cell mask [B, H/unit, W/unit] bool, True = masked).
-    Exactly ``round(ratio * cells)`` cells are masked in every image.
+    With ``exact``, ``round(ratio * cells)`` cells are masked in every image; with
+    ``release`` that many on average (see ``IMAGE_MASK_DISTRIBUTIONS``).
   """
   batch, height, width, _ = images.shape
   if height % unit or width % unit:
     raise ValueError(f'Image size {height}x{width} is not a multiple of the mask unit {unit}.')
   rows, cols = height // unit, width // unit
-  num_cells = rows * cols
-  num_masked = int(round(ratio * num_cells))
-  scores = jax.random.uniform(rng, (batch, num_cells))
-  ranks = jnp.argsort(jnp.argsort(scores, axis=1), axis=1)  # a random permutation per image
-  cell_mask = (ranks < num_masked).reshape(batch, rows, cols)  # [B, rows, cols]
+  cell_mask = grid_cell_mask(rng, batch, rows, cols, ratio=ratio,
+                             distribution=distribution)  # [B, rows, cols]
   pixel_mask = jnp.repeat(jnp.repeat(cell_mask, unit, axis=1), unit, axis=2)  # [B, H, W]
   masked = jnp.where(pixel_mask[..., None], jnp.asarray(fill, images.dtype), images)
   return masked, cell_mask

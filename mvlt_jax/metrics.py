@@ -17,6 +17,10 @@ Conventions (each tested in ``tests/test_metrics.py``):
   is only predicted, or only in the labels, has F1 = 0 (0/0 precision or recall is 0).
 * **PSNR of identical images** is ``inf``; :func:`summarize_psnr` averages the finite values
   and counts the infinite ones.
+* **PSNR on the release's scale** (:func:`psnr_release_scale`): the release computes PSNR
+  with a peak of 255 on images in [0, 1], i.e. 10 log10(255^2 / MSE), which is the standard
+  value plus :data:`RELEASE_PSNR_OFFSET_DB` = 20 log10(255) = 48.13 dB. Only this scale
+  compares with the release's figures.
 * **SSIM** is Wang et al. (2004) as ``tf.image.ssim`` computes it: an 11x11 Gaussian window
   (sigma 1.5), K1 = 0.01, K2 = 0.03, 'valid' filtering, the SSIM map averaged over space
   and channels. Identical images give 1.
@@ -24,6 +28,7 @@ Conventions (each tested in ``tests/test_metrics.py``):
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -36,6 +41,10 @@ SSIM_WINDOW_SIZE = 11
 SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
+
+# What the release's PSNR adds to the standard one: its peak is 255 on images in [0, 1].
+RELEASE_PSNR_PEAK = 255.0
+RELEASE_PSNR_OFFSET_DB = 20.0 * math.log10(RELEASE_PSNR_PEAK)  # 48.1308... dB
 
 
 # ----------------------------------------------------------------------------- retrieval
@@ -208,6 +217,14 @@ def psnr_from_mse(error, data_range: float = 1.0, xp: Any = np):
 def psnr(a, b, data_range: float = 1.0, xp: Any = np):
   """Peak signal-to-noise ratio per image (dB): [..., H, W, C] x2 -> [...]."""
   return psnr_from_mse(mse(a, b, xp), data_range, xp)
+
+
+def psnr_release_scale(standard_psnr):
+  """The release's PSNR (peak 255 on images in [0, 1]) from the standard one (dB):
+  ``standard + 20 log10(255)``. ``None`` stays ``None``; works on floats and arrays."""
+  if standard_psnr is None:
+    return None
+  return standard_psnr + RELEASE_PSNR_OFFSET_DB
 
 
 def summarize_psnr(values: np.ndarray) -> dict[str, Any]:

@@ -42,7 +42,8 @@ def make_pretrain_inputs(rng: jax.Array, batch: Batch, feed_masked: jax.Array, c
   images = images_to_float(batch['images'])
   masked_images, cell_mask = masking.mask_image_grid(
       image_rng, images, unit=config.masking.image_unit, ratio=config.masking.image_ratio,
-      fill=config.masking.image_fill)
+      fill=config.masking.image_fill,
+      distribution=config.masking.get('image_distribution', 'exact'))
   feed = jnp.where(feed_masked, masked_images, images)
   tokens = masking.mask_tokens(
       word_rng, batch['input_ids'], vocab_size=token_spec.vocab_size,
@@ -131,25 +132,48 @@ def make_train_step(model, config, token_spec: masking.TokenSpec,
   return train_step
 
 
-def eval_metric_names(heads) -> set[str]:
+# Validation metrics of the release's best-checkpoint rule (ARCHITECTURE.md, "Checkpoint kept
+# by the release"): MLM accuracy with the clean image (masked caption) plus ITM accuracy with
+# the clean image and the clean caption; ``release_score`` is their sum.
+RELEASE_METRICS = ('clean_mlm_accuracy', 'clean_itm_accuracy', 'release_score')
+
+
+def eval_metric_names(heads, release_metrics: bool = False) -> set[str]:
   """The keys of ``make_eval_step``'s metrics for a model with ``heads``."""
   names = {'loss'}
-  per_head = {'mir': ('loss_mir',), 'itm': ('loss_itm', 'itm_accuracy'), 'mlm': ('loss_mlm',),
+  per_head = {'mir': ('loss_mir',), 'itm': ('loss_itm', 'itm_accuracy'),
+              'mlm': ('loss_mlm', 'mlm_accuracy'),
               'recognition': ('loss_recognition', 'main_accuracy', 'sub_accuracy'),
               'attributes': ('loss_attributes',)}
   for head in heads:
     names.update(per_head[head])
+  if release_metrics and {'mlm', 'itm'} <= set(heads):
+    names.update(RELEASE_METRICS)
   return names
 
 
-def make_eval_step(model, config, token_spec: masking.TokenSpec) -> Callable:
+def _mlm_accuracy(outputs: dict, tokens: masking.MaskedTokens, config) -> jax.Array:
+  """Share of the masked words predicted right."""
+  predicted = jnp.argmax(outputs['mlm_logits'], -1)
+  if config.masking.mlm_max_predictions > 0:
+    labels, weights = tokens.labels, tokens.weights  # [B, P]
+  else:
+    labels, weights = tokens.full_labels, (tokens.full_labels >= 0).astype(jnp.float32)
+  return jnp.sum((predicted == labels) * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def make_eval_step(model, config, token_spec: masking.TokenSpec,
+                   release_metrics: bool = False) -> Callable:
   """Returns ``eval_step(variables, batch, rng) -> metrics``, a pure function.
 
   The losses of the training step without dropout or parameter updates, on the masked
   image for pre-training models (what MIR is scored on) and masks drawn from ``rng``; plus
-  ``itm_accuracy`` and, for recognition models, ``main_accuracy`` / ``sub_accuracy``.
+  ``itm_accuracy``, ``mlm_accuracy`` and, for recognition models, ``main_accuracy`` /
+  ``sub_accuracy``. With ``release_metrics`` (pre-training models with MLM and ITM) also
+  ``RELEASE_METRICS``, from two more forward passes with the clean image.
   """
   pretraining = is_pretraining(model)
+  release_metrics = release_metrics and {'mlm', 'itm'} <= set(model.heads)
 
   def eval_step(variables, batch: Batch, rng: jax.Array) -> dict[str, jax.Array]:
     inputs, feed, input_ids, positions = model_inputs(
@@ -161,6 +185,17 @@ def make_eval_step(model, config, token_spec: masking.TokenSpec) -> Callable:
                                  ('sub_logits', 'sub_labels', 'sub_accuracy')):
       if logits in outputs:
         metrics[name] = jnp.mean(jnp.argmax(outputs[logits], -1) == batch[labels])
+    if 'mlm_logits' in outputs:
+      metrics['mlm_accuracy'] = _mlm_accuracy(outputs, inputs['tokens'], config)
+    if release_metrics:
+      clean_words = model.apply(variables, inputs['images'], input_ids, train=False,
+                                mlm_positions=positions)
+      metrics['clean_mlm_accuracy'] = _mlm_accuracy(clean_words, inputs['tokens'], config)
+      clean_pairs = model.apply(variables, inputs['images'], batch['input_ids'], train=False,
+                                mlm_positions=positions)
+      metrics['clean_itm_accuracy'] = jnp.mean(
+          jnp.argmax(clean_pairs['itm_logits'], -1) == batch['itm_labels'])
+      metrics['release_score'] = metrics['clean_mlm_accuracy'] + metrics['clean_itm_accuracy']
     return metrics
 
   return eval_step
@@ -173,7 +208,9 @@ def make_reconstruct_step(model, config) -> Callable:
     images = images_to_float(images)
     masked, _ = masking.mask_image_grid(rng, images, unit=config.masking.image_unit,
                                         ratio=config.masking.image_ratio,
-                                        fill=config.masking.image_fill)
+                                        fill=config.masking.image_fill,
+                                        distribution=config.masking.get('image_distribution',
+                                                                        'exact'))
     outputs = model.apply(variables, masked, input_ids, train=False)
     return masked, jnp.clip(outputs['reconstruction'], 0.0, 1.0)
 

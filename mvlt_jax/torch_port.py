@@ -44,6 +44,25 @@ VARIANTS = {
 }
 
 
+# Std of the release's trunc_normal_ init (timm's, with absolute bounds +-2).
+INIT_STD = 0.02
+
+
+def init_weights_(module: nn.Module) -> None:
+  """The release's ``_init_weights`` for one module (applied with ``model.apply``).
+
+  Linear: weight trunc_normal(0.02), bias 0; LayerNorm: weight 1, bias 0; anything else
+  (embeddings, convolutions, BatchNorm, the classifiers' ``linear_bias``) is left as built.
+  """
+  if isinstance(module, nn.Linear):
+    nn.init.trunc_normal_(module.weight, std=INIT_STD)
+    if module.bias is not None:
+      nn.init.zeros_(module.bias)
+  elif isinstance(module, nn.LayerNorm):
+    nn.init.ones_(module.weight)
+    nn.init.zeros_(module.bias)
+
+
 class TorchPortConfigError(ValueError):
   """A configuration or an input that the PyTorch port cannot be built for / run on."""
 
@@ -65,6 +84,9 @@ class MVLTConfig:
   head_width: int = 768          # hidden width of the ITM / recognition heads
   text_max_positions: int = 512  # rows of the BERT position-embedding table
   type_vocab_size: int = 2
+  # The [PAD] id: ``nn.Embedding(padding_idx=...)`` of the word table, so [PAD] lookups add
+  # no gradient to its row (the release: 0). -1: none. Same name as ``config.model``'s field.
+  word_padding_idx: int = 0
   heads: tuple[str, ...] = PRETRAIN_HEADS
   num_main_classes: int = 48
   num_sub_classes: int = 122
@@ -95,6 +117,9 @@ class MVLTConfig:
     for dim, heads_k in zip(self.embed_dims, self.num_heads):
       if dim % heads_k:
         raise TorchPortConfigError(f'Width {dim} is not divisible by {heads_k} heads.')
+    if not -1 <= self.word_padding_idx < self.vocab_size:
+      raise TorchPortConfigError(f'word_padding_idx {self.word_padding_idx} is neither -1 '
+                                 f'(none) nor an id of the {self.vocab_size}-word vocabulary.')
     if self.pos_grid_size % self.total_stride:
       raise TorchPortConfigError(f'pos_grid_size {self.pos_grid_size} is not a multiple of '
                                  f'the total stride {self.total_stride}.')
@@ -249,7 +274,12 @@ class TextEmbeddings(nn.Module):
 
   def __init__(self, config: MVLTConfig):
     super().__init__()
-    self.word_embeddings = nn.Embedding(config.vocab_size, config.text_width)
+    # padding_idx: the [PAD] row gets no gradient from lookups (the tied MLM decoder still
+    # gives it one); PyTorch also zeroes that row at construction, which ``init_weights_``
+    # overwrites when the decoder exists (see ``MVLT.reset_parameters``).
+    padding_idx = config.word_padding_idx if config.word_padding_idx >= 0 else None
+    self.word_embeddings = nn.Embedding(config.vocab_size, config.text_width,
+                                        padding_idx=padding_idx)
     self.position_embeddings = nn.Embedding(config.text_max_positions, config.text_width)
     self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.text_width)
     self.LayerNorm = nn.LayerNorm(config.text_width, eps=config.text_layer_norm_eps)  # pylint: disable=invalid-name
@@ -410,21 +440,24 @@ class MVLT(nn.Module):
     self.reset_parameters()
 
   def reset_parameters(self) -> None:
-    """The release's initialisation (see ``ARCHITECTURE.md``, pre-training recipe)."""
+    """The release's initialisation (``ARCHITECTURE.md``, pre-training recipe), in its order.
+
+    1. Every module's own PyTorch default (as constructed): embedding tables N(0, 1) with the
+       [PAD] row zeroed (``padding_idx``), Kaiming-uniform convolutions.
+    2. ``self.apply(_init_weights)``: Linear weights trunc_normal(0.02) and zero biases,
+       LayerNorm 1 / 0. The MLM decoder is an ``nn.Linear`` whose weight IS the word table,
+       so the word table (its [PAD] row included) ends up trunc_normal(0.02) whenever the
+       model has an MLM head; without one (the recognition model) it keeps N(0, 1) with a
+       zero [PAD] row. The position and token-type tables keep N(0, 1).
+    3. The position embeddings: trunc_normal(0.02).
+    """
     for module in self.modules():
-      if isinstance(module, nn.Linear) and module is not getattr(
-          getattr(self, 'mlm_head', None), 'mlm_decoder', None):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-          nn.init.zeros_(module.bias)
-      elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
-      elif isinstance(module, nn.Embedding):
-        nn.init.normal_(module.weight)  # PyTorch's default N(0, 1); also the tied decoder
+      if isinstance(module, nn.Embedding):
+        module.reset_parameters()  # N(0, 1); the padding_idx row zeroed
+    self.apply(init_weights_)
     for k in range(1, 5):
-      nn.init.trunc_normal_(getattr(self, f'pos_embed{k}'), std=0.02)
-      nn.init.trunc_normal_(getattr(self, f'text_pos_embed{k}'), std=0.02)
+      nn.init.trunc_normal_(getattr(self, f'pos_embed{k}'), std=INIT_STD)
+      nn.init.trunc_normal_(getattr(self, f'text_pos_embed{k}'), std=INIT_STD)
 
   def _visual_pos_embed(self, stage: int, height: int, width: int) -> torch.Tensor:
     """``pos_embed{stage+1}`` for an ``height x width`` grid ([1, H*W, D])."""

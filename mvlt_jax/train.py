@@ -122,22 +122,74 @@ def create_train_state(model, config, optimizer) -> TrainState:
                     rng=jax.random.key_data(jax.random.key(config.seed + 1)))
 
 
-def load_init_from(state: TrainState, path: str) -> TrainState:
-  """Replaces params / BatchNorm statistics with those of another checkpoint.
+def load_init_from(state: TrainState, config) -> tuple[TrainState, set[str]]:
+  """Replaces params / BatchNorm statistics with those of ``config.init_from``; returns the
+  new state and the names of the top-level parameter modules that were loaded.
 
-  Modules present in the new model but absent from the checkpoint (e.g. new heads) keep
-  their fresh initialisation; shapes of shared modules must agree.
+  ``init_from`` is a checkpoint directory (ours, or converted) or a PyTorch file (e.g. PVT's
+  ImageNet ``pvt_tiny.pth``, or a release checkpoint), converted on the fly with the
+  converter's strictness and messages. Modules present in the new model but absent from the
+  source (e.g. new heads, or all but the vision path for ``pvt_tiny.pth``) keep their fresh
+  initialisation; shapes of shared modules must agree.
   """
-  variables, step = checkpoint_lib.load_variables(path)
-  merged = {}
+  from mvlt_jax import convert  # pylint: disable=import-outside-toplevel
+  path = config.init_from
+  class_mapping = None
+  if 'recognition' in config.model.heads and path.endswith(convert.TORCH_FILE_SUFFIXES):
+    # A release recognition checkpoint: its head rows follow the release's class order; map
+    # them by name to the classes of the dataset this run trains on.
+    class_mapping = convert.make_class_mapping(
+        os.path.join(config.dataset.data_dir, config.dataset.name))
+  variables, description = convert.load_init_variables(path, config.model,
+                                                       class_mapping=class_mapping)
+  merged, loaded_params = {}, set()
   for collection in ('params', 'batch_stats'):
     current = getattr(state, collection)
     loaded = variables.get(collection, {})
     new, used = _merge(current, loaded, path=collection)
     merged[collection] = new
-    logging.info('init_from %s (step %d): %s: took %d modules, kept %d fresh', path, step,
+    if collection == 'params':
+      loaded_params = set(used)
+    logging.info('init_from %s (%s): %s: took %d modules, kept %d fresh', path, description,
                  collection, len(used), len(set(current) - set(used)))
-  return state.replace(**merged)
+  if jax.process_index() == 0:
+    print(f'init_from {path}: {description}', flush=True)
+  return state.replace(**merged), loaded_params
+
+
+def recipe_summary(config) -> str:
+  """One line naming the recipe choices where the release and the paper differ
+  (docs/fidelity.md); printed at the start of every training run and kept in config.json."""
+  m, ds, opt = config.model, config.dataset, config.optimizer
+  choices = dict(
+      loss_schedule=config.loss_schedule,
+      image_mask=config.masking.get('image_distribution', 'exact'),
+      repeated_sampling=ds.get('repeated_sampling', 1),
+      word_padding_idx=m.get('word_padding_idx', 0),
+      weight_decay=f"{opt.weight_decay}/{opt.get('weight_decay_groups', 'release')}",
+      lr_schedule_unit=opt.get('lr_schedule_unit', 'step'),
+      best=(f"{config.best_metric}/{config.best_mode} from "
+            f"{config.get('best_from_fraction', 0.0):.0%}" if config.best_metric else 'none'),
+      init_from=config.init_from or 'none')
+  return 'recipe: ' + ', '.join(f'{key}={value}' for key, value in choices.items())
+
+
+# The first module of the vision path: present in any source that initialises it.
+VISION_MARKER = 'patch_embed1'
+
+
+def warn_if_vision_from_scratch(config, loaded_params: set[str]) -> None:
+  """One line when a run that expects PVT ImageNet weights starts the vision path fresh."""
+  if not config.get('pretrained_vision_expected', False):
+    return
+  if VISION_MARKER in loaded_params:
+    return
+  message = ('warning: the vision path starts from scratch (no PVT ImageNet weights: pass '
+             '--config.init_from=pvt_tiny.pth); the paper\'s Table 4 reports retrieval about '
+             '6 points of R@5 lower without them. Running on.')
+  logging.warning(message)
+  if jax.process_index() == 0:
+    print(message, flush=True)
 
 
 def _merge(current: dict, loaded: dict, path: str):
@@ -194,6 +246,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=2))
 
+  logging.info(recipe_summary(config))
+  if is_chief:
+    print(recipe_summary(config), flush=True)
   mesh = sharding.make_mesh(config.mesh)
   sharding.check_global_batch(config.global_batch_size, mesh)
   model = build_model(config.model)
@@ -227,9 +282,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       logging.info('Resuming from step %d (checkpoint %s).', latest, checkpoint_dir)
       if is_chief:
         print(f'Resuming from step {latest} ({checkpoint_dir}).', flush=True)
-    elif config.init_from:
-      state = load_init_from(state, config.init_from)
-      state = jax.device_put(state, state_shardings)
+    else:
+      loaded_params = set()
+      if config.init_from:
+        state, loaded_params = load_init_from(state, config)
+        state = jax.device_put(state, state_shardings)
+      warn_if_vision_from_scratch(config, loaded_params)
     start_step = int(state.step)
 
     batch_sharding = sharding.batch_sharding(mesh)
@@ -245,11 +303,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         itm_hard_negative_prob=ds.itm_hard_negative_prob,
         itm_hard_negative_from_step=ds.itm_hard_negative_from_step,
         image_size=config.model.image_size, deterministic=ds.deterministic,
-        attribute_labels='attributes' in config.model.heads)
+        attribute_labels='attributes' in config.model.heads,
+        repeats=ds.repeated_sampling)
     validation = None
     if config.validation_every:
       validation = Validation(config, model, token_spec, batch_sharding,
-                              os.path.join(workdir, BEST_CHECKPOINT_DIR))
+                              os.path.join(workdir, BEST_CHECKPOINT_DIR),
+                              keep_from_step=int(config.best_from_fraction * total_steps))
     try:
       state = _loop(config, workdir, state, train_step, reconstruct, batches, batch_sharding,
                     manager, start_step, total_steps, steps_per_epoch, validation)
@@ -272,18 +332,24 @@ class Validation:
   ``dataset.eval_split`` (ITM pairs and word / image masks drawn from fixed seeds), so the
   figures of different steps compare. With ``config.best_metric`` the state of the best
   evaluation so far is kept in ``best_dir`` (orbax keeps one, chosen by its metrics, across
-  restarts), with config.json and the tokenizer like ``checkpoints/``.
+  restarts), with config.json and the tokenizer like ``checkpoints/``. Evaluations before
+  ``keep_from_step`` are reported but not kept (the release keeps its best only from epoch
+  100 of 150 on: ``config.best_from_fraction``).
   """
 
-  def __init__(self, config, model, token_spec: TokenSpec, batch_sharding, best_dir: str):
+  def __init__(self, config, model, token_spec: TokenSpec, batch_sharding, best_dir: str,
+               keep_from_step: int = 0):
     self._config = config
     self._batch_sharding = batch_sharding
-    self._step = jax.jit(steps.make_eval_step(model, config, token_spec))
+    self._keep_from_step = keep_from_step
+    release_metrics = config.best_metric in steps.RELEASE_METRICS
+    self._step = jax.jit(steps.make_eval_step(model, config, token_spec,
+                                              release_metrics=release_metrics))
     self.best_manager = None
     if config.best_metric:
       if config.best_mode not in ('min', 'max'):
         raise ConfigError(f'config.best_mode={config.best_mode!r}; use min or max.')
-      names = steps.eval_metric_names(config.model.heads)
+      names = steps.eval_metric_names(config.model.heads, release_metrics=release_metrics)
       if config.best_metric not in names:
         raise ConfigError(f'config.best_metric={config.best_metric!r} is not among the '
                           f'validation metrics of this model: {sorted(names)}.')
@@ -319,7 +385,7 @@ class Validation:
 
   def keep_if_best(self, step: int, state: TrainState, data_state: dict,
                    metrics: dict[str, float]) -> None:
-    if self.best_manager is None:
+    if self.best_manager is None or step < self._keep_from_step:
       return
     value = metrics[self._config.best_metric]
     if self._best_value is not None and not (value < self._best_value

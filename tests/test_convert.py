@@ -5,7 +5,9 @@ Weights are random (no downloads). Parity uses pvlt_tiny (real widths, depths an
 """
 import argparse
 import importlib.util
+import json
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -376,8 +378,10 @@ def test_command_line_round_trip(tmp_path, capsys):
   first, second = convert.load_torch_state_dict(exported), convert.load_torch_state_dict(again)
   assert set(first) == set(second)
   assert all(torch.equal(first[k], second[k]) for k in first)
-  # The init is the model's own: N(0, 1) word table, zero biases, unit LayerNorm scales.
-  assert 0.9 < float(first['text_embeddings.word_embeddings.weight'].std()) < 1.1
+  # The init is the model's own, the release's: std 0.02 word table (the tied MLM decoder's
+  # init), N(0, 1) position and token-type tables, zero biases, unit LayerNorm scales.
+  assert 0.015 < float(first['text_embeddings.word_embeddings.weight'].std()) < 0.025
+  assert 0.9 < float(first['text_embeddings.position_embeddings.weight'].std()) < 1.1
   assert float(first['block1.0.attn.q.bias'].abs().max()) == 0.0
   # Strict by default: the same file into a model with another vocabulary fails by name.
   code = convert.main(['from-torch', '--torch', exported, config_flag, *TINY_OVERRIDES,
@@ -396,3 +400,316 @@ def test_command_line_reports_bad_arguments(tmp_path, capsys):
   assert 'no such file' in capsys.readouterr().err
   with pytest.raises(convert.ConversionError, match='--config.a.b=value'):
     convert.load_config(PRETRAIN_CONFIG, ['--config.model.vocab_size'])
+
+
+# --- Recognition class order ---------------------------------------------------------------
+
+RELEASE_ORDER = convert.read_release_class_order()
+# A small dataset in its own (sorted, here shuffled) order: release classes plus one class the
+# release does not know per level; names differ from the release's in case and whitespace.
+DATASET_MAIN = ('Jeans', 'TIES', 'CAPES', 'sweaters', 'SUITS  &  BLAZERS')
+DATASET_SUB = ('PINS', 'BOW TIES', 'HOLOGRAMS', 'hoodies & zipups', 'TUXEDOS', 'SHIRTS',
+               'CREWNECKS')
+RECOGNITION_LEAVES = (('linear', 'kernel'), ('linear', 'bias'), ('linear_bias',))
+
+
+def dataset_names(source='dataset.json'):
+  return convert.ClassNames(main=DATASET_MAIN, sub=DATASET_SUB, source=source)
+
+
+def test_shipped_release_class_order():
+  order = convert.read_release_class_order()
+  assert os.path.dirname(order.source) == os.path.dirname(convert.__file__)
+  assert len(order.main) == 48 and len(order.sub) == 121
+  assert order.main[:3] == ('SHIRTS', 'SWEATERS', 'JEANS') and order.main[-1] == 'BRIEFCASES'
+  assert order.sub[:2] == ('SHIRTS', 'HOODIES & ZIPUPS') and order.sub[-1] == 'PINS'
+  assert convert.RELEASE_HEAD_ROWS == {'main': 48, 'sub': 122}  # sub row 121 has no name
+  reference = os.path.join(REFERENCE, 'release_class_order.txt')
+  if os.path.isfile(reference):
+    assert convert.read_release_class_order(reference).main == order.main
+    assert convert.read_release_class_order(reference).sub == order.sub
+    with open(reference, 'rb') as a, open(order.source, 'rb') as b:
+      assert a.read() == b.read()
+
+
+@pytest.mark.parametrize('text, message', [
+    ('0 SHIRTS\n', ':1: expected a section header'),
+    ('########## super-category-templete ##########\n0 A\n2 B\n', ':3: class index 2, expected 1'),
+    ('########## super-category-templete ##########\n0 A\n', "no section ['sub-category"),
+    ('########## other ##########\n', "unknown section 'other'"),
+    ('########## super-category-templete ##########\n0 A\n1  a \n'
+     '########## sub-category-templete ##########\n', "'A' and 'a' are the same"),
+])
+def test_release_class_order_errors_name_the_file(tmp_path, text, message):
+  path = tmp_path / 'order.txt'
+  path.write_text(text)
+  with pytest.raises(convert.ConversionError, match=re.escape(message)) as error:
+    convert.read_release_class_order(str(path))
+  assert str(path) in str(error.value) and isinstance(error.value, convert.MVLTError)
+
+
+def test_class_names_from_json_and_prepared_datasets(tmp_path):
+  path = tmp_path / 'classes.json'
+  path.write_text('{"main": ["A", "B"], "sub": ["x"]}')
+  assert convert.read_class_names(str(path)).main == ('A', 'B')
+  path.write_text('{"categories": ["A"], "subcategories": ["x", "y"]}')  # a catalog class_file
+  assert convert.read_class_names(str(path)).sub == ('x', 'y')
+  path.write_text('{"main": ["A"]}')
+  with pytest.raises(convert.ConversionError, match='classes.json: expected a JSON object'):
+    convert.read_class_names(str(path))
+  # TFDS layout DATA_DIR/NAME/VERSION/{category,subcategory}.labels.txt, from any of the three.
+  version = tmp_path / 'data' / 'fashion_gen' / '1.0.0'
+  version.mkdir(parents=True)
+  (version / 'category.labels.txt').write_text('BAGS\nTOPS\n')
+  (version / 'subcategory.labels.txt').write_text('TOTE BAGS\nPOLOS\nT-SHIRTS\n')
+  for directory in (version, version.parent, version.parent.parent):
+    names = convert.read_class_names(str(directory))
+    assert names.main == ('BAGS', 'TOPS') and names.sub == ('TOTE BAGS', 'POLOS', 'T-SHIRTS')
+    assert names.source == str(version)
+  other = tmp_path / 'data' / 'catalog' / '1.0.0'
+  other.mkdir(parents=True)
+  for filename in ('category.labels.txt', 'subcategory.labels.txt'):
+    (other / filename).write_text('A\n')
+  with pytest.raises(convert.ConversionError, match='several prepared datasets'):
+    convert.read_class_names(str(tmp_path / 'data'))
+  with pytest.raises(convert.ConversionError, match='no prepared dataset found'):
+    convert.read_class_names(str(tmp_path / 'data' / 'fashion_gen' / '1.0.0' / '..' / '..' /
+                                 '..'))  # three levels above: too far
+  with pytest.raises(convert.ConversionError, match='no such file or directory'):
+    convert.read_class_names(str(tmp_path / 'absent.json'))
+
+
+@pytest.fixture(scope='module')
+def recognition():
+  """The tiny recognition model (5 main, 7 sub classes: the dataset's) with random weights."""
+  config = tiny_config(heads=('recognition',))
+  model = build_model(config.model)
+  abstract = convert.abstract_variables(model, config.model)
+  return argparse.Namespace(config=config, model=model,
+                            variables=random_variables(abstract, seed=5),
+                            init=random_variables(abstract, seed=6))
+
+
+def head_rows(variables, head):
+  """{leaves: [classes, ...]} of a JAX recognition head (kernels transposed: class axis first)."""
+  rows = {}
+  for leaves in RECOGNITION_LEAVES:
+    value = variables['params'][head]
+    for leaf in leaves:
+      value = value[leaf]
+    value = np.asarray(value)
+    rows[leaves] = value.T if leaves[-1] == 'kernel' else value
+  return rows
+
+
+def test_recognition_rows_round_trip_through_the_release_order(recognition):
+  mapping = convert.make_class_mapping(dataset_names())
+  state, notes = convert.export_state_dict(recognition.variables, class_mapping=mapping, seed=1)
+  convert.check_against_port(state, recognition.config, mapping)
+  assert state['sup_cls_head.linear.weight'].shape == (48, 32)
+  assert state['sub_cls_head.linear_bias'].shape == (122,)
+  release = {'main': RELEASE_ORDER.main, 'sub': RELEASE_ORDER.sub}
+  dataset = {'main': DATASET_MAIN, 'sub': DATASET_SUB}
+  unknown = {'main': 'CAPES', 'sub': 'HOLOGRAMS'}
+  for level, head in convert.CLASS_HEADS.items():
+    rows = head_rows(recognition.variables, head)
+    keys = [convert.normalize_class_name(n) for n in release[level]]
+    for j, name in enumerate(dataset[level]):
+      if name == unknown[level]:
+        continue
+      i = keys.index(convert.normalize_class_name(name))
+      np.testing.assert_array_equal(state[f'{head}.linear.weight'][i],
+                                    rows[('linear', 'kernel')][j])
+      np.testing.assert_array_equal(state[f'{head}.linear.bias'][i], rows[('linear', 'bias')][j])
+      np.testing.assert_array_equal(state[f'{head}.linear_bias'][i], rows[('linear_bias',)][j])
+    # Release rows without a dataset class (and the unnamed sub row 121): the port's init.
+    mapped = {keys.index(convert.normalize_class_name(n)) for n in dataset[level]
+              if n != unknown[level]}
+    fresh = [i for i in range(convert.RELEASE_HEAD_ROWS[level]) if i not in mapped]
+    assert float(np.abs(state[f'{head}.linear.bias'][fresh]).max()) == 0.0
+    assert float(np.abs(state[f'{head}.linear_bias'][fresh]).max()) == 0.0
+    assert 0.01 < float(state[f'{head}.linear.weight'][fresh].std()) < 0.03
+  assert any('CAPES' in note and 'dropped' in note for note in notes)
+  assert any('121 (unnamed)' in note and 'fresh init' in note for note in notes)
+  again, _ = convert.export_state_dict(recognition.variables, class_mapping=mapping, seed=1)
+  assert all(np.array_equal(state[k], again[k]) for k in state)  # the fresh rows: by seed
+
+  # Back: release order -> the dataset's; the unknown classes keep the JAX init.
+  back, report = convert.import_state_dict(state, recognition.model, recognition.config.model,
+                                           class_mapping=mapping, init=recognition.init)
+  for level, head in convert.CLASS_HEADS.items():
+    want, got = head_rows(recognition.variables, head), head_rows(back, head)
+    init = head_rows(recognition.init, head)
+    j = dataset[level].index(unknown[level])
+    for leaves in RECOGNITION_LEAVES:
+      known = [k for k in range(len(dataset[level])) if k != j]
+      np.testing.assert_array_equal(got[leaves][known], want[leaves][known])
+      np.testing.assert_array_equal(got[leaves][j], init[leaves][j])
+  summary = report.summary()
+  assert 'release does not know (fresh init): CAPES' in summary
+  assert 'dropped): 0 SHIRTS' in summary and '121 (unnamed)' in summary
+  # Everything but the recognition heads is untouched.
+  np.testing.assert_array_equal(back['params']['block1']['0']['attn']['q']['kernel'],
+                                recognition.variables['params']['block1']['0']['attn']['q'][
+                                    'kernel'])
+
+
+def test_recognition_rows_without_class_names_warn(recognition):
+  state, notes = convert.export_state_dict(recognition.variables)
+  assert notes == [convert.NO_CLASS_NAMES_WARNING] and 'WARNING' in notes[0]
+  assert state['sup_cls_head.linear.weight'].shape == (5, 32)  # row i -> row i
+  back, report = convert.import_state_dict(state, recognition.model, recognition.config.model)
+  assert convert.NO_CLASS_NAMES_WARNING in report.summary()
+  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, back, recognition.variables)))
+
+
+def test_class_mapping_errors(recognition):
+  too_many = convert.ClassNames(main=DATASET_MAIN + ('GOWNS',), sub=DATASET_SUB, source='six.json')
+  mapping = convert.make_class_mapping(too_many)
+  with pytest.raises(convert.ConversionError, match='six.json lists 6 main classes but the '
+                     "model's sup_cls_head has 5 outputs"):
+    convert.export_state_dict(recognition.variables, class_mapping=mapping)
+  state, _ = convert.export_state_dict(recognition.variables,
+                                       class_mapping=convert.make_class_mapping(dataset_names()))
+  with pytest.raises(convert.ConversionError, match='num_main_classes'):
+    convert.import_state_dict(state, recognition.model, recognition.config.model,
+                              class_mapping=mapping, init=recognition.init)
+  short = {k: (v[:10] if k.startswith('sup_cls_head.linear') else v) for k, v in state.items()}
+  with pytest.raises(convert.ConversionError, match="10 rows but .* names 48 main classes"):
+    convert.import_state_dict(short, recognition.model, recognition.config.model,
+                              class_mapping=convert.make_class_mapping(dataset_names()))
+  with pytest.raises(convert.ConversionError, match='are the same after normalising'):
+    convert.ClassNames(main=('Bags', 'BAGS'), sub=(), source='x.json')
+
+
+def test_command_line_maps_classes(tmp_path, capsys):
+  classes = tmp_path / 'classes.json'
+  classes.write_text(json.dumps({'main': list(DATASET_MAIN), 'sub': list(DATASET_SUB)}))
+  # Class counts 0 ("from the dataset", as configs/finetune_recognition.py): --class_names
+  # gives them (5 and 7).
+  config_flags = [f'--config={PRETRAIN_CONFIG}', *TINY_OVERRIDES,
+                  "--config.model.heads=('recognition',)", '--config.model.num_main_classes=0',
+                  '--config.model.num_sub_classes=0']
+  exported = str(tmp_path / 'release_order.pth')
+  assert convert.main(['to-torch', '--init', *config_flags, '--class_names', str(classes),
+                       '--out', exported]) == 0
+  out = capsys.readouterr().out
+  assert 'main classes (sup_cls_head): 4 of the 48 release rows' in out and 'CAPES' in out
+  state = convert.load_torch_state_dict(exported)
+  assert tuple(state['sub_cls_head.linear.weight'].shape) == (122, 32)
+  converted = str(tmp_path / 'converted')
+  assert convert.main(['from-torch', '--torch', exported, *config_flags, '--class_names',
+                       str(classes), '--out', converted]) == 0
+  assert 'release does not know (fresh init): HOLOGRAMS' in capsys.readouterr().out
+  assert convert.load_checkpoint_variables(converted)['params']['sub_cls_head'][
+      'linear_bias'].shape == (7,)
+  # Without class names: the 48 rows do not fit the 5-class model.
+  assert convert.main(['from-torch', '--torch', exported, *config_flags,
+                       '--config.model.num_main_classes=5', '--config.model.num_sub_classes=7',
+                       '--out', str(tmp_path / 'x')]) == 1
+  assert 'sup_cls_head.linear.weight: file (48, 32) != model (5, 32)' in capsys.readouterr().err
+  # ... and a clear warning when the rows are copied as they are.
+  assert convert.main(['to-torch', '--checkpoint', converted, '--out',
+                       str(tmp_path / 'same_order.pth')]) == 0
+  assert 'WARNING: no class names given' in capsys.readouterr().out
+  assert convert.main(['to-torch', '--checkpoint', converted, '--class_names',
+                       str(tmp_path / 'absent.json'), '--out', str(tmp_path / 'y.pth')]) == 1
+  assert 'absent.json: no such file' in capsys.readouterr().err
+
+
+# --- init_from: PyTorch files converted on the fly ----------------------------------------
+
+def test_load_init_variables_from_pvt_weights(micro, tmp_path):
+  state = pvt_state_dict(micro)
+  path = str(tmp_path / 'pvt_micro.pth')
+  torch.save(state, path)  # a bare state dict, as pvt_tiny.pth
+  variables, description = convert.load_init_variables(path, micro.config)
+  converted, _ = import_micro(micro, state)
+  vision = {'pos_embed1', 'pos_embed2', 'pos_embed3', 'pos_embed4', 'patch_embed1',
+            'patch_embed2', 'patch_embed3', 'patch_embed4', 'block1', 'block2', 'block3',
+            'block4'}
+  assert set(variables) == {'params', 'batch_stats'}
+  assert set(variables['params']) == vision and variables['batch_stats'] == {}
+  want = {k: converted['params'][k] for k in vision}
+  assert jax.tree.structure(variables['params']) == jax.tree.structure(want)
+  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, variables['params'], want)))
+  assert description.startswith(f'{path} (PVT-v1 ImageNet classifier): ')
+  assert '(vision)' in description and 'cls_token' in description
+  assert 'not in the file (keep the fresh init): text, mlm, itm, mir, recognition, batch_stats' in (
+      description)
+  # The same file through the .safetensors reader.
+  safetensors_path = str(tmp_path / 'pvt_micro.safetensors')
+  convert.save_torch_state_dict(state, safetensors_path)
+  again, _ = convert.load_init_variables(safetensors_path, micro.config.model)
+  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, again['params'], want)))
+
+
+def test_load_init_variables_from_an_mvlt_state_dict(micro, tmp_path):
+  path = str(tmp_path / 'pretrain.pth')
+  convert.save_torch_state_dict({k: v for k, v in micro.state.items()
+                                 if 'recognition' not in convert.key_groups(k)}, path)
+  # Into a recognition model: the pre-training heads are ignored, the recognition heads
+  # are not in the file (left out: training keeps their fresh init).
+  config = tiny_config(heads=('recognition',))
+  variables, description = convert.load_init_variables(path, config)
+  assert 'sup_cls_head' not in variables['params'] and 'itm_head' not in variables['params']
+  assert variables['batch_stats'] == {}
+  np.testing.assert_array_equal(
+      variables['params']['text_embeddings']['word_embeddings']['embedding'],
+      micro.variables['params']['text_embeddings']['word_embeddings']['embedding'])
+  assert '(MVLT state dict)' in description and '(vision, text)' in description
+  assert 'ignored: ' in description and 't2i_head' in description
+  # Strict outside the heads; a module held only in part is an error.
+  broken = str(tmp_path / 'broken.pth')
+  convert.save_torch_state_dict({k: v for k, v in micro.state.items()
+                                 if k != 'block2.0.attn.q.bias'}, broken)
+  with pytest.raises(convert.ConversionError,
+                     match=r'(?s)broken.pth: .*missing \(1\):\n    block2.0.attn.q.bias'):
+    convert.load_init_variables(broken, micro.config)
+  partial = str(tmp_path / 'partial.pth')
+  convert.save_torch_state_dict({k: v for k, v in micro.state.items()
+                                 if k != 'itm_head.linear.bias'}, partial)
+  with pytest.raises(convert.ConversionError, match='partial.pth: holds only part'):
+    convert.load_init_variables(partial, micro.config)
+
+
+def test_load_init_variables_from_a_checkpoint_directory(micro, tmp_path):
+  path = str(tmp_path / 'converted')
+  convert.save_converted_checkpoint(micro.variables, micro.config, path)
+  variables, description = convert.load_init_variables(path, micro.config)
+  assert description == f'{path}: mvlt_jax checkpoint, step 0'
+  assert all(jax.tree.leaves(jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), b),
+                                          variables, micro.variables)))
+  with pytest.raises(convert.ConversionError, match='No checkpoint directory'):
+    convert.load_init_variables(str(tmp_path / 'absent'), micro.config)
+  other = tmp_path / 'weights.npz'
+  other.write_bytes(b'')
+  with pytest.raises(convert.ConversionError, match='weights.npz is a file but not a PyTorch'):
+    convert.load_init_variables(str(other), micro.config)
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(REFERENCE,
+                                                    'pvt_v1_tiny_imagenet_state_dict.tsv')),
+                    reason='reference listings absent')
+def test_pvt_tiny_listing_initialises_the_pretraining_model(tmp_path):
+  """A file of pvt_tiny.pth's names and shapes (zeros) as init_from of configs/pretrain.py."""
+  state = {}
+  with open(os.path.join(REFERENCE, 'pvt_v1_tiny_imagenet_state_dict.tsv')) as f:
+    for line in f:
+      if line.startswith('#') or not line.strip():
+        continue
+      name, shape, _ = line.rstrip('\n').split('\t')
+      state[name] = torch.zeros(tuple(int(d) for d in shape.strip('()').split(',') if d.strip()))
+  path = str(tmp_path / 'pvt_tiny.pth')
+  torch.save(state, path)
+  config = convert.load_config(PRETRAIN_CONFIG)
+  variables, description = convert.load_init_variables(path, config)
+  model = build_model(config.model)
+  abstract = convert.abstract_variables(model, config.model)['params']
+  vision = {k for k in abstract if 'vision' in convert.key_groups(k)}
+  assert set(variables['params']) == vision and variables['batch_stats'] == {}
+  assert jax.tree.map(np.shape, variables['params']) == jax.tree.map(
+      lambda leaf: leaf.shape, {k: abstract[k] for k in vision})
+  assert 'PVT-v1 ImageNet classifier' in description and 'resized' not in description
+  ignored = {'cls_token', 'norm.weight', 'norm.bias', 'head.weight', 'head.bias'}
+  assert f'{len(state) - len(ignored)} tensors loaded (vision)' in description

@@ -13,6 +13,8 @@ import sys
 import textwrap
 import threading
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,6 +23,7 @@ from flax import traverse_util
 from PIL import Image
 
 from mvlt_jax import checkpoint, evaluate
+from mvlt_jax.errors import MVLTError
 from mvlt_jax.models import build_model
 from tests.conftest import tiny_config
 from tests.prepare_test_data import write_bert_vocab
@@ -259,10 +262,26 @@ def test_retrieval_json(setup):
     r1 = [e[direction]['r1'] for e in result['per_resample']]
     assert result[direction]['r1'] == pytest.approx(np.mean(r1))
     assert result[f'{direction}_std']['r1'] == pytest.approx(np.std(r1, ddof=1))
+  assert result['directions']['tir'] == {'name': 'TIR', 'direction': 'text -> image',
+                                         'query': 'caption', 'candidates': 'images'}
+  assert result['directions']['itr'] == {'name': 'ITR', 'direction': 'image -> text',
+                                         'query': 'image', 'candidates': 'captions'}
   for entry in result['per_resample']:
     assert os.path.exists(entry['sets_file'])
     assert os.path.dirname(entry['sets_file']) == os.path.join(setup['data_dir'], NAME,
                                                                'retrieval_sets')
+
+
+def test_retrieval_report_names_the_directions(setup):
+  result = read_json(setup['workdir'], 'retrieval.json')
+  for with_paper in (False, True):
+    text = evaluate.format_retrieval(result, with_paper)
+    table_rows = [line for line in text.splitlines() if line.startswith('| ')]
+    assert any(row.startswith('| TIR (text -> image) |') for row in table_rows)
+    assert any(row.startswith('| ITR (image -> text) |') for row in table_rows)
+    assert 'the query is a caption, ranked against candidate images' in text
+    assert 'the query is an image, ranked against candidate captions' in text
+  assert 'TIR (text -> image)' in evaluate.format_retrieval(setup['retrieval'], False)
 
 
 def test_candidate_sets_are_reused(setup, parts):
@@ -373,6 +392,7 @@ def test_split_pass_reaches_every_record_once(setup, parts):
 
 def test_masks_depend_on_the_record_only():
   config = tiny_config()
+  config.masking.image_distribution = 'exact'  # exactly 50% of the units, checked below
   images = jnp.asarray(np.random.default_rng(0).random((4, 32, 32, 3)), jnp.float32)
   index = jnp.array([5, 9, 2, 7])
   mask = jax.jit(lambda x, i: evaluate.mask_items(x, i, seed=3,
@@ -414,6 +434,17 @@ def test_reconstruction_json_and_picture(setup, parts):
   result = read_json(setup['workdir'], 'reconstruction.json')
   assert result['examples'] == NUM_RECORDS
   assert np.isfinite(result['psnr']) and -1.0 <= result['ssim'] <= 1.0
+  # The release's scale (peak 255 on images in [0, 1]): + 20 log10(255) = 48.13 dB.
+  assert result['psnr_release_scale'] == result['psnr'] + 20 * math.log10(255)
+  assert (result['masked_input']['psnr_release_scale']
+          == result['masked_input']['psnr'] + 20 * math.log10(255))
+  assert 'release' in result['psnr_release_scale_note']
+  text = evaluate.format_reconstruction(result)
+  header = next(line for line in text.splitlines() if line.startswith('|  | PSNR'))
+  assert 'PSNR (dB)' in header and 'PSNR, release scale (dB)' in header
+  row = next(line for line in text.splitlines() if line.startswith('| reconstruction |'))
+  assert f'| {result["psnr"]:.2f} | {result["psnr_release_scale"]:.2f} |' in row
+  assert 'PSNR + 48.13 dB' in text and "only this column compares with the release's" in text
   assert result['mask']['seed'] == 0 and result['picture']['records'] == [0, 1, 2, 3]
   assert result['mask']['unit'] == parts['loaded'].masking_config.image_unit == 8
   picture = np.asarray(Image.open(os.path.join(setup['workdir'], 'results',
@@ -432,6 +463,11 @@ def test_reconstruction_json_and_picture(setup, parts):
 def test_task_needs_its_heads(setup):
   with pytest.raises(evaluate.EvaluationError, match='missing'):
     evaluate.load_checkpoint(setup['checkpoint'], ('itm', 'nonexistent'))
+
+
+def test_bad_eval_dtype_is_a_clear_error(parts):
+  with pytest.raises(MVLTError, match='eval.dtype'):
+    parts['loaded'].model(('itm',), 'float64')
 
 
 def test_text_length_must_match(setup, parts):

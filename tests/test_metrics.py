@@ -113,6 +113,23 @@ def test_psnr_known_values_and_identical_images():
   assert metrics.as_json_number(np.inf) is None
 
 
+def test_psnr_on_the_release_scale():
+  """The release's PSNR (peak 255 on images in [0, 1]) = the standard one + 20 log10(255)."""
+  offset = 20 * math.log10(255)
+  assert metrics.RELEASE_PSNR_OFFSET_DB == offset
+  assert round(offset, 2) == 48.13
+  for standard in (20.0, 15.4, -3.0):
+    assert metrics.psnr_release_scale(standard) == standard + offset
+  assert metrics.psnr_release_scale(None) is None
+  # It is what the release's formula computes: 10 log10(255^2 / MSE) on images in [0, 1].
+  a = np.full((2, 16, 16, 3), 0.5)
+  b = np.stack([np.full((16, 16, 3), 0.6), np.full((16, 16, 3), 0.3)])
+  standard = metrics.psnr(b, a)
+  np.testing.assert_array_equal(metrics.psnr_release_scale(standard), standard + offset)
+  np.testing.assert_allclose(metrics.psnr_release_scale(standard),
+                             metrics.psnr(b, a, data_range=255.0), rtol=0, atol=1e-12)
+
+
 def test_masked_mse():
   a = np.zeros((1, 2, 2, 3))
   b = np.zeros((1, 2, 2, 3))

@@ -189,31 +189,110 @@ def test_model_imports_without_tensorflow():
 
 
 @pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
-def test_dense_word_grad_equals_scatter_grad(dtype):
-  """The one-hot-product gradient of the word table equals the gather's scatter-add."""
+def test_word_grad_impls_agree_and_pad_gets_no_lookup_gradient(dtype):
+  """'one_hot' and 'scatter' give the same word-table gradient, and it is the gradient of the
+  release's ``nn.Embedding(padding_idx=0)``: nothing from the [PAD] positions."""
   from mvlt_jax.models import layers
   vocab, width = 50, 16
-  # Many repeats of id 0 (the [PAD]s that make the scatter slow on GPUs), and every id.
+  # Many repeats of id 0 (the [PAD]s that made the scatter slow on GPUs), and every id.
   ids = jnp.concatenate([jnp.zeros((3, 40), jnp.int32),
-                         jax.random.randint(jax.random.key(1), (3, 24), 0, vocab)], axis=1)
-  ids = ids.at[0, :vocab].set(jnp.arange(vocab))
-  modules = [layers.TextEmbeddings(vocab, width, 128, 2, 0.0, dtype, dense_word_grad=dense)
-             for dense in (False, True)]
-  params = modules[0].init(jax.random.key(0), ids, True)
+                         jax.random.randint(jax.random.key(1), (3, 24), 1, vocab)], axis=1)
+  ids = ids.at[0, 1:vocab].set(jnp.arange(1, vocab))
+  make = lambda impl, pad: layers.TextEmbeddings(vocab, width, 128, 2, 0.0, dtype,
+                                                 word_grad_impl=impl, padding_idx=pad)
+  params = make('scatter', 0).init(jax.random.key(0), ids, True)
   cotangent = jax.random.normal(jax.random.key(2), ids.shape + (width,))
 
   def grads(module):
     loss = lambda p: jnp.sum(module.apply(p, ids, True).astype(jnp.float32) * cotangent)
     return jax.jit(jax.value_and_grad(loss))(params)
 
-  (value_scatter, grad_scatter), (value_dense, grad_dense) = map(grads, modules)
+  (value_scatter, grad_scatter), (value_dense, grad_dense), (value_all, grad_all) = map(
+      grads, (make('scatter', 0), make('one_hot', 0), make('scatter', -1)))
   np.testing.assert_array_equal(value_dense, value_scatter)
+  np.testing.assert_array_equal(value_all, value_scatter)  # padding_idx changes no value
   tol = 1e-5 if dtype == jnp.float32 else 3e-2  # bf16: the scatter adds in bf16
   for path in ('word_embeddings', 'position_embeddings', 'LayerNorm'):
     for a, b in zip(jax.tree.leaves(grad_dense['params'][path]),
                     jax.tree.leaves(grad_scatter['params'][path])):
       np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(np.max(np.abs(b))))
-  assert float(jnp.abs(grad_dense['params']['word_embeddings']['embedding'][0]).sum()) > 0
+  word_grad = lambda g: np.asarray(g['params']['word_embeddings']['embedding'], np.float32)
+  for grad in (grad_scatter, grad_dense):
+    assert np.all(word_grad(grad)[0] == 0)  # [PAD]: nothing from lookups
+    assert np.all(np.abs(word_grad(grad)[1:]).sum(axis=1) > 0)  # every caption word: some
+    # The other rows are exactly those of the gradient that includes [PAD].
+    np.testing.assert_allclose(word_grad(grad)[1:], word_grad(grad_all)[1:], rtol=tol,
+                               atol=tol * float(np.max(np.abs(word_grad(grad_all)))))
+  assert np.abs(word_grad(grad_all)[0]).sum() > 0  # padding_idx=-1: [PAD] gets its gradient
+
+
+def test_pad_row_still_learns_through_the_tied_decoder(tiny_setup):
+  """As in the release, [PAD] gets the MLM decoder's gradient (and weight decay) only."""
+  _, model, variables, images, input_ids = tiny_setup
+  labels = jnp.asarray([[7, 9], [11, 13]], jnp.int32)
+  positions = jnp.asarray([[1, 2], [3, 4]], jnp.int32)
+
+  def mlm(params):
+    out = model.apply({**variables, 'params': params}, images, input_ids, mlm_positions=positions)
+    return losses.mlm_loss(out['mlm_logits'], labels, jnp.ones(labels.shape))
+
+  grad = jax.jit(jax.grad(mlm))(variables['params'])
+  word_grad = np.asarray(grad['text_embeddings']['word_embeddings']['embedding'])
+  assert np.abs(word_grad[0]).sum() > 0  # the decoder's softmax reaches every row
+
+
+def test_initial_statistics_and_mlm_loss():
+  """The release's init: word table std 0.02 (overwritten through the tied decoder), BERT
+  position and type tables N(0, 1); the MLM loss on random captions is then ~ln(vocabulary).
+
+  pvlt_tiny's widths and text path (768 wide) with one block per stage and 4,096 words, which
+  CPU tests can afford; pvlt_tiny itself (10.47 at init, ln 30,522 = 10.33):
+  docs/fidelity.md.
+  """
+  config = pretrain.get_config()
+  m = config.model
+  m.variant = 'pvlt_micro'
+  m.embed_dims = (64, 128, 320, 512)  # pvlt_tiny's widths: the last feeds the MLM head
+  m.num_heads = (1, 2, 5, 8)
+  m.image_size = m.pos_grid_size = 32
+  m.vocab_size = 4096
+  m.dtype = 'float32'
+  m.heads = ('mlm',)
+  model = build_model(m)
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.uniform(size=(2, 32, 32, 3)), jnp.float32)
+  input_ids = rng.integers(1000, m.vocab_size, size=(2, m.text_length))
+  input_ids[:, 0], input_ids[:, 40], input_ids[:, 41:] = 101, 102, 0  # [CLS] ... [SEP] [PAD]...
+  input_ids = jnp.asarray(input_ids, jnp.int32)
+  positions = jnp.tile(jnp.arange(1, 40, dtype=jnp.int32), (2, 1))  # [B, P]: every word
+
+  def init_and_loss(key):
+    variables = model.init({'params': key}, images, input_ids)
+    out = model.apply(variables, images, input_ids, mlm_positions=positions)
+    labels = jnp.take_along_axis(input_ids, positions, axis=1)
+    loss = losses.mlm_loss(out['mlm_logits'], labels, jnp.ones(labels.shape))
+    return variables['params']['text_embeddings'], loss
+
+  tables, loss = jax.jit(init_and_loss)(jax.random.key(0, impl='rbg'))
+  std = lambda name: float(np.std(np.asarray(tables[name]['embedding'])))
+  assert abs(std('word_embeddings') - 0.02) < 0.001
+  assert abs(std('position_embeddings') - 1.0) < 0.02
+  assert abs(std('token_type_embeddings') - 1.0) < 0.1
+  # ln(4,096) = 8.32 plus ~0.15 from the logits' spread; a N(0, 1) table gave ~100.
+  assert abs(float(loss) - np.log(m.vocab_size) - 0.15) < 0.3, float(loss)
+
+
+def test_word_table_without_the_mlm_head_keeps_pytorchs_embedding_init():
+  """The release's recognition model has no tied decoder: N(0, 1) with the [PAD] row zero."""
+  from mvlt_jax.models import layers
+  ids = jnp.zeros((1, 4), jnp.int32)
+  tables = {}
+  for tied in (True, False):
+    module = layers.TextEmbeddings(500, 64, 16, 2, 0.0, jnp.float32, tied_to_decoder=tied)
+    params = module.init(jax.random.key(0), ids, True)['params']
+    tables[tied] = np.asarray(params['word_embeddings']['embedding'])
+  assert abs(tables[True].std() - 0.02) < 0.002 and np.abs(tables[True][0]).sum() > 0
+  assert abs(tables[False].std() - 1.0) < 0.02 and np.all(tables[False][0] == 0)
 
 
 def test_word_embedding_grad_resolution():

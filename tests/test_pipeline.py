@@ -92,6 +92,29 @@ def test_resume_yields_the_same_batches(data_dir):
       np.testing.assert_array_equal(expected[key], actual[key])
 
 
+def test_repeated_sampling_and_resume_inside_a_repeated_epoch(data_dir):
+  """repeats=3 (the release's sampler): each record three times in a row within an epoch,
+  each copy with its own ITM draw; resuming mid-epoch gives the same batches."""
+  steps = pipeline.steps_per_epoch(data_dir, NAME, "train", 8)  # 4: 32 of 37 entries
+  reference = train_batches(data_dir, 3 * steps, repeats=3, itm_negative_prob=0.5)
+  for epoch in range(3):
+    batches = reference[epoch * steps:(epoch + 1) * steps]
+    order = np.concatenate([record_of_image(b["images"]) for b in batches])
+    copies = order[:30].reshape(10, 3)
+    assert np.all(copies == copies[:, :1]), order  # three copies side by side
+    assert len(set(order.tolist())) == 11  # ceil(32 / 3) records per epoch
+  # Copies of one record got different ITM draws somewhere over the epochs.
+  labels = np.concatenate([b["itm_labels"] for b in reference])[:90].reshape(30, 3)
+  captions = np.concatenate([caption_record(b["input_ids"]) for b in reference])[:90]
+  assert np.any(labels != labels[:, :1])
+  assert np.any(captions.reshape(30, 3) != captions.reshape(30, 3)[:, :1])
+  resumed = train_batches(data_dir, 4, start_step=steps + 2, repeats=3,
+                          itm_negative_prob=0.5)  # from the middle of epoch 1
+  for expected, actual in zip(reference[steps + 2:], resumed):
+    for key in expected:
+      np.testing.assert_array_equal(expected[key], actual[key])
+
+
 def test_seed_controls_the_order(data_dir):
   first = train_batches(data_dir, 2, seed=5)
   again = train_batches(data_dir, 2, seed=5)

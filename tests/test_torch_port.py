@@ -93,15 +93,62 @@ def test_mlm_decoder_is_tied_to_the_word_embedding(pretrain_model):
 
 
 @torch.no_grad()
-def test_initialisation_follows_the_release(pretrain_model):
-  words = pretrain_model.text_embeddings.word_embeddings.weight
-  assert 0.95 < float(words.std()) < 1.05  # PyTorch's N(0, 1) for embedding tables
+def test_initialisation_follows_the_release(pretrain_model, recognition_model):
+  embeddings = pretrain_model.text_embeddings
+  words = embeddings.word_embeddings.weight
+  # The tied MLM decoder is an nn.Linear whose weight is the word table: _init_weights'
+  # trunc_normal_(std=0.02) overwrites PyTorch's N(0, 1), the [PAD] row included.
+  assert 0.0195 < float(words.std()) < 0.0205
+  assert float(words[0].abs().max()) > 0.0
+  # The BERT position and token-type tables keep PyTorch's N(0, 1).
+  assert embeddings.position_embeddings.weight.shape == (512, 768)
+  assert 0.98 < float(embeddings.position_embeddings.weight.std()) < 1.02
+  assert embeddings.token_type_embeddings.weight.shape == (2, 768)
+  assert 0.9 < float(embeddings.token_type_embeddings.weight.std()) < 1.1
+  assert embeddings.word_embeddings.padding_idx == 0
+  # Without an MLM head (the release's recognition model) nothing overwrites the table:
+  # N(0, 1), with the zero [PAD] row of nn.Embedding(padding_idx=0).
+  recognition_words = recognition_model.text_embeddings.word_embeddings.weight
+  assert 0.98 < float(recognition_words.std()) < 1.02
+  assert float(recognition_words[0].abs().max()) == 0.0
   q = pretrain_model.block1[0].attn.q
   assert 0.015 < float(q.weight.std()) < 0.025  # timm's trunc_normal_(std=0.02)
   assert float(q.bias.abs().max()) == 0.0
   assert float(pretrain_model.pos_embed1.std()) < 0.025
+  assert float(pretrain_model.text_pos_embed1.std()) < 0.025
   norm = pretrain_model.block1[0].norm1
   assert torch.equal(norm.weight, torch.ones_like(norm.weight))
+
+
+def test_pad_row_gets_gradient_only_through_the_tied_decoder():
+  """[PAD] (id 0) lookups add no gradient to the word table; the MLM decoder's does."""
+  config = small_config(heads=('mlm', 'itm'))
+  model = torch_port.MVLT(config)  # train mode: dropout on, which changes nothing here
+  images, _ = inputs(config)
+  pad = config.word_padding_idx
+  caption = torch.tensor([[1, 7, 9, 11, pad, pad, pad, pad]] * 2)  # [CLS]-like 1, [PAD]s
+  assert caption.shape[1] == config.text_length
+  words = model.text_embeddings.word_embeddings.weight
+  # Lookup path only: the ITM loss does not touch the decoder.
+  outputs = model(images, caption)
+  outputs['itm_logits'].sum().backward()
+  lookup_grad = words.grad.clone()
+  assert float(lookup_grad[pad].abs().max()) == 0.0
+  for token in (7, 9, 11):
+    assert float(lookup_grad[token].abs().max()) > 0.0, token
+  unused = sorted(set(range(config.vocab_size)) - set(caption.flatten().tolist()))
+  assert float(lookup_grad[unused].abs().max()) == 0.0
+  # Lookup and tied decoder: the MLM loss reaches every row through the decoder.
+  model.zero_grad()
+  outputs = model(images, caption)
+  (outputs['itm_logits'].sum() + outputs['mlm_logits'].logsumexp(-1).sum()).backward()
+  total_grad = words.grad
+  assert float(total_grad[pad].abs().max()) > 0.0
+  assert float(total_grad[unused].abs().max()) > 0.0
+  # No padding_idx: the [PAD] lookups add gradient too.
+  model = torch_port.MVLT(small_config(heads=('itm',), word_padding_idx=-1))
+  model(images, caption)['itm_logits'].sum().backward()
+  assert float(model.text_embeddings.word_embeddings.weight.grad[pad].abs().max()) > 0.0
 
 
 @pytest.mark.parametrize('variant, depths', [
@@ -238,6 +285,8 @@ def test_bad_configs_raise_clear_errors():
     torch_port.MVLTConfig(depths=(2, 2, 2))
   with pytest.raises(torch_port.TorchPortConfigError, match='not divisible'):
     torch_port.MVLTConfig(num_heads=(3, 2, 5, 8))
+  with pytest.raises(torch_port.TorchPortConfigError, match='word_padding_idx'):
+    torch_port.MVLTConfig(word_padding_idx=30522)
 
 
 def test_config_from_a_mvlt_jax_model_config():
@@ -251,6 +300,8 @@ def test_config_from_a_mvlt_jax_model_config():
   small = torch_port.config_from_model_config(dict(variant='pvlt_tiny', depths=(1, 1, 1, 1),
                                                    vocab_size=1000))
   assert small.depths == (1, 1, 1, 1) and small.vocab_size == 1000
+  assert config.word_padding_idx == 0
+  assert torch_port.config_from_model_config(dict(word_padding_idx=-1)).word_padding_idx == -1
   with pytest.raises(torch_port.TorchPortConfigError, match='Unknown model.variant'):
     torch_port.config_from_model_config(dict(variant='vit_base'))
 

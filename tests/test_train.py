@@ -316,11 +316,15 @@ def test_global_batch_must_divide_over_devices(run_dirs):
 def test_train_step_lowers_every_loss_on_a_fixed_batch():
   config = tiny_config()
   config.model.image_size = config.model.pos_grid_size = 32
-  config.optimizer.base_learning_rate = 1e-3
+  config.optimizer.base_learning_rate = 5e-4
   config.optimizer.base_batch_size = 8
   config.optimizer.warmup_epochs = 0.0
   config.model.drop_path_rate = 0.0
   config.model.text_dropout_rate = 0.0
+  # With the release's init (near-uniform attention at std 0.02) ITM needs far more than 100
+  # steps from scratch; the demo's livelier attention lets this short run show every loss
+  # falling.
+  config.model.attention_init_std = 0.1
   model = build_model(config.model)
   schedule = optim.learning_rate_schedule(config.optimizer, 8, 100, 1000)
   optimizer = optim.make_optimizer(config.optimizer, schedule)
@@ -331,25 +335,36 @@ def test_train_step_lowers_every_loss_on_a_fixed_batch():
   batch = dict(images=jnp.asarray(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)),
                input_ids=jnp.asarray(rng.integers(5, 64, (8, 16)).astype(np.int32)),
                itm_labels=jnp.asarray(np.array([0, 1] * 4, np.int32)))
-  eval_fn = jax.jit(steps.make_eval_step(model, config, TokenSpec(64, (0, 1, 2, 3, 4), 4)))
+  eval_fn = jax.jit(steps.make_eval_step(model, config, TokenSpec(64, (0, 1, 2, 3, 4), 4),
+                                          release_metrics=True))
   eval_rng = jax.random.key(7)
   before = jax.device_get(eval_fn(state.variables, batch, eval_rng))
-  assert set(before) == {'loss', 'loss_mir', 'loss_itm', 'loss_mlm', 'itm_accuracy'}
-  assert set(before) == steps.eval_metric_names(config.model.heads)
+  assert set(before) == {'loss', 'loss_mir', 'loss_itm', 'loss_mlm', 'itm_accuracy',
+                         'mlm_accuracy', 'clean_mlm_accuracy', 'clean_itm_accuracy',
+                         'release_score'}
+  assert set(before) == steps.eval_metric_names(config.model.heads, release_metrics=True)
+  assert 'release_score' not in steps.eval_metric_names(config.model.heads)
   again = jax.device_get(eval_fn(state.variables, batch, eval_rng))
   assert before == again  # no dropout, masks from the given key
   history = []
-  for _ in range(30):
+  for _ in range(100):
     state, metrics = step_fn(state, batch)
     history.append(jax.device_get(metrics))
-  for key in ('loss_mir', 'loss_itm', 'loss_mlm', 'loss'):
-    first = np.mean([h[key] for h in history[:5]])
-    last = np.mean([h[key] for h in history[-5:]])
-    assert last < 0.8 * first, (key, first, last)
-  assert int(state.step) == 30
+  # MLM on random tokens falls slowest: at the release's init the words are ~2% of the text
+  # input (word table std 0.02 beside N(0, 1) position and type tables).
+  for key, factor in (('loss_mir', 0.8), ('loss_itm', 0.8), ('loss_mlm', 0.95), ('loss', 0.8)):
+    first = np.mean([h[key] for h in history[:10]])
+    last = np.mean([h[key] for h in history[-10:]])
+    assert last < factor * first, (key, first, last)
+  assert int(state.step) == 100
   after = jax.device_get(eval_fn(state.variables, batch, eval_rng))
   assert after['loss'] < 0.8 * before['loss'], (before, after)
-  assert after['itm_accuracy'] >= 0.75, after  # 8 pairs seen 30 times
+  assert after['itm_accuracy'] >= 0.75, after  # 8 pairs seen 100 times
+  # The release's best-checkpoint score: clean-image MLM accuracy + clean-pair ITM accuracy.
+  assert after['clean_itm_accuracy'] >= 0.75, after
+  assert after['clean_mlm_accuracy'] > before['clean_mlm_accuracy'], (before, after)
+  np.testing.assert_allclose(after['release_score'],
+                             after['clean_mlm_accuracy'] + after['clean_itm_accuracy'], rtol=1e-6)
 
 
 def test_non_finite_loss_names_the_step_and_the_losses():

@@ -16,7 +16,9 @@ def compute_dtype(name: str):
 
 # model.word_embedding_grad: how the word table's gradient is computed. 'scatter' is XLA's
 # scatter-add (the gradient of a gather); 'one_hot' a one-hot matrix product
-# (layers.lookup_with_dense_grad). Same values; 'auto' picks by the backend.
+# (layers.lookup). Same values; 'auto' picks by the backend. The GPU choice was measured
+# while [PAD] positions still added gradient (docs/performance.md): to be re-measured now that
+# they do not.
 _WORD_GRAD_AUTO = {'gpu': 'one_hot'}  # measured on H100 / H200 (docs/performance.md)
 
 
@@ -51,7 +53,8 @@ def build_model(model_config, **overrides) -> MVLT:
       attention_impl=model_config.get('attention_impl') or None,
       remat=model_config.remat,
       attention_init_std=model_config.get('attention_init_std', 0.02),
-      dense_word_grad=word_embedding_grad(model_config) == 'one_hot',
+      word_grad_impl=word_embedding_grad(model_config),
+      padding_idx=int(model_config.get('word_padding_idx', 0)),
       attribute_classes=tuple(model_config.get('attribute_classes') or ()))
   kwargs.update(overrides)
   return MVLT(**kwargs)

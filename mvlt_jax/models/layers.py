@@ -13,10 +13,14 @@ import numpy as np
 
 Dtype = Any
 
-# Initialisers of the release: truncated normal (std 0.02) for Linear weights and
-# position embeddings, zero biases, N(0, 1) for the BERT-style embedding tables, and
-# PyTorch's default Kaiming-uniform for convolutions.
-dense_kernel_init = nn.initializers.truncated_normal(stddev=0.02)
+# Initialisers of the release (ARCHITECTURE.md, "Initialisation"): timm's
+# ``trunc_normal_(std=0.02)`` for Linear weights, position embeddings and (through the tied
+# MLM decoder, an ``nn.Linear`` whose weight is the word table) the word-embedding table; its
+# bounds are the absolute +-2, i.e. +-100 std, so it is a plain N(0, 0.02^2). Zero biases.
+# PyTorch's default N(0, 1) for the BERT position and token-type tables, and its default
+# Kaiming-uniform for convolutions.
+dense_kernel_init = nn.initializers.normal(stddev=0.02)
+word_embedding_init = nn.initializers.normal(stddev=0.02)
 embedding_init = nn.initializers.normal(stddev=1.0)
 conv_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform')
 
@@ -77,7 +81,7 @@ class SpatialReductionAttention(nn.Module):
   sr_ratio: int
   dtype: Dtype
   attention_impl: Optional[str] = None
-  # Std of the q / kv / proj kernels (truncated normal). The release's 0.02 leaves attention
+  # Std of the q / kv / proj kernels (normal). The release's 0.02 leaves attention
   # nearly uniform at init, which is fine from PVT ImageNet weights but makes ITM from
   # scratch sit at ln 2 for a long time (see docs/training.md).
   init_std: float = 0.02
@@ -88,7 +92,7 @@ class SpatialReductionAttention(nn.Module):
     height, width = grid_hw
     num_visual = height * width
     head_dim = dim // self.num_heads
-    kernel_init = nn.initializers.truncated_normal(stddev=self.init_std)
+    kernel_init = nn.initializers.normal(stddev=self.init_std)
     q = dense(dim, self.dtype, 'q', kernel_init)(x)
     if self.sr_ratio > 1:
       visual_grid = x[:, :num_visual].reshape(batch, height, width, dim)
@@ -163,34 +167,53 @@ class LinearNorm(nn.Module):
     return layer_norm(self.epsilon, self.dtype, '1')(x)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def lookup_with_dense_grad(num_rows: int, table: jax.Array, ids: jax.Array) -> jax.Array:
-  """``table[ids]`` whose gradient for ``table`` is a one-hot matrix product, not a scatter.
+WORD_GRAD_IMPLS = ('scatter', 'one_hot')
 
-  The same values and gradient as ``jnp.take(table, ids, axis=0)``. A scatter-add of the
-  gradient serialises on GPUs when many ids repeat (every caption's [PAD]s add into one row:
-  ~19,000 of 19,200 rows at batch 150, L=128), which took 67 ms of a 116 ms step on an H200
-  (docs/performance.md); the product ``one_hot(ids).T @ grad`` [V, N] x [N, D] runs on the
-  matrix units in ~3 ms (the one-hot matrix included) and sums in float32.
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def lookup(num_rows: int, padding_idx: int, grad_impl: str, table: jax.Array,
+           ids: jax.Array) -> jax.Array:
+  """``table[ids]``: [V, D] x [B, L] -> [B, L, D], with the gradient of the release's table.
+
+  As PyTorch's ``nn.Embedding(padding_idx=...)``, positions holding ``padding_idx`` add no
+  gradient to the table (-1: every position does). ``grad_impl`` says how the table's
+  gradient is formed (the same values either way):
+
+  * ``scatter``: XLA's scatter-add of the output gradient into the looked-up rows; the
+    [PAD] positions are sent out of range and dropped, so they do not pile onto one row.
+  * ``one_hot``: the matrix product ``one_hot(ids).T @ grad`` [V, N] x [N, D] on the matrix
+    units, summed in float32 ([PAD] positions have an all-zero one-hot row). Before [PAD]
+    was excluded, the scatter-add serialised on GPUs on the [PAD] row (~19,000 of 19,200
+    rows at batch 150, L=128: 67 ms of a 116 ms step on an H200, docs/performance.md),
+    which this avoided (~3 ms).
   """
-  del num_rows
+  del num_rows, padding_idx, grad_impl
   return jnp.take(table, ids, axis=0)
 
 
-def _lookup_fwd(num_rows, table, ids):
-  del num_rows
+def _lookup_fwd(num_rows, padding_idx, grad_impl, table, ids):
+  del num_rows, padding_idx, grad_impl
   return jnp.take(table, ids, axis=0), ids
 
 
-def _lookup_bwd(num_rows, ids, grad):
+def _lookup_bwd(num_rows, padding_idx, grad_impl, ids, grad):
+  flat_ids = ids.reshape(-1)  # [N]
   flat_grad = grad.reshape(-1, grad.shape[-1])  # [N, D]
-  one_hot = jax.nn.one_hot(ids.reshape(-1), num_rows, dtype=flat_grad.dtype)  # [N, V]
-  table_grad = jnp.einsum('nv,nd->vd', one_hot, flat_grad,
-                          preferred_element_type=jnp.float32)  # [V, D]
+  if padding_idx >= 0:
+    flat_ids = jnp.where(flat_ids == padding_idx, num_rows, flat_ids)  # out of range: no grad
+  if grad_impl == 'one_hot':
+    one_hot = jax.nn.one_hot(flat_ids, num_rows, dtype=flat_grad.dtype)  # [N, V]
+    table_grad = jnp.einsum('nv,nd->vd', one_hot, flat_grad,
+                            preferred_element_type=jnp.float32)  # [V, D]
+  elif grad_impl == 'scatter':
+    table_grad = jnp.zeros((num_rows, flat_grad.shape[-1]), flat_grad.dtype).at[flat_ids].add(
+        flat_grad, mode='drop')  # [V, D]
+  else:
+    raise ValueError(f'Unknown word-table gradient {grad_impl!r}; use one of {WORD_GRAD_IMPLS}.')
   return table_grad.astype(grad.dtype), None
 
 
-lookup_with_dense_grad.defvjp(_lookup_fwd, _lookup_bwd)
+lookup.defvjp(_lookup_fwd, _lookup_bwd)
 
 
 class TextEmbeddings(nn.Module):
@@ -201,16 +224,23 @@ class TextEmbeddings(nn.Module):
   type_vocab_size: int
   dropout_rate: float
   dtype: Dtype
-  # Gradient of the word table as a one-hot matrix product (``lookup_with_dense_grad``)
-  # instead of XLA's scatter-add; the same function, faster on GPUs.
-  dense_word_grad: bool = False
+  # How the word table's gradient is formed: 'scatter' or 'one_hot' (see ``lookup``).
+  word_grad_impl: str = 'scatter'
+  # The [PAD] id, whose lookups add no gradient to the word table (the release's
+  # ``padding_idx=0``); -1: all ids do.
+  padding_idx: int = 0
+  # The release's word table is N(0, 0.02^2) when the model has the MLM head (its tied
+  # decoder, an nn.Linear, re-initialises it), else PyTorch's nn.Embedding default: N(0, 1)
+  # with the [PAD] row zero (the recognition model).
+  tied_to_decoder: bool = True
 
   def setup(self):
     # Attribute names are the parameter names (the release's, BERT's).
-    embed = lambda n: nn.Embed(n, self.width, dtype=self.dtype, embedding_init=embedding_init)
-    self.word_embeddings = embed(self.vocab_size)
-    self.position_embeddings = embed(self.max_positions)
-    self.token_type_embeddings = embed(self.type_vocab_size)
+    embed = lambda n, init: nn.Embed(n, self.width, dtype=self.dtype, embedding_init=init)
+    self.word_embeddings = embed(self.vocab_size, word_embedding_init if self.tied_to_decoder
+                                 else self._untied_word_init)
+    self.position_embeddings = embed(self.max_positions, embedding_init)
+    self.token_type_embeddings = embed(self.type_vocab_size, embedding_init)
     self.LayerNorm = nn.LayerNorm(epsilon=1e-12, dtype=self.dtype)  # pylint: disable=invalid-name
     self.dropout = nn.Dropout(self.dropout_rate)
 
@@ -220,14 +250,15 @@ class TextEmbeddings(nn.Module):
       raise ValueError(f'Text length {length} exceeds the {self.max_positions} '
                        'position embeddings.')
     positions = jnp.arange(length)[None]
-    if self.dense_word_grad:
-      table = self.word_embeddings.embedding.astype(self.dtype)  # as nn.Embed: cast, then look up
-      words = lookup_with_dense_grad(self.vocab_size, table, input_ids)
-    else:
-      words = self.word_embeddings(input_ids)
+    table = self.word_embeddings.embedding.astype(self.dtype)  # as nn.Embed: cast, then look up
+    words = lookup(self.vocab_size, self.padding_idx, self.word_grad_impl, table, input_ids)
     x = (words + self.position_embeddings(positions)
          + self.token_type_embeddings(jnp.zeros_like(positions)))  # [B, L, 768]
     return self.dropout(self.LayerNorm(x), deterministic=deterministic)
+
+  def _untied_word_init(self, key, shape, dtype=jnp.float32):
+    table = embedding_init(key, shape, dtype)
+    return table.at[self.padding_idx].set(0.0) if self.padding_idx >= 0 else table
 
   def word_table(self) -> jax.Array:
     """The word-embedding matrix [V, 768], shared with the MLM decoder."""

@@ -85,7 +85,8 @@ class MVLT(nn.Module):
   attention_impl: Optional[str] = None
   remat: bool = False
   attention_init_std: float = 0.02
-  dense_word_grad: bool = False  # see layers.TextEmbeddings
+  word_grad_impl: str = 'scatter'  # 'scatter' | 'one_hot' (layers.lookup)
+  padding_idx: int = 0  # [PAD]: its lookups add no gradient to the word table (-1: none)
   attribute_classes: Sequence[int] = ()  # classes per attribute (the 'attributes' heads)
 
   def _position_embedding(self, stage: int, grid_hw: tuple[int, int]) -> jax.Array:
@@ -118,7 +119,8 @@ class MVLT(nn.Module):
                        f'{self.text_length}.')
     text_embeddings = layers.TextEmbeddings(
         self.vocab_size, self.text_width, self.text_max_positions, self.type_vocab_size,
-        self.text_dropout_rate, self.dtype, dense_word_grad=self.dense_word_grad,
+        self.text_dropout_rate, self.dtype, word_grad_impl=self.word_grad_impl,
+        padding_idx=self.padding_idx, tied_to_decoder='mlm' in self.heads,
         name='text_embeddings')
     text = text_embeddings(input_ids, deterministic)  # [B, L, 768]
 
