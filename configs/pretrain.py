@@ -52,6 +52,10 @@ def model_config() -> ml_collections.ConfigDict:
   # The [PAD] id: its lookups add no gradient to the word table, as the release's
   # nn.Embedding(padding_idx=0) (it still learns through the tied MLM decoder). -1: they do.
   m.word_padding_idx = 0
+  # Init std of the word table; None is the release's: 0.02 with the MLM head (its tied decoder,
+  # an nn.Linear, re-initialises the table), PyTorch's N(0, 1) with the [PAD] row zero without
+  # it. 1.0: N(0, 1) always (BERT-style tables; what this project used before 2026-12-01).
+  m.word_init_std = ml_collections.config_dict.placeholder(float)
   # Init std of the attention q / kv / proj kernels: 0.02 as the release (which then loads
   # PVT ImageNet weights); larger lets ITM learn from scratch sooner (docs/training.md).
   m.attention_init_std = 0.02

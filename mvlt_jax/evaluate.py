@@ -954,6 +954,7 @@ def run_reconstruction(config, loaded: LoadedCheckpoint, data: EvalSplit,
   result = {
       'examples': int(len(rows['record_index'])), 'seconds': seconds,
       'mask': {'unit': unit, 'ratio': masking_config.image_ratio,
+               'distribution': masking_config.get('image_distribution', 'exact'),
                'fill': masking_config.image_fill, 'seed': ev.mask_seed,
                'keyed_by': 'record index in the split'},
       'psnr': psnr['mean'],
@@ -1072,7 +1073,9 @@ def format_reconstruction(result: dict) -> str:
     rows.append([name, number(scores['psnr'], 2), number(scores['psnr_release_scale'], 2),
                  number(scores['psnr_masked_region'], 2), number(scores['ssim'], 4)])
   header = ['', 'PSNR (dB)', 'PSNR, release scale (dB)', 'PSNR masked units (dB)', 'SSIM']
-  text = (f'Masked image generation: {result["examples"]} images, {mask["ratio"]:.0%} of '
+  share = (f'{mask["ratio"]:.0%}' if mask.get('distribution', 'exact') == 'exact'
+           else f'on average {mask["ratio"]:.0%} (the release\'s generator)')
+  text = (f'Masked image generation: {result["examples"]} images, {share} of '
           f'{mask["unit"]}x{mask["unit"]} units masked (seed {mask["seed"]}), checkpoint step '
           f'{result.get("step", "?")}\n\n' + markdown_table(header, rows)
           + '\n\nPSNR, release scale = PSNR + 20 log10(255) = PSNR + 48.13 dB: the release '

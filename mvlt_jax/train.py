@@ -166,6 +166,7 @@ def recipe_summary(config) -> str:
       image_mask=config.masking.get('image_distribution', 'exact'),
       repeated_sampling=ds.get('repeated_sampling', 1),
       word_padding_idx=m.get('word_padding_idx', 0),
+      word_init_std=('release' if m.get('word_init_std') is None else m.word_init_std),
       weight_decay=f"{opt.weight_decay}/{opt.get('weight_decay_groups', 'release')}",
       lr_schedule_unit=opt.get('lr_schedule_unit', 'step'),
       best=(f"{config.best_metric}/{config.best_mode} from "

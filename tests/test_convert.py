@@ -644,6 +644,32 @@ def test_load_init_variables_from_pvt_weights(micro, tmp_path):
   assert all(jax.tree.leaves(jax.tree.map(np.array_equal, again['params'], want)))
 
 
+def test_training_init_from_takes_pvt_weights_and_keeps_the_rest_fresh(micro, tmp_path, capsys):
+  """train.load_init_from with a PVT .pth: the vision path is the file's, everything else
+  keeps the run's fresh init, and no 'from scratch' warning follows."""
+  from mvlt_jax import train  # pylint: disable=import-outside-toplevel
+  from mvlt_jax.train_state import TrainState  # pylint: disable=import-outside-toplevel
+  state = pvt_state_dict(micro)
+  path = str(tmp_path / 'pvt_micro.pth')
+  torch.save(state, path)
+  config = tiny_config(heads=('mlm', 'itm', 'mir'))
+  config.init_from = path
+  model = build_model(config.model)
+  fresh = random_variables(convert.abstract_variables(model, config.model), seed=5)
+  run_state = TrainState(step=jnp.zeros((), jnp.int32), params=fresh['params'],
+                         batch_stats=fresh['batch_stats'], opt_state=(), rng=jnp.zeros(2))
+  new_state, loaded = train.load_init_from(run_state, config)
+  converted, _ = import_micro(micro, state)
+  assert 'patch_embed1' in loaded and 'text_embeddings' not in loaded
+  np.testing.assert_array_equal(new_state.params['block1']['0']['attn']['q']['kernel'],
+                                converted['params']['block1']['0']['attn']['q']['kernel'])
+  np.testing.assert_array_equal(new_state.params['text_embeddings']['word_embeddings']['embedding'],
+                                fresh['params']['text_embeddings']['word_embeddings']['embedding'])
+  assert f'init_from {path}: {path} (PVT-v1 ImageNet classifier)' in capsys.readouterr().out
+  train.warn_if_vision_from_scratch(config, loaded)
+  assert 'warning:' not in capsys.readouterr().out
+
+
 def test_load_init_variables_from_an_mvlt_state_dict(micro, tmp_path):
   path = str(tmp_path / 'pretrain.pth')
   convert.save_torch_state_dict({k: v for k, v in micro.state.items()

@@ -293,6 +293,11 @@ def test_word_table_without_the_mlm_head_keeps_pytorchs_embedding_init():
     tables[tied] = np.asarray(params['word_embeddings']['embedding'])
   assert abs(tables[True].std() - 0.02) < 0.002 and np.abs(tables[True][0]).sum() > 0
   assert abs(tables[False].std() - 1.0) < 0.02 and np.all(tables[False][0] == 0)
+  # model.word_init_std overrides the release's rule.
+  module = layers.TextEmbeddings(500, 64, 16, 2, 0.0, jnp.float32, word_init_std=1.0)
+  table = np.asarray(module.init(jax.random.key(0), ids, True)['params']['word_embeddings'][
+      'embedding'])
+  assert abs(table.std() - 1.0) < 0.02
 
 
 def test_word_embedding_grad_resolution():

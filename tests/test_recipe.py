@@ -107,6 +107,6 @@ def test_vision_from_scratch_is_said_in_one_line(capsys):
 def test_recipe_line_names_every_choice():
   line = train.recipe_summary(pretrain.get_config())
   for part in ('loss_schedule=alternate', 'image_mask=release', 'repeated_sampling=3',
-               'word_padding_idx=0', 'weight_decay=0.01/release', 'lr_schedule_unit=step',
+               'word_padding_idx=0', 'word_init_std=release', 'weight_decay=0.01/release', 'lr_schedule_unit=step',
                'best=release_score/max from 67%', 'init_from=none'):
     assert part in line, (part, line)

@@ -55,6 +55,7 @@ def build_model(model_config, **overrides) -> MVLT:
       attention_init_std=model_config.get('attention_init_std', 0.02),
       word_grad_impl=word_embedding_grad(model_config),
       padding_idx=int(model_config.get('word_padding_idx', 0)),
+      word_init_std=model_config.get('word_init_std'),
       attribute_classes=tuple(model_config.get('attribute_classes') or ()))
   kwargs.update(overrides)
   return MVLT(**kwargs)

@@ -233,12 +233,17 @@ class TextEmbeddings(nn.Module):
   # decoder, an nn.Linear, re-initialises it), else PyTorch's nn.Embedding default: N(0, 1)
   # with the [PAD] row zero (the recognition model).
   tied_to_decoder: bool = True
+  # Overrides that rule: the word table's init std (None: the release's rule above).
+  word_init_std: Optional[float] = None
 
   def setup(self):
     # Attribute names are the parameter names (the release's, BERT's).
     embed = lambda n, init: nn.Embed(n, self.width, dtype=self.dtype, embedding_init=init)
-    self.word_embeddings = embed(self.vocab_size, word_embedding_init if self.tied_to_decoder
-                                 else self._untied_word_init)
+    if self.word_init_std is not None:
+      word_init = nn.initializers.normal(stddev=self.word_init_std)
+    else:
+      word_init = word_embedding_init if self.tied_to_decoder else self._untied_word_init
+    self.word_embeddings = embed(self.vocab_size, word_init)
     self.position_embeddings = embed(self.max_positions, embedding_init)
     self.token_type_embeddings = embed(self.type_vocab_size, embedding_init)
     self.LayerNorm = nn.LayerNorm(epsilon=1e-12, dtype=self.dtype)  # pylint: disable=invalid-name

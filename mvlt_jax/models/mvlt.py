@@ -87,6 +87,7 @@ class MVLT(nn.Module):
   attention_init_std: float = 0.02
   word_grad_impl: str = 'scatter'  # 'scatter' | 'one_hot' (layers.lookup)
   padding_idx: int = 0  # [PAD]: its lookups add no gradient to the word table (-1: none)
+  word_init_std: Optional[float] = None  # None: the release's (layers.TextEmbeddings)
   attribute_classes: Sequence[int] = ()  # classes per attribute (the 'attributes' heads)
 
   def _position_embedding(self, stage: int, grid_hw: tuple[int, int]) -> jax.Array:
@@ -121,6 +122,7 @@ class MVLT(nn.Module):
         self.vocab_size, self.text_width, self.text_max_positions, self.type_vocab_size,
         self.text_dropout_rate, self.dtype, word_grad_impl=self.word_grad_impl,
         padding_idx=self.padding_idx, tied_to_decoder='mlm' in self.heads,
+        word_init_std=self.word_init_std,
         name='text_embeddings')
     text = text_embeddings(input_ids, deterministic)  # [B, L, 768]
 
