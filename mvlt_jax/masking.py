@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mvlt_jax.errors import ConfigError
+
 
 # masking.image_distribution: how the masked units of an image are drawn.
 # 'exact': exactly round(ratio * units) units per image, uniformly (the paper's words).
@@ -23,8 +25,8 @@ def grid_cell_mask(rng: jax.Array, batch: int, rows: int, cols: int, *, ratio: f
                    distribution: str = 'exact') -> jax.Array:
   """The masked units of ``batch`` images: bool [B, rows, cols], True = masked."""
   if distribution not in IMAGE_MASK_DISTRIBUTIONS:
-    raise ValueError(f'Unknown image mask distribution {distribution!r}; use one of '
-                     f'{IMAGE_MASK_DISTRIBUTIONS}.')
+    raise ConfigError(f'config.masking.image_distribution={distribution!r}; use one of '
+                      f'{IMAGE_MASK_DISTRIBUTIONS}.')
   num_cells = rows * cols
   num_masked = int(round(ratio * num_cells))
   scores = jax.random.uniform(rng, (batch, num_cells))

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from mvlt_jax import losses, masking, optim
+from mvlt_jax.errors import ConfigError
 from mvlt_jax.models.mvlt import ATTRIBUTE_LABELS
 from mvlt_jax.train_state import TrainState
 
@@ -31,7 +32,7 @@ def feeds_masked_image(step: jax.Array, loss_schedule: str) -> jax.Array:
     return step % 2 == 1
   if loss_schedule == 'sum':
     return jnp.ones((), bool)
-  raise ValueError(f'Unknown loss_schedule {loss_schedule!r}; use sum or alternate.')
+  raise ConfigError(f'config.loss_schedule={loss_schedule!r}; use alternate or sum.')
 
 
 def make_pretrain_inputs(rng: jax.Array, batch: Batch, feed_masked: jax.Array, config,

@@ -247,6 +247,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=2))
 
+  if not 0.0 <= config.get('best_from_fraction', 0.0) <= 1.0:
+    raise ConfigError(f'config.best_from_fraction={config.best_from_fraction}; use a share of '
+                      'training in [0, 1].')
   logging.info(recipe_summary(config))
   if is_chief:
     print(recipe_summary(config), flush=True)

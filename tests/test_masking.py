@@ -4,6 +4,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from mvlt_jax import masking
 
@@ -65,6 +66,9 @@ def test_release_grid_mask_distribution_matches_the_releases_generator():
   exact = np.asarray(masking.grid_cell_mask(jax.random.key(3), 200, 16, 16, ratio=0.5))
   np.testing.assert_array_equal(exact.sum(axis=(1, 2)), 128)  # 'exact': always half
   assert _share_statistics(exact)['row_correlation'] < 0.1
+  from mvlt_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  with pytest.raises(ConfigError, match='image_distribution'):
+    masking.grid_cell_mask(jax.random.key(3), 2, 16, 16, ratio=0.5, distribution='windows')
 
 
 def _captions(batch, length, rng):

@@ -110,3 +110,12 @@ def test_recipe_line_names_every_choice():
                'word_padding_idx=0', 'word_init_std=release', 'weight_decay=0.01/release', 'lr_schedule_unit=step',
                'best=release_score/max from 67%', 'init_from=none'):
     assert part in line, (part, line)
+
+
+def test_unknown_loss_schedule_is_a_config_error():
+  from mvlt_jax import steps  # pylint: disable=import-outside-toplevel
+  assert bool(steps.feeds_masked_image(jnp.asarray(3), 'alternate'))
+  assert not bool(steps.feeds_masked_image(jnp.asarray(4), 'alternate'))
+  assert bool(steps.feeds_masked_image(jnp.asarray(4), 'sum'))
+  with pytest.raises(ConfigError, match='loss_schedule'):
+    steps.feeds_masked_image(jnp.asarray(0), 'paper')
