@@ -44,3 +44,20 @@ def tiny_config(heads=('mlm', 'itm', 'mir')):
 @pytest.fixture
 def tiny():
   return tiny_config()
+
+
+def random_variables(model, image_size=64, text_length=16, seed=0):
+  """float32 variables of ``model`` without compiling its initialiser (numpy draws): norm
+  scales and BatchNorm variances 1, everything else N(0, 0.05^2)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from flax import traverse_util  # pylint: disable=import-outside-toplevel
+  abstract = jax.eval_shape(lambda: model.init(
+      jax.random.key(0), jnp.zeros((1, image_size, image_size, 3)),
+      jnp.zeros((1, text_length), jnp.int32)))
+  rng = np.random.default_rng(seed)
+  flat = {path: (np.ones(leaf.shape, np.float32) if path[-1] in ('var', 'scale')
+                 else (0.05 * rng.standard_normal(leaf.shape)).astype(np.float32))
+          for path, leaf in traverse_util.flatten_dict(abstract).items()}
+  return traverse_util.unflatten_dict(flat)

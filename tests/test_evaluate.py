@@ -19,12 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import traverse_util
 from PIL import Image
 
 from mvlt_jax import checkpoint, evaluate
 from mvlt_jax.errors import MVLTError
 from mvlt_jax.models import build_model
+from tests import conftest
 from tests.conftest import tiny_config
 from tests.prepare_test_data import write_bert_vocab
 
@@ -143,15 +143,7 @@ def test_gather_across_two_real_processes_with_uneven_shares():
 
 
 def random_variables(model, seed=0):
-  """Random variables of ``model`` without compiling its initialiser (numpy draws)."""
-  abstract = jax.eval_shape(lambda: model.init(
-      jax.random.key(0), jnp.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3)),
-      jnp.zeros((1, TEXT_LENGTH), jnp.int32)))
-  rng = np.random.default_rng(seed)
-  flat = {path: (np.ones(leaf.shape, np.float32) if path[-1] in ('var', 'scale')
-                 else (0.05 * rng.standard_normal(leaf.shape)).astype(np.float32))
-          for path, leaf in traverse_util.flatten_dict(abstract).items()}
-  return traverse_util.unflatten_dict(flat)
+  return conftest.random_variables(model, IMAGE_SIZE, TEXT_LENGTH, seed)
 
 
 def eval_config(data_dir, checkpoint_dir):

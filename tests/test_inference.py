@@ -9,12 +9,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import traverse_util
 
 from mvlt_jax import checkpoint
 from mvlt_jax.errors import ConfigError, MVLTError
 from mvlt_jax.inference import Predictor, resolve_dtype
 from mvlt_jax.models import build_model
+from tests import conftest
 from tests.conftest import tiny_config
 
 IMAGE_SIZE = 64
@@ -29,15 +29,7 @@ def bf16_config():
 
 
 def random_variables(model, seed=0):
-  """float32 variables of ``model`` without compiling its initialiser (numpy draws)."""
-  abstract = jax.eval_shape(lambda: model.init(
-      jax.random.key(0), jnp.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3)),
-      jnp.zeros((1, TEXT_LENGTH), jnp.int32)))
-  rng = np.random.default_rng(seed)
-  flat = {path: (np.ones(leaf.shape, np.float32) if path[-1] in ('var', 'scale')
-                 else (0.05 * rng.standard_normal(leaf.shape)).astype(np.float32))
-          for path, leaf in traverse_util.flatten_dict(abstract).items()}
-  return traverse_util.unflatten_dict(flat)
+  return conftest.random_variables(model, IMAGE_SIZE, TEXT_LENGTH, seed)
 
 
 @pytest.fixture(scope='module')
