@@ -159,7 +159,8 @@ def load_init_from(state: TrainState, config) -> tuple[TrainState, set[str]]:
 
 def recipe_summary(config) -> str:
   """One line naming the recipe choices where the release and the paper differ
-  (docs/fidelity.md); printed at the start of every training run and kept in config.json."""
+  (docs/fidelity.md); printed at the start of every training run (the values themselves are
+  in config.json)."""
   m, ds, opt = config.model, config.dataset, config.optimizer
   choices = dict(
       loss_schedule=config.loss_schedule,
@@ -250,9 +251,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   if not 0.0 <= config.get('best_from_fraction', 0.0) <= 1.0:
     raise ConfigError(f'config.best_from_fraction={config.best_from_fraction}; use a share of '
                       'training in [0, 1].')
-  logging.info(recipe_summary(config))
+  recipe = recipe_summary(config)
+  logging.info(recipe)
   if is_chief:
-    print(recipe_summary(config), flush=True)
+    print(recipe, flush=True)
   mesh = sharding.make_mesh(config.mesh)
   sharding.check_global_batch(config.global_batch_size, mesh)
   model = build_model(config.model)
