@@ -33,7 +33,9 @@ The dataset metadata (``info.metadata``, written with the dataset) records
 the class lists (and the attribute class lists), the tokenizer (kind, vocab
 size, special ids, fingerprint),
 ``text_length``, ``caption_fields``, the options, the examples per split and
-category and the skipped records per split and reason.
+category, the split counts (:func:`split_counts`: records, products, categories
+and sub-categories per split, and the classes found only in training) and the
+skipped records per split and reason.
 """
 
 from __future__ import annotations
@@ -284,6 +286,38 @@ def require_nonempty_splits(records: Mapping[str, Sequence[SourceRecord]],
 
 
 @dataclasses.dataclass
+class SplitContents:
+  """The examples written for one split: how many, and their products and classes."""
+
+  records: int = 0
+  products: set[str] = dataclasses.field(default_factory=set)
+  categories: set[str] = dataclasses.field(default_factory=set)
+  subcategories: set[str] = dataclasses.field(default_factory=set)
+
+  def add(self, record: SourceRecord) -> None:
+    self.records += 1
+    self.products.add(record.product_id)
+    self.categories.add(record.category)
+    self.subcategories.add(record.subcategory)
+
+
+def split_counts(contents: Mapping[str, SplitContents]) -> dict[str, dict[str, int]]:
+  """``{split: {records, products, categories, subcategories}}`` and, once the training
+  split is there, ``only_in_train: {categories, subcategories}``: the classes of training
+  that no other split has (JSON serialisable, for the metadata and the summary)."""
+  counts = {split: {'records': c.records, 'products': len(c.products),
+                    'categories': len(c.categories), 'subcategories': len(c.subcategories)}
+            for split, c in contents.items()}
+  train = contents.get(TRAIN_SPLIT)
+  if train is not None:
+    others = [c for split, c in contents.items() if split != TRAIN_SPLIT]
+    counts['only_in_train'] = {
+        level: len(getattr(train, level).difference(*(getattr(c, level) for c in others)))
+        for level in ('categories', 'subcategories')}
+  return counts
+
+
+@dataclasses.dataclass
 class BuildPlan:
   """Everything a builder needs to write a dataset, decided before the build.
 
@@ -296,6 +330,7 @@ class BuildPlan:
     skips: the log of skipped records, which the build keeps adding to.
     image_workers: turn the source's images into stored images (started).
     category_counts: examples per split and category, filled by the build.
+    split_contents: what each split holds as written, filled by the build.
   """
 
   options: PrepareOptions
@@ -307,6 +342,7 @@ class BuildPlan:
   skips: SkippedRecords
   image_workers: ImageWorkers
   category_counts: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+  split_contents: dict[str, SplitContents] = dataclasses.field(default_factory=dict)
   attribute_classes: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
 
@@ -418,6 +454,7 @@ class PreparedDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=
   def _generate_examples(self, split: str) -> Iterator[tuple[str, dict]]:
     plan = self._plan
     counts = collections.Counter()
+    contents = SplitContents()
     images = plan.image_workers.process(plan.source.images(split, plan.records[split]))
     for record, image in images:  # image: uint8 [S, S, 3] or JPEG bytes, or an error
       if isinstance(image, ImageDecodeError):
@@ -426,6 +463,7 @@ class PreparedDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=
         plan.skips.add(split, image)
         continue
       counts[record.category] += 1
+      contents.add(record)
       extra = {}
       if plan.attribute_classes:
         extra[ATTRIBUTES_FEATURE] = attribute_indices(record, plan.attribute_classes)
@@ -444,8 +482,10 @@ class PreparedDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=
       raise FatalInputError(f'{self.name}: no record of split {split!r} has a usable image '
                             f'(skipped: {plan.skips.as_dict().get(split)})')
     plan.category_counts[split] = dict(sorted(counts.items()))
+    plan.split_contents[split] = contents
     # The metadata is written after every split is generated, so it sees these.
     self.info.metadata['category_counts'] = dict(plan.category_counts)
+    self.info.metadata['split_counts'] = split_counts(plan.split_contents)
     self.info.metadata['skipped'] = plan.skips.as_dict()
     self.info.metadata['skipped_examples'] = list(plan.skips.messages)
 

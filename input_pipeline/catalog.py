@@ -4,9 +4,8 @@ Layout of the manual dir, either
 
 * ``train.jsonl`` (or ``train.csv``) and ``validation.jsonl`` (or
   ``validation.csv``): one file per split; or
-* a single ``catalog.jsonl`` (or ``catalog.csv``): split by product, a product
-  going to validation when the SHA-256 of its ``product_id`` falls below
-  ``validation_fraction`` (deterministic, all views of a product together).
+* a single ``catalog.jsonl`` (or ``catalog.csv``): split by product (all views
+  of a product together), see *The split of a single-file catalog* below.
 
 Each record has the fields ``id``, ``product_id``, ``image`` (a path relative to
 the file holding the record, or absolute), ``caption``, ``category`` and
@@ -15,10 +14,33 @@ line; a CSV file has a header row naming the columns. Files are UTF-8.
 
 Class lists: by default the sorted distinct categories / sub-categories of the
 training split; a validation record whose category was never seen in training
-is skipped (``unknown_category``), since no example could have taught it.
-With ``class_file`` (a JSON file ``{"categories": [...], "subcategories":
-[...]}``, relative to the manual dir) the lists are the file's, in its order,
-and any record outside them is skipped.
+is skipped (``unknown_category``), since no example could have taught it (with
+two files the user chose the split, so this can happen; a single-file catalog
+is split so that it cannot, see below). With ``class_file`` (a JSON file
+``{"categories": [...], "subcategories": [...]}``, relative to the manual dir)
+the lists are the file's, in its order, and any record outside them is skipped.
+
+The split of a single-file catalog keeps every class of validation in training
+(:func:`split_products`; deterministic: the same catalog gives the same split
+whatever the order of its lines):
+
+1. a product is a validation *candidate* when the SHA-256 of its
+   ``product_id`` (first 8 bytes, as a fraction of 2**64) falls below
+   ``validation_fraction``; the other products go to training;
+2. the candidates are taken by descending hash (ties by product id); a
+   candidate goes to training instead when one of its classes (its category or
+   its sub-category; all of them if its views disagree) has no training
+   product yet, and to validation otherwise.
+
+So every category and sub-category has a training product, the products of a
+class too small to split (e.g. a sub-category of one product) go to training,
+and a catalog whose hash split already had every validation class in training
+keeps exactly that split (a non-candidate is never moved; candidates only move
+to training). The split is made after the text checks (and, with
+``class_file``, after the records outside the class lists are dropped), so
+that the classes it protects are those of the records that are kept. An image
+found unreadable only while building does not change the split. A catalog of
+which no product can go to validation is a fatal error.
 
 Bad records are skipped (or, in strict mode, stop the preparation) with their
 file and line; those of a single-file catalog are counted under ``catalog``
@@ -35,10 +57,11 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from input_pipeline.builders import (SPLITS, TRAIN_SPLIT, DataSource, ImageInput,
                                      PrepareOptions, PreparedDatasetBuilder, SourceRecord,
+                                     drop_bad_text_records, drop_unknown_categories,
                                      normalize_text)
 from input_pipeline.errors import BadRecordError, FatalInputError, SkippedRecords
 
@@ -46,6 +69,7 @@ REQUIRED_FIELDS = ('id', 'product_id', 'image', 'caption', 'category', 'subcateg
 OPTIONAL_FIELDS = ('pose',)
 FORMATS = ('jsonl', 'csv')
 SINGLE_FILE_STEM = 'catalog'
+VALIDATION_SPLIT = 'validation'
 CLASS_FILE_KEYS = ('categories', 'subcategories')
 _UTF8_BOM = b'\xef\xbb\xbf'
 
@@ -82,9 +106,41 @@ def _find_file(manual_dir: str, stem: str) -> str | None:
   return found[0] if found else None
 
 
+def _product_hash(product_id: str) -> int:
+  """The first 8 bytes of the SHA-256 of ``product_id``, as an integer in [0, 2**64)."""
+  return int.from_bytes(hashlib.sha256(product_id.encode('utf-8')).digest()[:8], 'big')
+
+
 def _is_validation_product(product_id: str, validation_fraction: float) -> bool:
-  digest = hashlib.sha256(product_id.encode('utf-8')).digest()
-  return int.from_bytes(digest[:8], 'big') / 2.0**64 < validation_fraction
+  """Whether ``product_id`` is a validation candidate (its hash below the fraction)."""
+  return _product_hash(product_id) / 2.0**64 < validation_fraction
+
+
+def split_products(records: Iterable[SourceRecord], validation_fraction: float
+                   ) -> dict[str, list[SourceRecord]]:
+  """The records of a single-file catalog split by product (see the module docstring).
+
+  Every category and sub-category of the validation split keeps a product in
+  training. Records keep their order within each split.
+  """
+  records = list(records)
+  classes: dict[str, set[tuple[str, str]]] = {}  # product -> its (level, name) classes
+  for record in records:
+    classes.setdefault(record.product_id, set()).update(
+        (('category', record.category), ('subcategory', record.subcategory)))
+  candidates = {p for p in classes if _is_validation_product(p, validation_fraction)}
+  in_training = {cls for product, product_classes in classes.items()
+                 if product not in candidates for cls in product_classes}
+  validation = set()
+  for product in sorted(candidates, key=lambda p: (-_product_hash(p), p)):
+    if classes[product] <= in_training:
+      validation.add(product)
+    else:  # It would leave a class without any training product.
+      in_training |= classes[product]
+  split = {TRAIN_SPLIT: [], VALIDATION_SPLIT: []}
+  for record in records:
+    split[VALIDATION_SPLIT if record.product_id in validation else TRAIN_SPLIT].append(record)
+  return split
 
 
 def _has_undecodable_bytes(text: str) -> bool:
@@ -143,11 +199,25 @@ class CatalogSource(DataSource):
     if self._files:
       return {split: list(self._read_file(path, skips, split))
               for split, path in self._files.items()}
-    records = {split: [] for split in SPLITS}
-    for record in self._read_file(self._single_file, skips, SINGLE_FILE_STEM):
-      validation = _is_validation_product(record.product_id, self._options.validation_fraction)
-      records['validation' if validation else TRAIN_SPLIT].append(record)
-    return records
+    # The text checks (and the class file) first, so that the split protects
+    # the classes of the records that are kept.
+    records = {SINGLE_FILE_STEM: list(self._read_file(self._single_file, skips,
+                                                      SINGLE_FILE_STEM))}
+    records = drop_bad_text_records(records, skips)
+    if self._class_lists is not None:
+      records = drop_unknown_categories(records, *self._class_lists, skips,
+                                        self.class_list_source)
+    fraction = self._options.validation_fraction
+    split = split_products(records[SINGLE_FILE_STEM], fraction)
+    if split[TRAIN_SPLIT] and not split[VALIDATION_SPLIT]:
+      candidates = {r.product_id for r in split[TRAIN_SPLIT]
+                    if _is_validation_product(r.product_id, fraction)}
+      why = (f'the {len(candidates)} candidate product(s) are each needed in training by a '
+             f'class that has no other product' if candidates
+             else f'no product id hashes below validation_fraction={fraction}')
+      raise FatalInputError(f'{self._single_file}: no product can go to validation ({why}); '
+                            f'pass a larger --validation_fraction or add products')
+    return {name: split[name] for name in SPLITS}
 
   def _read_file(self, path: str, skips: SkippedRecords, skip_key: str
                  ) -> Iterator[SourceRecord]:

@@ -11,7 +11,9 @@ NAME is ``fashion_gen`` (official h5 files in ``--manual_dir``), ``catalog``
 3. writes the TFDS dataset (``<data_dir>/<name>/1.0.0/``; TFDS writes into a
    temporary folder and renames it when complete) and then moves the
    tokenizer into ``<data_dir>/<name>/tokenizer/``;
-4. prints a summary: examples per split and category, skipped records and why.
+4. prints a summary: examples per split and category, the split counts
+   (records, products, categories and sub-categories per split, and the classes
+   only in training), skipped records and why.
 
 A preparation is complete when :func:`load_prepared` accepts it: the dataset
 folder exists and the tokenizer's fingerprint matches the one recorded in the
@@ -80,6 +82,8 @@ class PrepareSummary:
   skipped_examples: list[str]
   seconds: float
   already_prepared: bool = False
+  # builders.split_counts of the dataset (empty for one prepared before they were recorded).
+  split_counts: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
   @property
   def num_skipped(self) -> int:
@@ -95,6 +99,8 @@ class PrepareSummary:
         'examples per split: ' + ', '.join(
             f'{split} {count}' for split, count in self.num_examples.items()),
     ]
+    if self.split_counts:
+      lines.append(format_split_counts(self.split_counts))
     for split, counts in self.category_counts.items():
       lines.append(f'{split} examples per category: ' + ', '.join(
           f'{category} {count}' for category, count in counts.items()))
@@ -105,6 +111,31 @@ class PrepareSummary:
       lines.append('  the first ones:')
       lines.extend(f'    {message}' for message in self.skipped_examples)
     return '\n'.join(lines)
+
+
+def _plural(count: int, singular: str, plural: str) -> str:
+  return f'{count:,} {singular if count == 1 else plural}'
+
+
+def format_split_counts(counts: dict[str, dict[str, int]]) -> str:
+  """The summary line of :func:`input_pipeline.builders.split_counts`, e.g. ``split: train
+  1,790 records, 870 products, 13 categories, 136 sub-categories; validation ... (66
+  sub-categories, 1 category only in train)``."""
+  parts = []
+  for split in SPLITS:
+    if split in counts:
+      c = counts[split]
+      parts.append(f'{split} ' + ', '.join((
+          _plural(c['records'], 'record', 'records'),
+          _plural(c['products'], 'product', 'products'),
+          _plural(c['categories'], 'category', 'categories'),
+          _plural(c['subcategories'], 'sub-category', 'sub-categories'))))
+  line = 'split: ' + '; '.join(parts)
+  only = counts.get('only_in_train')
+  if only is not None:
+    line += (f' ({_plural(only["subcategories"], "sub-category", "sub-categories")}, '
+             f'{_plural(only["categories"], "category", "categories")} only in train)')
+  return line
 
 
 def builder_class(name: str) -> type[PreparedDatasetBuilder]:
@@ -170,6 +201,7 @@ def _summary(prepared: PreparedDataset, seconds: float, already_prepared: bool,
       skipped_examples=list(metadata.get('skipped_examples', [])),
       seconds=seconds,
       already_prepared=already_prepared,
+      split_counts=dict(metadata.get('split_counts', {})),
   )
 
 

@@ -132,6 +132,20 @@ def test_bad_records_are_skipped_and_counted(lenient_build):
   assert len(metadata['skipped_examples']) == 9
 
 
+def test_two_file_catalog_validation_subcategory_unseen_in_train_is_reported(tmp_path):
+  # The user chose the split: the record is skipped (not moved), and said so.
+  manual = make_catalog(tmp_path, validation_extra=[
+      data.catalog_record(31, 'img/good.png', product=31, subcategory='SOCKS')])
+  summary = prepare.prepare_dataset('catalog', str(tmp_path / 'data'), manual_dir=manual,
+                                    vocab_size=40, text_length=16, num_workers=1)
+  assert summary.skipped == {'validation': {'unknown_category': 1}}
+  assert summary.num_examples == {'train': 3, 'validation': 2}
+  text = summary.format()
+  assert 'skipped records: 1' in text and '  validation: unknown_category 1' in text
+  assert ("[validation] validation.jsonl line 3 (id 'item31'): subcategory 'SOCKS' is not in "
+          "the categories of the train split [unknown_category]") in text
+
+
 def test_csv_bad_rows(tmp_path, capsys):
   rows = [
       b'"item20","prod20","img/good.png","caf\xe9 latin-1","TOPS","SHIRTS","front"',
