@@ -49,7 +49,6 @@ def get_config():
   d.data_dir = './data'
   d.tokenizer = 'sentencepiece'
   d.caption_fields = 'title'
-  d.deterministic = True
   # One copy of each item per epoch, not the release's three: with three, recognition and
   # everything built on it learn several times slower in this budget (docs/training.md).
   d.repeated_sampling = 1

@@ -85,8 +85,8 @@ def get_config() -> ml_collections.ConfigDict:
   # copy with its own word mask, grid mask and ITM draw), an epoch covering ~1/k of the items.
   # 1 = a plain permutation per epoch.
   c.dataset.repeated_sampling = 3
-  c.dataset.shuffle_buffer = 10_000
-  c.dataset.deterministic = False  # True: batches are a pure function of (seed, step)
+  c.dataset.prefetch = 4  # training batches tf.data keeps ready ahead of the step
+  c.dataset.num_workers = 0  # threads of tf.data's pool reading records (0 = the usable cores)
   c.dataset.auto_prepare = True  # prepare the dataset when it is missing
   # Extra options of `python -m input_pipeline.prepare` (e.g. num_products, vocab_size).
   c.dataset.prepare_options = ml_collections.ConfigDict()

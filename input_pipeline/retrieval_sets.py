@@ -305,18 +305,25 @@ class RecordView(Protocol):
   def input_ids(self, ids: Sequence[str]) -> np.ndarray:  # int32 [n, L]
     ...
 
+  def pairs(self, image_ids: Sequence[str], text_ids: Sequence[str],
+            batch_size: int, *, prefetch: int | None = None
+            ) -> Iterator[dict[str, np.ndarray]]:
+    """Batches of `batch_size` rows: `images` of `image_ids[i]`, `input_ids` of
+    `text_ids[i]` (`pipeline.SplitView.pairs`)."""
+    ...
+
 
 def candidate_batches(sets: RetrievalSets, view: RecordView, direction: str,
-                      *, prefetch: int = 2, num_workers: int = 2
-                      ) -> Iterator[dict[str, Any]]:
+                      *, prefetch: int | None = None) -> Iterator[dict[str, Any]]:
   """The cross-encoder's inputs, one query per batch (static shapes).
 
   Args:
     sets: the retrieval sets.
-    view: where images and captions of the records are read from.
+    view: where images and captions of the records are read from (its
+      `pairs` pipeline prefetches the next queries).
     direction: "tir" (the query's caption with each candidate's image) or
       "itr" (the query's image with each candidate's caption).
-    prefetch: queries prepared ahead; num_workers: threads preparing them.
+    prefetch: queries read ahead (None: the view's default).
 
   Yields:
     dicts with `images` uint8 [C, S, S, 3], `input_ids` int32 [C, L]
@@ -326,28 +333,20 @@ def candidate_batches(sets: RetrievalSets, view: RecordView, direction: str,
   if direction not in DIRECTIONS:
     raise RetrievalSetsError(
         f"direction must be one of {DIRECTIONS}, got {direction!r}.")
-  return _candidate_batches(sets, view, direction, prefetch=prefetch,
-                            num_workers=num_workers)
+  return _candidate_batches(sets, view, direction, prefetch)
 
 
 def _candidate_batches(sets: RetrievalSets, view: RecordView, direction: str,
-                       *, prefetch: int, num_workers: int
-                       ) -> Iterator[dict[str, Any]]:
-  from input_pipeline import pipeline  # pylint: disable=g-import-not-at-top
-
-  def make(query_index: int) -> dict[str, Any]:
-    query = sets.queries[query_index]
-    count = len(query.candidate_record_ids)
-    if direction == "tir":
-      images = view.images(query.candidate_record_ids)  # [C, S, S, 3]
-      input_ids = np.repeat(view.input_ids([query.record_id]), count, axis=0)
-    else:
-      images = np.repeat(view.images([query.record_id]), count, axis=0)
-      input_ids = view.input_ids(query.candidate_record_ids)  # [C, L]
-    return {"images": images, "input_ids": input_ids,
-            "partner_position": query.partner_position,
-            "query_index": query_index}
-
-  yield from pipeline.ordered_map(
-      make, iter(range(len(sets.queries))), num_workers=num_workers,
-      depth=max(1, prefetch), ordered=True)
+                       prefetch: int | None) -> Iterator[dict[str, Any]]:
+  if not sets.queries:
+    return
+  count = len(sets.queries[0].candidate_record_ids)
+  candidates = [i for q in sets.queries for i in q.candidate_record_ids]  # [Q * C]
+  queries = [q.record_id for q in sets.queries for _ in range(count)]  # [Q * C]
+  if any(len(q.candidate_record_ids) != count for q in sets.queries):
+    raise RetrievalSetsError("every query must have the same number of candidates.")
+  image_ids, text_ids = (candidates, queries) if direction == "tir" else (queries, candidates)
+  for query_index, (query, batch) in enumerate(
+      zip(sets.queries, view.pairs(image_ids, text_ids, count, prefetch=prefetch))):
+    yield {"images": batch["images"], "input_ids": batch["input_ids"],
+           "partner_position": query.partner_position, "query_index": query_index}

@@ -150,15 +150,14 @@ def measure(data_dir: str, name: str, *, split: str = "train",
             batch_size: int = DEFAULT_BATCH_SIZE, steps: int = DEFAULT_STEPS,
             warmup_steps: int = DEFAULT_WARMUP_STEPS,
             image_size: int = 256, num_workers: int | None = None,
-            deterministic: bool = False, seed: int = 0) -> dict:
+            seed: int = 0) -> dict:
   """Examples per second of the training pipeline, overall and per core."""
   from input_pipeline import pipeline  # pylint: disable=g-import-not-at-top
 
   cores = len(os.sched_getaffinity(0))
   iterator = pipeline.train_iterator(
       data_dir, name, split, batch_size, seed=seed, image_size=image_size,
-      deterministic=deterministic, process_index=0, process_count=1,
-      num_workers=num_workers)
+      process_index=0, process_count=1, num_workers=num_workers)
   cpu_start = None
   for step in range(warmup_steps + steps):
     if step == warmup_steps:
@@ -171,7 +170,6 @@ def measure(data_dir: str, name: str, *, split: str = "train",
   return {
       "dataset": name, "split": split, "batch_size": batch_size,
       "steps": steps, "image_size": image_size,
-      "deterministic": deterministic,
       "text_length": int(batch["input_ids"].shape[1]),
       "cores": cores, "examples_per_s": round(examples / wall, 1),
       "examples_per_s_per_core": round(examples / wall / cores, 1),
@@ -191,9 +189,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
   parser.add_argument("--warmup_steps", type=int, default=DEFAULT_WARMUP_STEPS)
   parser.add_argument("--image_size", type=int, default=256)
-  parser.add_argument("--num_workers", type=int, default=None)
-  parser.add_argument("--deterministic", action="store_true",
-                      help="yield batches strictly in step order")
+  parser.add_argument("--num_workers", type=int, default=None,
+                      help="threads of tf.data's pool (default: the usable cores)")
   parser.add_argument("--make_dataset", type=int, default=0, metavar="N",
                       help="first write a stand-in dataset of N records")
   parser.add_argument("--image_encoding", default="jpeg",
@@ -209,8 +206,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     result = measure(args.data_dir, args.name, split=args.split,
                      batch_size=args.batch_size, steps=args.steps,
                      warmup_steps=args.warmup_steps,
-                     image_size=args.image_size, num_workers=args.num_workers,
-                     deterministic=args.deterministic)
+                     image_size=args.image_size, num_workers=args.num_workers)
   except errors.PrepareError as e:
     raise SystemExit(f"error: {e}") from None
   print(json.dumps(result), flush=True)

@@ -320,8 +320,9 @@ def check_token_ids(input_ids: np.ndarray, vocab_size: int, where: str) -> None:
         'model.')
 
 
-def _num_workers(config) -> int:
-  return config.eval.num_workers or max(1, len(os.sched_getaffinity(0)))
+def _num_workers(config) -> Optional[int]:
+  """Threads of tf.data's private pool (None: TensorFlow's default, the usable cores)."""
+  return config.eval.num_workers or None
 
 
 # ----------------------------------------------------------------------------- devices
@@ -372,8 +373,8 @@ def _grouped(iterator: Iterator[Any], size: int) -> Iterator[list[Any]]:
 
 
 def score_candidate_sets(sets, view, direction: str, runner: LocalRunner, scorer: Callable, *,
-                         queries_per_step: int, rows: int, vocab_size: int, prefetch: int,
-                         num_workers: int) -> np.ndarray:
+                         queries_per_step: int, rows: int, vocab_size: int,
+                         prefetch: int) -> np.ndarray:
   """The log-odds of every candidate pair of ``sets.queries``: float32 [Q, C].
 
   ``queries_per_step`` queries (Q x C pairs, zero-padded to ``rows``) go through one call
@@ -383,8 +384,7 @@ def score_candidate_sets(sets, view, direction: str, runner: LocalRunner, scorer
   num_queries = len(sets.queries)
   num_candidates = sets.params['num_candidates']
   scores = np.zeros((num_queries, num_candidates), np.float32)
-  batches = rs.candidate_batches(sets, view, direction, prefetch=prefetch,
-                                 num_workers=num_workers)
+  batches = rs.candidate_batches(sets, view, direction, prefetch=prefetch)
   pending = None
   for group in _grouped(batches, queries_per_step):
     images = np.concatenate([b['images'] for b in group])  # [q * C, S, S, 3]
@@ -459,7 +459,7 @@ def retrieval_protocol(config, loaded: LoadedCheckpoint, data: EvalSplit, runner
       scores = score_candidate_sets(
           local_sets, view, direction, runner, scorer, queries_per_step=ev.queries_per_step,
           rows=rows, vocab_size=loaded.model_config.vocab_size,
-          prefetch=ev.prefetch * ev.queries_per_step, num_workers=_num_workers(config))
+          prefetch=ev.prefetch * ev.queries_per_step)
       for key, value in _rank_fields(scores, partner).items():
         local[f'{direction}_{key}'] = value
     seconds += time.perf_counter() - start
@@ -550,21 +550,14 @@ def gallery_features(config, loaded, data, runner, view, record_ids: np.ndarray,
                      rows: int) -> tuple[np.ndarray, np.ndarray]:
   """Unimodal features of every gallery item, computed in shares and gathered:
   (image features [N, D], caption features [N, D])."""
-  from input_pipeline import pipeline  # pylint: disable=import-outside-toplevel
   features_fn = make_pooled_features(loaded.model((), config.eval.dtype))
   blank_ids, pad_id = _blank_caption(loaded, data)
   size = data.image_size
   share = process_slice(len(record_ids), jax.process_index(), jax.process_count())
   local_ids = record_ids[share]
 
-  def load(chunk: slice) -> dict[str, np.ndarray]:
-    ids = list(local_ids[chunk])
-    return {'images': view.images(ids), 'input_ids': view.input_ids(ids)}
-
   image_parts, text_parts = [], []
-  for loaded_chunk in pipeline.ordered_map(load, iter(_chunks(len(local_ids), rows)),
-                                           num_workers=_num_workers(config),
-                                           depth=config.eval.prefetch, ordered=True):
+  for loaded_chunk in view.pairs(list(local_ids), list(local_ids), rows):
     count = len(loaded_chunk['images'])
     check_token_ids(loaded_chunk['input_ids'], loaded.model_config.vocab_size,
                     data.description)
@@ -589,14 +582,12 @@ def gallery_features(config, loaded, data, runner, view, record_ids: np.ndarray,
 
 
 def score_pairs(view, runner, scorer, direction: str, query_ids: np.ndarray,
-                candidate_ids: np.ndarray, *, rows: int, vocab_size: int, num_workers: int,
-                prefetch: int) -> np.ndarray:
+                candidate_ids: np.ndarray, *, rows: int, vocab_size: int) -> np.ndarray:
   """Cross-encoder log-odds of (query i, candidate_ids[i, j]) pairs: [Q, K].
 
   TIR pairs the query's caption with the candidate's image; ITR the query's image with the
   candidate's caption. Pairs go through ``scorer`` ``rows`` at a time.
   """
-  from input_pipeline import pipeline  # pylint: disable=import-outside-toplevel
   num_queries, width = candidate_ids.shape
   flat_query = np.repeat(query_ids, width)
   flat_candidate = candidate_ids.reshape(-1)
@@ -605,15 +596,10 @@ def score_pairs(view, runner, scorer, direction: str, query_ids: np.ndarray,
   else:
     image_ids, text_ids = flat_query, flat_candidate
 
-  def load(chunk: slice) -> tuple[slice, dict[str, np.ndarray]]:
-    return chunk, {'images': view.images(list(image_ids[chunk])),
-                   'input_ids': view.input_ids(list(text_ids[chunk]))}
-
   scores = np.zeros(num_queries * width, np.float32)
   pending = None
-  for chunk, inputs in pipeline.ordered_map(load, iter(_chunks(len(flat_query), rows)),
-                                            num_workers=num_workers, depth=prefetch,
-                                            ordered=True):
+  for chunk, inputs in zip(_chunks(len(flat_query), rows),
+                           view.pairs(list(image_ids), list(text_ids), rows)):
     check_token_ids(inputs['input_ids'], vocab_size, 'full-gallery retrieval')
     device_inputs = runner.put_rows(inputs, rows)
     margins = scorer(runner.variables, device_inputs['images'], device_inputs['input_ids'])
@@ -678,8 +664,7 @@ def full_gallery_retrieval(config, loaded, data, runner, scorer, view,
     start = time.perf_counter()
     scores = score_pairs(view, runner, scorer, direction, record_ids[local_queries],
                          record_ids[candidates], rows=rows,
-                         vocab_size=loaded.model_config.vocab_size,
-                         num_workers=_num_workers(config), prefetch=ev.prefetch)
+                         vocab_size=loaded.model_config.vocab_size)
     cross_seconds += time.perf_counter() - start
     for key, value in ranks_among_candidates(scores, candidates, local_queries).items():
       local[f'{direction}_{key}'] = value
@@ -715,7 +700,8 @@ def run_retrieval(config, loaded: LoadedCheckpoint, data: EvalSplit) -> dict[str
     raise EvaluationError('eval.queries_per_step and eval.resamples must be >= 1.')
   metadata = pipeline.read_metadata(data.data_dir, data.name, data.split)
   view = pipeline.SplitView(data.data_dir, data.name, data.split, image_size=data.image_size,
-                            metadata=metadata)
+                            metadata=metadata, prefetch=ev.prefetch,
+                            num_workers=_num_workers(config))
   try:
     runner = LocalRunner(loaded.variables)
     scorer = make_itm_scorer(loaded.model(('itm',), ev.dtype))

@@ -308,7 +308,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         start_step=start_step, itm_negative_prob=ds.itm_negative_prob,
         itm_hard_negative_prob=ds.itm_hard_negative_prob,
         itm_hard_negative_from_step=ds.itm_hard_negative_from_step,
-        image_size=config.model.image_size, deterministic=ds.deterministic,
+        image_size=config.model.image_size, prefetch=ds.prefetch,
+        num_workers=ds.num_workers or None,
         attribute_labels='attributes' in config.model.heads,
         repeats=ds.repeated_sampling)
     validation = None
@@ -376,7 +377,7 @@ class Validation:
     batches = pipeline.train_iterator(
         ds.data_dir, ds.name, ds.eval_split, config.global_batch_size, seed=config.seed,
         itm_negative_prob=ds.itm_negative_prob, itm_hard_negative_prob=ds.itm_hard_negative_prob,
-        image_size=config.model.image_size, deterministic=True,
+        image_size=config.model.image_size, num_workers=ds.num_workers or None,
         attribute_labels='attributes' in config.model.heads)
     sums = {}
     try:

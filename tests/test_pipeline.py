@@ -41,8 +41,7 @@ def record_of_image(images):
 
 
 def train_batches(data_dir, count, **kwargs):
-  options = dict(seed=3, image_size=IMAGE_SIZE, deterministic=True,
-                 process_index=0, process_count=1)
+  options = dict(seed=3, image_size=IMAGE_SIZE, process_index=0, process_count=1)
   options.update(kwargs)
   global_batch = options.pop("global_batch_size", 8)
   iterator = pipeline.train_iterator(data_dir, NAME, "train", global_batch,
@@ -124,16 +123,25 @@ def test_seed_controls_the_order(data_dir):
   assert not np.array_equal(first[0]["images"], other[0]["images"])
 
 
-def test_non_deterministic_mode_delivers_the_same_batches(data_dir):
-  # Unordered mode yields whichever batch in flight is ready first: the same
-  # batches as the ordered mode, give or take a window of in-flight steps.
-  prefetch, workers = 2, 3
-  key = lambda b: tuple(record_of_image(b["images"]))
-  ordered = [key(b) for b in train_batches(data_dir, 6 + prefetch + workers)]
-  unordered = [key(b) for b in train_batches(
-      data_dir, 6, deterministic=False, num_workers=workers, prefetch=prefetch)]
-  assert len(set(unordered)) == 6
-  assert set(unordered) <= set(ordered)
+def test_parallelism_does_not_change_the_batches(data_dir):
+  """tf.data's thread pool size changes speed, never which rows a step holds."""
+  one = train_batches(data_dir, 5, num_workers=1, prefetch=1, itm_negative_prob=0.5)
+  many = train_batches(data_dir, 5, num_workers=4, prefetch=3, itm_negative_prob=0.5)
+  for expected, actual in zip(one, many):
+    for key in expected:
+      np.testing.assert_array_equal(expected[key], actual[key])
+
+
+def test_epoch_order_matches_the_batches(data_dir):
+  """`epoch_order` (numpy) is the order the training batches follow, repeats too."""
+  steps = pipeline.steps_per_epoch(data_dir, NAME, "train", 8)
+  for repeats in (1, 3):
+    batches = train_batches(data_dir, 2 * steps, repeats=repeats)
+    for epoch in range(2):
+      seen = np.concatenate([record_of_image(b["images"])
+                             for b in batches[epoch * steps:(epoch + 1) * steps]])
+      expected = pipeline.epoch_order(3, epoch, NUM_TRAIN, repeats)[:steps * 8]
+      np.testing.assert_array_equal(seen, expected)
 
 
 def caption_record(input_ids):
@@ -327,36 +335,96 @@ def test_prepared_synthetic_dataset(tmp_path):
   view.close()
 
 
-def test_malformed_record_is_named(data_dir):
+def _train_shard(directory):
+  version_dir = os.path.join(directory, NAME, "1.0.0")
+  (shard,) = [f for f in os.listdir(version_dir) if "train.tfrecord" in f]
+  return os.path.join(version_dir, shard)
+
+
+def _rewrite_record(data_dir, tmp_path, index, change):
+  """A copy of the fixture whose train record `index` is `change(bytes)`."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  broken_dir = str(tmp_path / "broken")
+  shutil.copytree(data_dir, broken_dir)
+  path = _train_shard(broken_dir)
+  records = [r.numpy() for r in tf.data.TFRecordDataset(path)]
+  records[index] = change(records[index])
+  with tf.io.TFRecordWriter(path) as writer:
+    for record in records:
+      writer.write(record)
+  return broken_dir
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("short_input_ids", r"record 5 \(.*train.tfrecord.*\): .*input_ids"),
+    ("missing_category", r"record 5 \(.*train.tfrecord.*\): .*category"),
+])
+def test_malformed_record_is_named(data_dir, tmp_path, problem, message):
   from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
-  features = pipeline.open_split(data_dir, NAME, "train").features
-  decoder = pipeline.ExampleDecoder(
-      features, (pipeline.INPUT_IDS_KEY, pipeline.CATEGORY_KEY), source="here")
-  example = example_pb2.Example()
-  example.features.feature[pipeline.INPUT_IDS_KEY].int64_list.value.extend([1, 2])
-  example.features.feature[pipeline.CATEGORY_KEY].int64_list.value.append(0)
-  with pytest.raises(pipeline.PreparedDatasetError,
-                     match="here: record 41: feature 'input_ids' holds 2"):
-    decoder([example.SerializeToString()], [41])
-  example.features.feature[pipeline.INPUT_IDS_KEY].int64_list.value.extend(
-      [0] * (TEXT_LENGTH - 2))
-  decoder([example.SerializeToString()], [41])  # now well-formed
-  del example.features.feature[pipeline.CATEGORY_KEY]
-  with pytest.raises(pipeline.PreparedDatasetError, match="'category' is missing"):
-    decoder([example.SerializeToString()], [41])
+
+  def change(serialized):
+    example = example_pb2.Example.FromString(serialized)
+    feature = example.features.feature
+    if problem == "short_input_ids":
+      del feature[pipeline.INPUT_IDS_KEY].int64_list.value[2:]
+    else:
+      del feature[pipeline.CATEGORY_KEY]
+    return example.SerializeToString()
+
+  broken_dir = _rewrite_record(data_dir, tmp_path, 5, change)
+  iterator = pipeline.eval_iterator(broken_dir, NAME, "train", 4, image_size=IMAGE_SIZE,
+                                    process_index=0, process_count=1)
+  next(iterator)  # records 0-3 are fine
+  with pytest.raises(pipeline.PreparedDatasetError, match=message):
+    next(iterator)
+  # Training reads the same record at some step of the first epoch.
+  with pytest.raises(pipeline.PreparedDatasetError, match=message):
+    train_batches(broken_dir, pipeline.steps_per_epoch(broken_dir, NAME, "train", 8) + 1)
 
 
-def test_array_record_shards(tmp_path):
+def _flip_byte(data_dir, tmp_path, index):
+  """A copy of the fixture with one byte of train record `index`'s data flipped."""
+  broken_dir = str(tmp_path / "flipped")
+  shutil.copytree(data_dir, broken_dir)
+  path = _train_shard(broken_dir)
+  locations = pipeline.record_locations(pipeline.open_split(broken_dir, NAME, "train"))
+  with open(path, "r+b") as f:
+    position = int(locations.offset[index]) + 20  # inside the record's data
+    f.seek(position)
+    byte = f.read(1)
+    f.seek(position)
+    f.write(bytes([byte[0] ^ 0xFF]))
+  return broken_dir
+
+
+def test_corrupted_record_bytes_are_named(data_dir, tmp_path):
+  """A flipped byte fails the TFRecord CRC check; the record is named."""
+  broken_dir = _flip_byte(data_dir, tmp_path, 7)
+  with pytest.raises(pipeline.PreparedDatasetError, match=r"record 7 \(.*\): .*(corrupt|CRC|checksum)"):
+    list(pipeline.eval_iterator(broken_dir, NAME, "train", 8, image_size=IMAGE_SIZE,
+                                process_index=0, process_count=1))
+
+
+def test_resume_reads_nothing_before_its_step(data_dir, tmp_path):
+  """A record only step 0 reads is corrupted: resuming at step 1 never touches it."""
+  order = pipeline.epoch_order(3, 0, NUM_TRAIN)  # train_batches' seed
+  target = int(order[0])  # read at step 0 only, within the first epoch
+  broken_dir = _flip_byte(data_dir, tmp_path, target)
+  resumed = train_batches(broken_dir, 3, start_step=1)  # steps 1-3: the rest of epoch 0
+  assert target not in np.concatenate([record_of_image(b["images"]) for b in resumed])
+  with pytest.raises(pipeline.PreparedDatasetError, match=rf"record {target} "):
+    train_batches(broken_dir, 1)
+
+
+def test_array_record_datasets_are_refused_with_the_way_out(tmp_path):
   data_dir = str(tmp_path)
-  write_contract_dataset(data_dir, NAME, split_sizes={"train": 10},
+  write_contract_dataset(data_dir, NAME, split_sizes={"train": 4},
                          image_size=8, text_length=TEXT_LENGTH,
                          image_encoding="png", marked_images=True,
                          file_format="array_record")
-  (batch,) = list(pipeline.eval_iterator(data_dir, NAME, "train", 10,
-                                         image_size=8, process_index=0,
-                                         process_count=1))
-  np.testing.assert_array_equal(record_of_image(batch["images"]), range(10))
-  np.testing.assert_array_equal(caption_record(batch["input_ids"]), range(10))
+  with pytest.raises(pipeline.PreparedDatasetError,
+                     match="stored as array_record.*prepare the dataset again"):
+    pipeline.eval_iterator(data_dir, NAME, "train", 4, process_index=0, process_count=1)
 
 
 ATTRIBUTE_CLASSES = (5, 3)

@@ -146,6 +146,11 @@ class FakeView:
   def input_ids(self, ids):
     return np.array([[self.index[i]] * 3 for i in ids], np.int32)
 
+  def pairs(self, image_ids, text_ids, batch_size, prefetch=None):
+    for start in range(0, len(image_ids), batch_size):
+      rows = slice(start, start + batch_size)
+      yield {"images": self.images(image_ids[rows]), "input_ids": self.input_ids(text_ids[rows])}
+
 
 @pytest.mark.parametrize("direction", ["tir", "itr"])
 def test_candidate_batches(direction):
