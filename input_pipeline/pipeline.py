@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import struct
 from typing import Any, Callable, Iterator, Sequence
 
@@ -373,8 +374,11 @@ class SplitReader:
 
 
 def _first_line(message: str) -> str:
+  """The reason in a TensorFlow error message, without the op and function names."""
+  message = re.sub(r"\{\{function_node [^}]*\}\}", "", message)
   lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-  return lines[0] if lines else "unknown error"
+  line = lines[0] if lines else "unknown error"
+  return re.sub(r"\s*\[Op:[^\]]*\].*$", "", line)
 
 
 def _pipeline_options(num_workers: int | None) -> tf.data.Options:
