@@ -39,6 +39,10 @@ class ImageDecodeError(PrepareError):
   """An image cannot be read or decoded (corrupt, truncated, unsupported)."""
 
 
+class SyntheticCatalogError(PrepareError):
+  """A bad argument to the synthetic catalog, or a product it cannot render."""
+
+
 # Reasons a record is skipped; the keys used in summaries and metadata.
 SKIP_REASONS = (
     'missing_field',     # a required field is absent or empty

@@ -58,19 +58,20 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from input_pipeline import errors
+from input_pipeline import schema
 
-# Names of the features of a prepared dataset (the on-disk contract).
-ID_KEY = "id"
-PRODUCT_ID_KEY = "product_id"
-IMAGE_KEY = "image"
-CAPTION_KEY = "caption"
-INPUT_IDS_KEY = "input_ids"
-CATEGORY_KEY = "category"
-SUBCATEGORY_KEY = "subcategory"
-POSE_KEY = "pose"
-ATTRIBUTES_KEY = "attributes"  # optional: int32 [K] (builders.ATTRIBUTES_FEATURE)
-REQUIRED_FEATURES = (ID_KEY, PRODUCT_ID_KEY, IMAGE_KEY, INPUT_IDS_KEY,
-                     CATEGORY_KEY, SUBCATEGORY_KEY)
+# Names of the features of a prepared dataset (the on-disk contract, named in
+# input_pipeline.schema).
+ID_KEY = schema.ID
+PRODUCT_ID_KEY = schema.PRODUCT_ID
+IMAGE_KEY = schema.IMAGE
+CAPTION_KEY = schema.CAPTION
+INPUT_IDS_KEY = schema.INPUT_IDS
+CATEGORY_KEY = schema.CATEGORY
+SUBCATEGORY_KEY = schema.SUBCATEGORY
+POSE_KEY = schema.POSE
+ATTRIBUTES_KEY = schema.ATTRIBUTES  # optional: int32 [K]
+REQUIRED_FEATURES = schema.REQUIRED_FEATURES
 
 # Defaults; the training / evaluation configs pass their own values.
 DEFAULT_IMAGE_SIZE = 256

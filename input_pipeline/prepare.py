@@ -40,15 +40,15 @@ from typing import Any, NamedTuple
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import constants as tfds_constants
 
-from input_pipeline.builders import (METADATA_FORMAT_VERSION, SPLITS, BuildPlan,
-                                     PrepareOptions, PreparedDatasetBuilder,
-                                     drop_bad_text_records, drop_unknown_categories,
-                                     require_nonempty_splits, training_captions)
-from input_pipeline.catalog import Catalog
+from input_pipeline.datasets.base import (METADATA_FORMAT_VERSION, SPLITS, BuildPlan,
+                                          PrepareOptions, PreparedDatasetBuilder,
+                                          drop_bad_text_records, drop_unknown_categories,
+                                          require_nonempty_splits, training_captions)
+from input_pipeline.datasets.catalog import Catalog
+from input_pipeline.datasets.fashion_gen import FashionGen
+from input_pipeline.datasets.synthetic_fashion import SyntheticFashion
 from input_pipeline.errors import NotPreparedError, PrepareError, SkippedRecords, TokenizerError
-from input_pipeline.fashion_gen import FashionGen
 from input_pipeline.image_workers import ImageWorkers, default_num_workers
-from input_pipeline.synthetic_builder import SyntheticFashion
 from input_pipeline.tokenizer import (Tokenizer, WordPieceTokenizer, load_tokenizer,
                                       train_sentencepiece)
 
@@ -82,7 +82,7 @@ class PrepareSummary:
   skipped_examples: list[str]
   seconds: float
   already_prepared: bool = False
-  # builders.split_counts of the dataset (empty for one prepared before they were recorded).
+  # datasets.base.split_counts of the dataset (empty for one prepared before they were recorded).
   split_counts: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
   @property
@@ -118,7 +118,7 @@ def _plural(count: int, singular: str, plural: str) -> str:
 
 
 def format_split_counts(counts: dict[str, dict[str, int]]) -> str:
-  """The summary line of :func:`input_pipeline.builders.split_counts`, e.g. ``split: train
+  """The summary line of :func:`input_pipeline.datasets.base.split_counts`, e.g. ``split: train
   1,790 records, 870 products, 13 categories, 136 sub-categories; validation ... (66
   sub-categories, 1 category only in train)``."""
   parts = []

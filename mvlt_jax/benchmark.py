@@ -32,6 +32,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from input_pipeline.tokenizer import BERT_UNCASED_SPECIAL_IDS, SENTENCEPIECE_SPECIAL_IDS
 from mvlt_jax import distributed, optim, sharding, steps
 from mvlt_jax.errors import ConfigError, MVLTError
 from mvlt_jax.masking import TokenSpec
@@ -81,9 +82,10 @@ class CaptionIds(NamedTuple):
     return TokenSpec(vocab_size, tuple(sorted(self)), self.mask)
 
 
-# BERT uncased WordPiece (the release's tokenizer), and 0..4 for vocabularies too small for it.
-BERT_IDS = CaptionIds(pad=0, unk=100, cls=101, sep=102, mask=103)
-COMPACT_IDS = CaptionIds(pad=0, unk=1, cls=2, sep=3, mask=4)
+# BERT uncased WordPiece (the release's tokenizer), and 0..4 (SentencePiece's) for vocabularies
+# too small for it.
+BERT_IDS = CaptionIds(**BERT_UNCASED_SPECIAL_IDS.as_dict())
+COMPACT_IDS = CaptionIds(**SENTENCEPIECE_SPECIAL_IDS.as_dict())
 
 
 def caption_ids_for(vocab_size: int) -> CaptionIds:

@@ -9,11 +9,12 @@ from PIL import Image
 import tensorflow_datasets as tfds
 
 import prepare_test_data as data
-from input_pipeline import catalog, image_ops, prepare, synthetic_fashion
-from input_pipeline.builders import SourceRecord
+from input_pipeline import image_ops, prepare, synthetic_render
+from input_pipeline.datasets import catalog
+from input_pipeline.datasets.base import SourceRecord
+from input_pipeline.datasets.synthetic_fashion import SyntheticOptions, SyntheticSource
 from input_pipeline.errors import BadRecordError, ImageDecodeError, PrepareError, SkippedRecords
 from input_pipeline.image_workers import ImageWorkers
-from input_pipeline.synthetic_builder import SyntheticOptions, SyntheticSource
 
 SIZE = 256
 TEXT_LENGTH = 64
@@ -91,7 +92,7 @@ def test_undecodable_images_raise():
 
 
 def test_image_workers_keep_order_and_match_serial():
-  items = [(i, _Render(synthetic_fashion.sample_product(i, 0))) for i in range(5)]
+  items = [(i, _Render(synthetic_render.sample_product(i, 0))) for i in range(5)]
   items.insert(2, ('bad', b'garbage'))
   items.insert(4, ('missing', BadRecordError('x.jsonl line 3', 'missing_image', 'gone')))
   spec = image_ops.StorageSpec(size=32)
@@ -115,7 +116,7 @@ class _Render:
     self.product = product
 
   def __call__(self):
-    return synthetic_fashion.render_view(self.product, 0, 0, 64)
+    return synthetic_render.render_view(self.product, 0, 0, 64)
 
 
 # -- catalog ---------------------------------------------------------------------
@@ -526,15 +527,15 @@ def test_fashion_gen_from_h5_files(fashion_gen_dirs, tmp_path):
 def test_synthetic_records_are_those_of_generate_catalog():
   options = SyntheticOptions(num_products=3, num_validation_products=1, max_views=3, seed=5)
   records = SyntheticSource(options).read_records(SkippedRecords())['train']
-  views = list(synthetic_fashion.generate_catalog(3, 5, image_size=64, max_views=3))
+  views = list(synthetic_render.generate_catalog(3, 5, image_size=64, max_views=3))
   assert [r.id for r in records] == [v['id'] for v in views]
   for record, view in zip(records, views):
     assert (record.product_id, record.caption, record.category, record.subcategory,
             record.pose) == (view['product_id'], view['caption'], view['category'],
                              view['subcategory'], str(view['pose']))
   np.testing.assert_array_equal(records[-1].image_ref(),
-                                synthetic_fashion.render_view(
-                                    synthetic_fashion.sample_product(2, 5),
+                                synthetic_render.render_view(
+                                    synthetic_render.sample_product(2, 5),
                                     int(views[-1]['pose']), 5, options.image_size))
 
 
@@ -550,7 +551,7 @@ def test_synthetic_fashion_builds_with_workers_and_jpeg(tmp_path):
                                           split='validation')))
   assert len(examples) == summary.num_examples['validation']
   prepared = prepare.load_prepared('synthetic_fashion', data_dir)
-  assert prepared.metadata['main_categories'] == synthetic_fashion.main_categories()
+  assert prepared.metadata['main_categories'] == synthetic_render.main_categories()
   assert prepared.metadata['image_encoding'] == 'jpeg'
   train_ids = {e['id'] for e in tfds.as_numpy(prepared.builder.as_dataset(split='train'))}
   for example in examples:

@@ -175,7 +175,7 @@ def eval_config(data_dir, checkpoint_dir):
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
   from input_pipeline import tokenizer as tok
-  from input_pipeline.throughput import write_contract_dataset
+  from tests.contract_dataset import write_contract_dataset
   root = tmp_path_factory.mktemp('evaluate')
   data_dir = str(root / 'data')
   write_contract_dataset(data_dir, NAME, split_sizes={'train': 4, 'validation': NUM_RECORDS},

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from input_pipeline import pipeline
-from input_pipeline.throughput import write_contract_dataset
+from tests.contract_dataset import write_contract_dataset
 
 NAME = "contract_fixture"
 NUM_TRAIN = 37  # uneven on purpose

@@ -1,4 +1,4 @@
-"""Tests of the embedded synthetic fashion catalog (input_pipeline/synthetic_fashion.py)."""
+"""Tests of the embedded synthetic fashion catalog (input_pipeline/synthetic_render/)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from input_pipeline import synthetic_fashion as sf
+from input_pipeline import synthetic_render as sf
+from input_pipeline.synthetic_render import contact_sheets
 
 SIZE = 64          # small images keep the tests fast
 NUM_PRODUCTS = 24
@@ -128,7 +129,7 @@ def test_same_seed_gives_identical_records(records):
 def test_same_seed_gives_identical_records_in_another_process(records):
   code = ('import hashlib, sys; sys.path.insert(0, "."); '
           'from tests.test_synthetic_fashion import _digest; '
-          'from input_pipeline import synthetic_fashion as sf; '
+          'from input_pipeline import synthetic_render as sf; '
           f'print(_digest(list(sf.generate_catalog({NUM_PRODUCTS}, {SEED}, image_size={SIZE}))))')
   out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
   assert out.stdout.strip() == _digest(records)
@@ -243,7 +244,7 @@ def test_bad_attribute_error_names_the_product():
 
 
 def test_debug_entry_writes_contact_sheets(tmp_path, capsys):
-  sf.main([f'--out={tmp_path}', '--num_products=4', '--image_size=48', '--columns=2'])
+  contact_sheets.main([f'--out={tmp_path}', '--num_products=4', '--image_size=48', '--columns=2'])
   from PIL import Image
   sheet = Image.open(tmp_path / 'contact_sheet.png')
   assert sheet.width == 2 * (48 + 8) and sheet.height > 2 * 48

@@ -8,8 +8,8 @@
 #   python -m input_pipeline.prepare synthetic_fashion --data_dir=DATA/raw \
 #       --num_products=600 --num_validation_products=50
 #   (the same with --image_encoding=jpeg under DATA/jpeg)
-#   python -m input_pipeline.throughput --data_dir=DATA/standin --name=standin \
-#       --make_dataset=3000 --steps=1
+#   python -c "from tests.contract_dataset import write_contract_dataset as w; w('DATA/standin', 'standin', split_sizes={'train': 3000}, image_encoding='jpeg')"
+#   (the stand-in dataset; run from the repository root)
 # Prints one line per run: version, dataset, the JSON of input_pipeline.throughput.
 set -euo pipefail
 OLD=$(cd "$1" && pwd); NEW=$(cd "$2" && pwd); DATA=$3

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from configs import demo
-from input_pipeline.synthetic_fashion import COLOURS, MAIN_COLOURS
+from input_pipeline.synthetic_render import COLOURS, MAIN_COLOURS
 from mvlt_jax import optim, steps
 from mvlt_jax.masking import TokenSpec
 from mvlt_jax.models import build_model

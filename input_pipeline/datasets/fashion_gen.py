@@ -29,8 +29,8 @@ from collections.abc import Iterator, Mapping, Sequence
 import h5py
 import numpy as np
 
-from input_pipeline.builders import (SPLITS, DataSource, ImageInput, PrepareOptions,
-                                     PreparedDatasetBuilder, SourceRecord, normalize_text)
+from input_pipeline.datasets.base import (SPLITS, DataSource, ImageInput, PrepareOptions,
+                                          PreparedDatasetBuilder, SourceRecord, normalize_text)
 from input_pipeline.errors import BadRecordError, FatalInputError, SkippedRecords
 
 SPLIT_FILES = {

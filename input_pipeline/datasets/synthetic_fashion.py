@@ -1,6 +1,6 @@
 """The ``synthetic_fashion`` dataset: the embedded synthetic catalog, prepared like the others.
 
-The records are those of :func:`input_pipeline.synthetic_fashion.generate_catalog`:
+The records are those of :func:`input_pipeline.synthetic_render.generate_catalog`:
 ``num_products`` products for train (catalog ``seed``) and
 ``num_validation_products`` for validation (catalog ``seed +
 VALIDATION_SEED_OFFSET``, so the splits differ), each with up to ``max_views``
@@ -21,15 +21,15 @@ import dataclasses
 import functools
 from collections.abc import Iterator, Mapping, Sequence
 
-from input_pipeline import synthetic_fashion
-from input_pipeline.builders import (DataSource, ImageInput, PrepareOptions,
-                                     PreparedDatasetBuilder, SourceRecord, normalize_text)
+from input_pipeline import synthetic_render
+from input_pipeline.datasets.base import (DataSource, ImageInput, PrepareOptions,
+                                          PreparedDatasetBuilder, SourceRecord, normalize_text)
 from input_pipeline.errors import FatalInputError, SkippedRecords
 
 # The attribute labels stored with every record (the attribute heads' targets): the two
 # attributes every product has; the sub-category-specific ones (length, pocket ...) are not.
-ATTRIBUTE_CLASSES = {'colour': synthetic_fashion.MAIN_COLOURS,
-                     'pattern': synthetic_fashion.PATTERNS}
+ATTRIBUTE_CLASSES = {'colour': synthetic_render.MAIN_COLOURS,
+                     'pattern': synthetic_render.PATTERNS}
 
 # The validation split is generated from seed + this offset.
 VALIDATION_SEED_OFFSET = 1_000_003
@@ -74,7 +74,7 @@ class SyntheticSource(DataSource):
         'validation': (options.num_validation_products, options.seed + VALIDATION_SEED_OFFSET),
     }
 
-  def _caption(self, product: synthetic_fashion.SyntheticProduct) -> str:
+  def _caption(self, product: synthetic_render.SyntheticProduct) -> str:
     fields = self._options.caption_fields
     if fields == 'title':
       return product.title
@@ -86,8 +86,8 @@ class SyntheticSource(DataSource):
     for split, (num_products, seed) in self._catalogs.items():
       records[split] = []
       for index in range(num_products):
-        product = synthetic_fashion.sample_product(index, seed)
-        for view in range(synthetic_fashion.num_views(index, seed, self._options.max_views)):
+        product = synthetic_render.sample_product(index, seed)
+        for view in range(synthetic_render.num_views(index, seed, self._options.max_views)):
           record_id = f'{product.product_id}_{view}'
           records[split].append(SourceRecord(
               id=record_id,
@@ -97,7 +97,7 @@ class SyntheticSource(DataSource):
               subcategory=product.subcategory,
               pose=str(view),
               where=f'synthetic {split} product {index} view {view} (id {record_id!r})',
-              image_ref=functools.partial(synthetic_fashion.render_view, product, view, seed,
+              image_ref=functools.partial(synthetic_render.render_view, product, view, seed,
                                           self._options.image_size),
               attributes=tuple(product.attributes[name] for name in ATTRIBUTE_CLASSES),
           ))
@@ -106,8 +106,8 @@ class SyntheticSource(DataSource):
   def class_names(self, records: Mapping[str, Sequence[SourceRecord]]
                   ) -> tuple[list[str], list[str]]:
     del records  # Fixed by the generator.
-    return (list(synthetic_fashion.main_categories()),
-            list(synthetic_fashion.sub_categories()))
+    return (list(synthetic_render.main_categories()),
+            list(synthetic_render.sub_categories()))
 
   def attribute_classes(self) -> dict[str, list[str]]:
     return {name: list(values) for name, values in ATTRIBUTE_CLASSES.items()}

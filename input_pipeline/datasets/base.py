@@ -10,24 +10,9 @@ A prepared dataset is built in two passes over its source:
    record's image, decodes and preprocesses it (a record whose image cannot be
    decoded is skipped) and writes the example with its caption tokenised.
 
-Feature schema of every prepared dataset (the contract with
-``input_pipeline.pipeline``):
-
-======================  ==========================================================
-``id``                  Text, unique over all splits
-``product_id``          Text (the views of one product share it)
-``image``               uint8 [S, S, 3] (S = ``image_size``, 256): stored raw
-                        (``Tensor``, bytes encoding; the default) or as JPEG
-                        (``Image``; ``image_encoding='jpeg'``)
-``caption``             Text (whitespace collapsed)
-``input_ids``           int32 [text_length]: ``[CLS] tokens [SEP] [PAD]...``
-``category``            ClassLabel (main categories)
-``subcategory``         ClassLabel (sub-categories)
-``pose``                Text (empty when the source has none)
-``attributes``          int32 [K], only for sources with attribute labels
-                        (``synthetic_fashion``: colour, pattern): the index of
-                        each value in its class list (metadata ``attributes``)
-======================  ==========================================================
+The features of every prepared dataset (the contract with
+``input_pipeline.pipeline``) are named and described in
+:mod:`input_pipeline.schema`.
 
 The dataset metadata (``info.metadata``, written with the dataset) records
 the class lists (and the attribute class lists), the tokenizer (kind, vocab
@@ -53,7 +38,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import utils as tfds_utils
 
-from input_pipeline import image_ops
+from input_pipeline import image_ops, schema
 from input_pipeline.errors import (BadRecordError, FatalInputError, ImageDecodeError,
                                    NotPreparedError, SkippedRecords)
 from input_pipeline.image_workers import ImageWorkers
@@ -64,7 +49,6 @@ TRAIN_SPLIT = 'train'
 TOKENIZER_KINDS = ('sentencepiece', 'wordpiece')
 IMAGE_ENCODINGS = ('raw', 'jpeg')
 METADATA_FORMAT_VERSION = 1
-ATTRIBUTES_FEATURE = 'attributes'  # int32 [K], present when the source has attributes
 
 
 # ---------------------------------------------------------------------------
@@ -350,7 +334,7 @@ def make_features(options: PrepareOptions, main_categories: Sequence[str],
                   sub_categories: Sequence[str],
                   attribute_classes: Mapping[str, Sequence[str]] | None = None
                   ) -> tfds.features.FeaturesDict:
-  """The feature schema of a prepared dataset (see the module docstring); with
+  """The feature schema of a prepared dataset (see :mod:`input_pipeline.schema`); with
   ``attribute_classes``, also ``attributes``: int32 [K], the index of each attribute's
   value in its class list (the lists are in the metadata's ``attributes``)."""
   size = options.image_size
@@ -362,18 +346,18 @@ def make_features(options: PrepareOptions, main_categories: Sequence[str],
                                 encoding_format='jpeg')
   extra = {}
   if attribute_classes:
-    extra[ATTRIBUTES_FEATURE] = tfds.features.Tensor(shape=(len(attribute_classes),),
-                                                     dtype=np.int32)
+    extra[schema.ATTRIBUTES] = tfds.features.Tensor(shape=(len(attribute_classes),),
+                                                    dtype=np.int32)
   return tfds.features.FeaturesDict({
       **extra,
-      'id': tfds.features.Text(),
-      'product_id': tfds.features.Text(),
-      'image': image,
-      'caption': tfds.features.Text(),
-      'input_ids': tfds.features.Tensor(shape=(options.text_length,), dtype=np.int32),
-      'category': tfds.features.ClassLabel(names=list(main_categories)),
-      'subcategory': tfds.features.ClassLabel(names=list(sub_categories)),
-      'pose': tfds.features.Text(),
+      schema.ID: tfds.features.Text(),
+      schema.PRODUCT_ID: tfds.features.Text(),
+      schema.IMAGE: image,
+      schema.CAPTION: tfds.features.Text(),
+      schema.INPUT_IDS: tfds.features.Tensor(shape=(options.text_length,), dtype=np.int32),
+      schema.CATEGORY: tfds.features.ClassLabel(names=list(main_categories)),
+      schema.SUBCATEGORY: tfds.features.ClassLabel(names=list(sub_categories)),
+      schema.POSE: tfds.features.Text(),
   })
 
 
@@ -466,17 +450,17 @@ class PreparedDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=
       contents.add(record)
       extra = {}
       if plan.attribute_classes:
-        extra[ATTRIBUTES_FEATURE] = attribute_indices(record, plan.attribute_classes)
+        extra[schema.ATTRIBUTES] = attribute_indices(record, plan.attribute_classes)
       yield record.id, {
           **extra,
-          'id': record.id,
-          'product_id': record.product_id,
-          'image': image,
-          'caption': record.caption,
-          'input_ids': plan.tokenizer.encode(record.caption, plan.options.text_length),
-          'category': record.category,
-          'subcategory': record.subcategory,
-          'pose': record.pose,
+          schema.ID: record.id,
+          schema.PRODUCT_ID: record.product_id,
+          schema.IMAGE: image,
+          schema.CAPTION: record.caption,
+          schema.INPUT_IDS: plan.tokenizer.encode(record.caption, plan.options.text_length),
+          schema.CATEGORY: record.category,
+          schema.SUBCATEGORY: record.subcategory,
+          schema.POSE: record.pose,
       }
     if not counts:
       raise FatalInputError(f'{self.name}: no record of split {split!r} has a usable image '

@@ -59,10 +59,10 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
-from input_pipeline.builders import (SPLITS, TRAIN_SPLIT, DataSource, ImageInput,
-                                     PrepareOptions, PreparedDatasetBuilder, SourceRecord,
-                                     drop_bad_text_records, drop_unknown_categories,
-                                     normalize_text)
+from input_pipeline.datasets.base import (SPLITS, TRAIN_SPLIT, DataSource, ImageInput,
+                                          PrepareOptions, PreparedDatasetBuilder, SourceRecord,
+                                          drop_bad_text_records, drop_unknown_categories,
+                                          normalize_text)
 from input_pipeline.errors import BadRecordError, FatalInputError, SkippedRecords
 
 REQUIRED_FIELDS = ('id', 'product_id', 'image', 'caption', 'category', 'subcategory')
