@@ -14,7 +14,7 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs
 config_flags.DEFINE_config_file('config', None, 'A configs/*.py file.', lock_config=True)
 flags.mark_flags_as_required(['config', 'workdir'])
 
-# Tasks that are functions of mvlt_jax.evaluate of the same name (each writes WORKDIR/results/).
+# Tasks that are functions of mvlt_jax.evaluators of the same name (each writes WORKDIR/results/).
 EVALUATION_TASKS = ('eval_retrieval', 'eval_recognition', 'reconstruct')
 
 
@@ -28,12 +28,12 @@ def run_task(config, workdir: str) -> None:
     from mvlt_jax import train  # pylint: disable=import-outside-toplevel
     train.train_and_evaluate(config, workdir)
     if config.eval_after_training:
-      from mvlt_jax import evaluate  # pylint: disable=import-outside-toplevel
-      evaluate.run_demo_evaluation(config, workdir)
+      from mvlt_jax import evaluators  # pylint: disable=import-outside-toplevel
+      evaluators.run_demo_evaluation(config, workdir)
     return
   if config.task in EVALUATION_TASKS:
-    from mvlt_jax import evaluate  # pylint: disable=import-outside-toplevel
-    getattr(evaluate, config.task)(config, workdir)
+    from mvlt_jax import evaluators  # pylint: disable=import-outside-toplevel
+    getattr(evaluators, config.task)(config, workdir)
     return
   raise app.UsageError(f'Unknown config.task {config.task!r}; available: summary, train, '
                        f'{", ".join(EVALUATION_TASKS)}.')

@@ -1,4 +1,4 @@
-"""The evaluation tasks (mvlt_jax.evaluate) on a tiny prepared dataset and a random tiny model.
+"""The evaluation tasks (mvlt_jax.evaluators) on a tiny prepared dataset and a random tiny model.
 
 The dataset is the pipeline's contract dataset: record ``i`` of the validation split is
 product ``i // VIEWS``, its (lossless) image encodes ``i`` in its pixels and its caption
@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mvlt_jax import checkpoint, evaluate
+from mvlt_jax import checkpoint, evaluators
 from mvlt_jax.errors import MVLTError
+from mvlt_jax.evaluators import common, reconstruction, retrieval
 from mvlt_jax.models import build_model
 from tests import conftest
 from tests.conftest import tiny_config
@@ -63,7 +64,7 @@ def gather_in_simulated_processes(locals_and_valid, capacity):
       return stack_trees(deposits)
 
     local, valid = locals_and_valid[p]
-    results[p] = evaluate.gather_results(local, valid, capacity, allgather=allgather)
+    results[p] = common.gather_results(local, valid, capacity, allgather=allgather)
 
   threads = [threading.Thread(target=run, args=(p,)) for p in range(count)]
   for thread in threads:
@@ -76,11 +77,11 @@ def gather_in_simulated_processes(locals_and_valid, capacity):
 @pytest.mark.parametrize('num_items', [0, 1, 5, 7, 12])
 @pytest.mark.parametrize('process_count', [1, 2, 3, 5])
 def test_shares_cover_every_item_once_and_gather_in_order(num_items, process_count):
-  shares = [evaluate.process_slice(num_items, p, process_count) for p in range(process_count)]
+  shares = [common.process_slice(num_items, p, process_count) for p in range(process_count)]
   covered = np.concatenate([np.arange(s.start, s.stop) for s in shares])
   np.testing.assert_array_equal(covered, np.arange(num_items))
   sizes = [s.stop - s.start for s in shares]
-  capacity = evaluate.process_capacity(num_items, process_count)
+  capacity = common.process_capacity(num_items, process_count)
   assert max(sizes) == capacity and max(sizes) - min(sizes) <= 1
   locals_and_valid = []
   for share in shares:
@@ -102,7 +103,7 @@ def test_gather_drops_invalid_rows():
   for result in results:
     np.testing.assert_array_equal(result['item'], [0, 1, 2])
   with pytest.raises(ValueError, match='rows'):
-    evaluate.gather_results({'item': np.arange(3)}, np.ones(2, bool), 3)
+    common.gather_results({'item': np.arange(3)}, np.ones(2, bool), 3)
 
 
 _TWO_PROCESS_SCRIPT = textwrap.dedent('''
@@ -112,11 +113,11 @@ _TWO_PROCESS_SCRIPT = textwrap.dedent('''
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
     process_id, port = int(sys.argv[1]), sys.argv[2]
     jax.distributed.initialize(f'localhost:{port}', num_processes=2, process_id=process_id)
-    from mvlt_jax import evaluate
-    share = evaluate.process_slice(7, jax.process_index(), jax.process_count())
+    from mvlt_jax.evaluators import common
+    share = common.process_slice(7, jax.process_index(), jax.process_count())
     items = np.arange(share.start, share.stop)
-    result = evaluate.gather_results({'item': items, 'value': items * 10.0},
-                                     np.ones(len(items), bool), evaluate.process_capacity(7, 2))
+    result = common.gather_results({'item': items, 'value': items * 10.0},
+                                   np.ones(len(items), bool), common.process_capacity(7, 2))
     print('RESULT ' + json.dumps({k: v.tolist() for k, v in result.items()}), flush=True)
     jax.distributed.shutdown()
 ''')
@@ -191,8 +192,8 @@ def setup(tmp_path_factory):
   variables = random_variables(build_model(config.model))
   checkpoint.save_variables(checkpoint_dir, variables, config, tokenizer_dir=tokenizer_dir)
   workdir = str(root / 'workdir')
-  demo = evaluate.run_demo_evaluation(config, workdir)
-  recognition = evaluate.eval_recognition(config, workdir)
+  demo = evaluators.run_demo_evaluation(config, workdir)
+  recognition = evaluators.eval_recognition(config, workdir)
   return dict(config=config, workdir=workdir, data_dir=data_dir, root=root,
               checkpoint=checkpoint_dir, retrieval=demo['retrieval'],
               reconstruction=demo['reconstruction'], recognition=recognition)
@@ -202,12 +203,12 @@ def setup(tmp_path_factory):
 def parts(setup):
   """The pieces the tasks are made of, for runs with controlled scorers."""
   from input_pipeline import pipeline
-  loaded = evaluate.load_checkpoint(setup['checkpoint'], ('itm',))
-  data = evaluate.open_eval_split(setup['config'], loaded)
+  loaded = common.load_checkpoint(setup['checkpoint'], ('itm',))
+  data = common.open_eval_split(setup['config'], loaded)
   metadata = pipeline.read_metadata(data.data_dir, data.name, data.split)
   view = pipeline.SplitView(data.data_dir, data.name, data.split, image_size=IMAGE_SIZE,
                             metadata=metadata)
-  runner = evaluate.LocalRunner(loaded.variables)
+  runner = common.LocalRunner(loaded.variables)
   yield dict(loaded=loaded, data=data, metadata=metadata, view=view, runner=runner)
   view.close()
 
@@ -267,19 +268,19 @@ def test_retrieval_json(setup):
 def test_retrieval_report_names_the_directions(setup):
   result = read_json(setup['workdir'], 'retrieval.json')
   for with_paper in (False, True):
-    text = evaluate.format_retrieval(result, with_paper)
+    text = retrieval.format_retrieval(result, with_paper)
     table_rows = [line for line in text.splitlines() if line.startswith('| ')]
     assert any(row.startswith('| TIR (text -> image) |') for row in table_rows)
     assert any(row.startswith('| ITR (image -> text) |') for row in table_rows)
     assert 'the query is a caption, ranked against candidate images' in text
     assert 'the query is an image, ranked against candidate captions' in text
-  assert 'TIR (text -> image)' in evaluate.format_retrieval(setup['retrieval'], False)
+  assert 'TIR (text -> image)' in retrieval.format_retrieval(setup['retrieval'], False)
 
 
 def test_candidate_sets_are_reused(setup, parts):
   from input_pipeline import retrieval_sets as rs
   records = rs.records_from_metadata(parts['metadata'])
-  sets, path = evaluate.load_retrieval_sets(setup['config'], parts['data'], records, seed=0)
+  sets, path = retrieval.load_retrieval_sets(setup['config'], parts['data'], records, seed=0)
   assert sets == rs.load(path)
   with open(path) as f:
     stored = json.load(f)
@@ -301,8 +302,8 @@ def test_full_gallery_json(setup):
 def _run_protocol(setup, parts, scorer, **overrides):
   config = setup['config'].copy_and_resolve_references()
   config.eval.update(overrides)
-  return evaluate.retrieval_protocol(config, parts['loaded'], parts['data'], parts['runner'],
-                                     scorer, parts['view'], parts['metadata'])
+  return retrieval.retrieval_protocol(config, parts['loaded'], parts['data'], parts['runner'],
+                                      scorer, parts['view'], parts['metadata'])
 
 
 def test_oracle_ranks_every_partner_first(setup, parts):
@@ -328,8 +329,8 @@ def test_ties_rank_pessimistically(setup, parts):
 def _run_gallery(setup, parts, scorer, **overrides):
   config = setup['config'].copy_and_resolve_references()
   config.eval.update(overrides)
-  return evaluate.full_gallery_retrieval(config, parts['loaded'], parts['data'], parts['runner'],
-                                         scorer, parts['view'], parts['metadata'])
+  return retrieval.full_gallery_retrieval(config, parts['loaded'], parts['data'], parts['runner'],
+                                          scorer, parts['view'], parts['metadata'])
 
 
 def test_full_gallery_with_an_oracle(setup, parts):
@@ -348,7 +349,7 @@ def test_full_gallery_with_an_oracle(setup, parts):
 def test_full_gallery_ranks_are_never_better_than_among_candidates(setup, parts):
   """The gallery holds every candidate of the paper protocol (same views), so the true
   partner cannot rank better against the whole gallery than against its candidates."""
-  scorer = evaluate.make_itm_scorer(parts['loaded'].model(('itm',), 'float32'))
+  scorer = retrieval.make_itm_scorer(parts['loaded'].model(('itm',), 'float32'))
   gallery = _run_gallery(setup, parts, scorer, first_stage='none')
   protocol = read_json(setup['workdir'], 'retrieval.json')['per_resample'][0]
   with open(protocol['sets_file']) as f:
@@ -372,7 +373,7 @@ def test_split_pass_reaches_every_record_once(setup, parts):
     del variables, input_ids
     return {'echo': record_index, 'marked': record_of_image(images)}
 
-  rows, pictures = evaluate.run_over_split(
+  rows, pictures = common.run_over_split(
       config, parts['data'], parts['runner'], step, input_keys=('images', 'input_ids'),
       output_keys=('echo', 'marked'), picture_keys=('marked',), num_pictures=3,
       vocab_size=VOCAB_SIZE)
@@ -387,8 +388,8 @@ def test_masks_depend_on_the_record_only():
   config.masking.image_distribution = 'exact'  # exactly 50% of the units, checked below
   images = jnp.asarray(np.random.default_rng(0).random((4, 32, 32, 3)), jnp.float32)
   index = jnp.array([5, 9, 2, 7])
-  mask = jax.jit(lambda x, i: evaluate.mask_items(x, i, seed=3,
-                                                  masking_config=config.masking))
+  mask = jax.jit(lambda x, i: reconstruction.mask_items(x, i, seed=3,
+                                                        masking_config=config.masking))
   masked, cells = mask(images, index)
   order = jnp.array([2, 0, 3, 1])
   masked_again, cells_again = mask(images[order], index[order])
@@ -396,7 +397,7 @@ def test_masks_depend_on_the_record_only():
   np.testing.assert_array_equal(masked_again, masked[order])
   assert np.all(cells.reshape(4, -1).sum(axis=1) == 8)  # 50% of the 4x4 units
   assert len({np.asarray(c).tobytes() for c in cells}) == 4  # records differ
-  _, other_seed = jax.jit(lambda x, i: evaluate.mask_items(
+  _, other_seed = jax.jit(lambda x, i: reconstruction.mask_items(
       x, i, seed=4, masking_config=config.masking))(images, index)
   assert not np.array_equal(other_seed, cells)
 
@@ -431,7 +432,7 @@ def test_reconstruction_json_and_picture(setup, parts):
   assert (result['masked_input']['psnr_release_scale']
           == result['masked_input']['psnr'] + 20 * math.log10(255))
   assert 'release' in result['psnr_release_scale_note']
-  text = evaluate.format_reconstruction(result)
+  text = reconstruction.format_reconstruction(result)
   header = next(line for line in text.splitlines() if line.startswith('|  | PSNR'))
   assert 'PSNR (dB)' in header and 'PSNR, release scale (dB)' in header
   row = next(line for line in text.splitlines() if line.startswith('| reconstruction |'))
@@ -453,8 +454,8 @@ def test_reconstruction_json_and_picture(setup, parts):
 
 
 def test_task_needs_its_heads(setup):
-  with pytest.raises(evaluate.EvaluationError, match='missing'):
-    evaluate.load_checkpoint(setup['checkpoint'], ('itm', 'nonexistent'))
+  with pytest.raises(common.EvaluationError, match='missing'):
+    common.load_checkpoint(setup['checkpoint'], ('itm', 'nonexistent'))
 
 
 def test_bad_eval_dtype_is_a_clear_error(parts):
@@ -466,22 +467,22 @@ def test_text_length_must_match(setup, parts):
   loaded = parts['loaded']
   model_config = loaded.model_config.copy_and_resolve_references()
   model_config.text_length = TEXT_LENGTH * 2
-  other = evaluate.LoadedCheckpoint(loaded.path, 0, model_config, {}, None)
-  with pytest.raises(evaluate.EvaluationError, match='text_length'):
-    evaluate.open_eval_split(setup['config'], other)
+  other = common.LoadedCheckpoint(loaded.path, 0, model_config, {}, None)
+  with pytest.raises(common.EvaluationError, match='text_length'):
+    common.open_eval_split(setup['config'], other)
 
 
 def test_token_ids_must_fit_the_vocabulary():
-  with pytest.raises(evaluate.EvaluationError, match='vocabulary'):
-    evaluate.check_token_ids(np.array([[2, 70]]), 64, 'somewhere')
-  evaluate.check_token_ids(np.array([[2, 63]]), 64, 'somewhere')
+  with pytest.raises(common.EvaluationError, match='vocabulary'):
+    common.check_token_ids(np.array([[2, 70]]), 64, 'somewhere')
+  common.check_token_ids(np.array([[2, 63]]), 64, 'somewhere')
 
 
 def test_other_tokenizer_is_refused(tmp_path, parts):
   with open(tmp_path / 'metadata.json', 'w') as f:
     json.dump({'tokenizer': {'fingerprint': 'f' * 64}}, f)
-  check = evaluate._check_tokenizer  # pylint: disable=protected-access
-  with pytest.raises(evaluate.EvaluationError, match='another tokenizer'):
+  check = common._check_tokenizer  # pylint: disable=protected-access
+  with pytest.raises(common.EvaluationError, match='another tokenizer'):
     check(parts['loaded'], str(tmp_path), 'data')
 
 
@@ -494,4 +495,4 @@ def test_main_knows_the_tasks():
   tasks = next(ast.literal_eval(node.value) for node in tree.body
                if isinstance(node, ast.Assign) and node.targets[0].id == 'EVALUATION_TASKS')
   assert set(tasks) == {'eval_retrieval', 'eval_recognition', 'reconstruct'}
-  assert all(callable(getattr(evaluate, task)) for task in tasks)
+  assert all(callable(getattr(evaluators, task)) for task in tasks)
