@@ -1,6 +1,8 @@
 """Weights in and out: PyTorch (the public MVLT release, PVT-v1) <-> ``mvlt_jax``.
 
-Command line (see ``docs/convert.md``):
+Command line (see ``docs/convert.md``): a command word, then absl flags as ``main.py``'s, the
+config's fields overridden after ``--config`` (``--config.model.variant=pvlt_small``);
+``--help`` lists the flags, bad input prints one ``error: ...`` line.
 
   # mvlt_jax checkpoint (or a fresh init) -> release-compatible PyTorch state dict
   python -m mvlt_jax.convert to-torch --checkpoint=PATH --out=model.pth
@@ -42,9 +44,7 @@ PyTorch is imported lazily: JAX-only users of ``mvlt_jax`` never need it.
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
-import importlib.util
 import json
 import logging
 import os
@@ -55,9 +55,12 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import flags
 from flax import traverse_util
+from ml_collections import config_flags
 
 from mvlt_jax.errors import MVLTError
+from mvlt_jax.models.mvlt import ATTRIBUTE_LABELS, HEAD_NAMES
 
 Variables = dict[str, Any]  # {'params': ..., 'batch_stats': ...}
 FlatKey = tuple[str, ...]   # ('params', 'block1', '0', 'attn', 'q', 'kernel')
@@ -67,7 +70,7 @@ WORD_EMBEDDING_KEY = 'text_embeddings.word_embeddings.weight'
 NUM_BATCHES_TRACKED = 'num_batches_tracked'
 
 # Key groups, by the PyTorch name's top-level module. Used by ``allow_missing`` /
-# ``allow_unexpected`` and in reports.
+# ``allow_unexpected`` and in reports. Each head of ``HEAD_NAMES`` is a group of its own.
 _GROUP_PATTERNS = {
     'vision': re.compile(r'(pos_embed\d+|patch_embed\d+|block\d+)(\.|$)'),
     'text': re.compile(r'(text_embeddings|text_embed\d+|text_pos_embed\d+)(\.|$)'),
@@ -76,11 +79,11 @@ _GROUP_PATTERNS = {
     'mir': re.compile(r't2i_head(\.|$)'),
     'recognition': re.compile(r'(sup|sub)_cls_head(_embed)?(\.|$)'),
     # Not in the release: the demo's attribute heads (mvlt_jax/models/mvlt.py).
-    'attributes': re.compile(r'(caption|image|imagecls)_attr\d+_head(_embed)?(\.|$)'),
+    'attributes': re.compile(rf'({"|".join(ATTRIBUTE_LABELS)})_attr\d+_head(_embed)?(\.|$)'),
     # PVT-v1 ImageNet classifier parts that MVLT does not have.
     'pvt_classifier': re.compile(r'(cls_token|norm|head)(\.|$)'),
 }
-_HEAD_GROUPS = ('mlm', 'itm', 'mir', 'recognition', 'attributes')
+_HEAD_GROUPS = tuple(HEAD_NAMES)
 _BATCH_STATS_LEAVES = ('running_mean', 'running_var', NUM_BATCHES_TRACKED)
 GROUPS = ('vision', 'text', 'heads', 'batch_stats') + _HEAD_GROUPS
 
@@ -1124,94 +1127,177 @@ def _describe_import(path: str, report: ImportReport) -> str:
 def load_config(spec: str, overrides: Sequence[str] = ()) -> Any:
   """``configs/X.py`` (or ``configs/X.py:ARG``) -> ``get_config()``, with overrides applied.
 
-  ``overrides`` are ``--config.a.b=value`` strings, as ``main.py`` takes them; values are
-  Python literals (``16``, ``(1,1,1,1)``, ``'float32'``), anything else a plain string.
+  ``overrides`` are ``--config.a.b=value`` strings, parsed as ``main.py`` and the command
+  line parse them (``ml_collections.config_flags``: each value by its field's type, e.g.
+  ``16``, ``float32``, ``"('mlm', 'itm')"`` for a tuple). Raises ``ConversionError``.
   """
-  path, _, argument = spec.partition(':')
-  if not os.path.isfile(path):
-    raise ConversionError(f'--config: {path}: no such file.')
-  module_spec = importlib.util.spec_from_file_location('_mvlt_convert_config', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  if not hasattr(module, 'get_config'):
-    raise ConversionError(f'--config: {path} has no get_config().')
-  config = module.get_config(argument) if argument else module.get_config()
-  for override in overrides:
-    match = re.fullmatch(r'--config\.([\w.]+)=(.*)', override)
-    if not match:
-      raise ConversionError(f'Cannot parse override {override!r}; use --config.a.b=value.')
-    dotted, text = match.groups()
-    try:
-      value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      value = text
-    *parents, leaf = dotted.split('.')
-    node = config
-    for parent in parents:
-      node = node[parent]
-    try:
-      node[leaf] = value
-    except (TypeError, KeyError, AttributeError) as error:
-      raise ConversionError(f'Cannot apply {override!r}: {error}') from error
-  return config
+  argv = [_PROGRAM, f'--config={spec}', *overrides]
+  flag_values = flags.FlagValues()
+  _define_config_flag(flag_values, argv, lock_config=False)
+  extra = _parse_flags(flag_values, argv)
+  if extra:
+    raise ConversionError(f'Cannot parse override(s) {extra}; use --config.a.b=value.')
+  return flag_values.config
 
 
 def _build_model(config: Any) -> Any:
   from mvlt_jax.models import build_model  # pylint: disable=import-outside-toplevel
-  return build_model(_model_config_of(config))
+  model_config = _model_config_of(config)
+  heads = tuple(model_config.get('heads', ()))
+  unknown = sorted(set(heads) - set(HEAD_NAMES))
+  if unknown:
+    raise ConversionError(f'config.model.heads: unknown heads {unknown}; known: {HEAD_NAMES}.')
+  if 'attributes' in heads and not model_config.get('attribute_classes'):
+    raise ConversionError("config.model.heads has 'attributes' but config.model."
+                          'attribute_classes is empty (training takes it from the dataset); '
+                          'give it, e.g. --config.model.attribute_classes="(16, 6)".')
+  return build_model(model_config)
 
 
-def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
-      prog='python -m mvlt_jax.convert',
-      description='Convert MVLT weights between PyTorch (the public release, PVT-v1) and '
-                  'mvlt_jax. Config fields can be overridden with --config.a.b=value.')
-  commands = parser.add_subparsers(dest='command', required=True)
-  to_torch = commands.add_parser('to-torch', help='mvlt_jax checkpoint -> PyTorch state dict')
-  source = to_torch.add_mutually_exclusive_group(required=True)
-  source.add_argument('--checkpoint', help='checkpoint directory (see docs/convert.md)')
-  source.add_argument('--init', action='store_true',
-                      help='export a freshly initialised model of --config')
-  to_torch.add_argument('--config', help='configs/X.py; default: config.json of --checkpoint')
-  to_torch.add_argument('--seed', type=int, default=0,
-                        help='seed of --init and of release rows without a dataset class')
-  to_torch.add_argument('--out', required=True, help='FILE.pth or FILE.safetensors')
-  _add_class_arguments(to_torch)
+# The command line: ``python -m mvlt_jax.convert COMMAND --flag=value ...`` (absl flags and
+# ``ml_collections.config_flags``, as main.py). The flags live on a FlagValues of their own per
+# call, not on absl's global FLAGS: this module is also a library that training imports, and
+# main.py defines its own --config there.
+_PROGRAM = 'python -m mvlt_jax.convert'
+# The flags of each command (both take --config).
+_COMMAND_FLAGS = {
+    'to-torch': ('checkpoint', 'init', 'out', 'seed', 'class_names', 'release_class_order'),
+    'from-torch': ('torch', 'out', 'source', 'allow_missing', 'allow_unexpected',
+                   'allow_untied_decoder', 'seed', 'class_names', 'release_class_order'),
+}
+COMMANDS = tuple(_COMMAND_FLAGS)
+_HELP_ARGUMENTS = ('-h', '-?', '-help', '--help', '-helpshort', '--helpshort', '-helpfull',
+                   '--helpfull')
+_USAGE = f"""usage: {_PROGRAM} to-torch (--checkpoint=DIR | --init --config=FILE) --out=FILE
+           [--config=FILE [--config.a.b=value ...]] [--class_names=PATH] [--seed=N]
+       {_PROGRAM} from-torch --torch=FILE --config=FILE [--config.a.b=value ...]
+           --out=DIR [--source=auto|mvlt|pvt] [--allow_missing=GROUP,...]
+           [--allow_unexpected=GROUP,...] [--allow_untied_decoder] [--class_names=PATH]
 
-  from_torch = commands.add_parser('from-torch', help='PyTorch state dict -> mvlt_jax checkpoint')
-  from_torch.add_argument('--torch', required=True, help='FILE.pth or FILE.safetensors')
-  from_torch.add_argument('--config', required=True, help='configs/X.py')
-  from_torch.add_argument('--out', required=True, help='new checkpoint directory')
-  from_torch.add_argument('--source', choices=SOURCES, default='auto',
-                          help='mvlt (release), pvt (PVT-v1 ImageNet) or auto-detect')
-  from_torch.add_argument('--allow_missing', default='',
-                          help=f'groups that may be absent (kept from the init): {GROUPS}')
-  from_torch.add_argument('--allow_unexpected', default='',
-                          help='groups whose extra keys are ignored')
-  from_torch.add_argument('--allow_untied_decoder', action='store_true',
-                          help='keep the word embedding when the MLM decoder differs from it')
-  from_torch.add_argument('--seed', type=int, default=0, help='seed of the init of missing keys')
-  _add_class_arguments(from_torch)
-  return parser
+Converts MVLT weights between PyTorch (the public release, PVT-v1) and mvlt_jax
+(docs/convert.md).
+  to-torch    a mvlt_jax checkpoint (--checkpoint) or a fresh init of --config (--init)
+              -> a PyTorch state dict with the release's names (--out: .pth, .safetensors)
+  from-torch  a PyTorch state dict (--torch) -> a mvlt_jax checkpoint directory (--out)
+Config fields are overridden after --config, as in main.py: --config.model.variant=pvlt_small.
+"""
 
 
-def _add_class_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument(
-      '--class_names', default='',
-      help='the JAX side\'s recognition classes: a prepared dataset directory or a JSON file '
-           '{"main": [...], "sub": [...]}; the heads\' rows are then mapped by class name to '
-           'and from the release\'s order. Without it rows are copied as they are (a warning)')
-  parser.add_argument('--release_class_order', default=RELEASE_CLASS_ORDER_FILE,
-                      help='the release\'s class template (default: the copy shipped with '
-                           'mvlt_jax)')
+def _define_config_flag(flag_values: flags.FlagValues, argv: Sequence[str],
+                        lock_config: bool = True) -> None:
+  """``--config`` and its ``--config.a.b=value`` overrides (found in ``argv``)."""
+  config_flags.DEFINE_config_file(
+      'config', None, 'A configs/*.py file (configs/X.py:ARG passes ARG to get_config); its '
+      'fields are overridden after it: --config.model.variant=pvlt_small. from-torch: '
+      'required. to-torch: needed by --init; with --checkpoint, default the config.json '
+      'beside the checkpoint.', flag_values=flag_values, lock_config=lock_config,
+      sys_argv=list(argv))
 
 
-def _class_mapping_of(args: argparse.Namespace, config: Optional[Any]) -> Optional[ClassMapping]:
+def _define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> None:
+  """The command line's flags on ``flag_values``; ``argv``: the whole command line."""
+  f = dict(flag_values=flag_values)
+  flags.DEFINE_string('checkpoint', None, 'to-torch: a mvlt_jax checkpoint directory (its '
+                      'latest step) or a step directory.', **f)
+  flags.DEFINE_boolean('init', False, 'to-torch: export a freshly initialised model of '
+                       '--config (its own initialisers, --seed) instead of --checkpoint.', **f)
+  flags.DEFINE_string('torch', None, 'from-torch: the PyTorch file (FILE.pth: a release '
+                      'checkpoint or a bare state dict; FILE.safetensors).', **f)
+  flags.DEFINE_string('out', None, 'to-torch: FILE.pth ({"model": state_dict}, as the '
+                      'release) or FILE.safetensors. from-torch: a new checkpoint directory.', **f)
+  flags.DEFINE_enum('source', 'auto', SOURCES, 'from-torch: mvlt (a release state dict), pvt '
+                    '(PVT-v1 ImageNet weights: the vision path) or auto (detected).', **f)
+  flags.DEFINE_string('allow_missing', '', 'from-torch: groups whose keys may be absent from '
+                      f'the file (they keep the JAX init), comma-separated: {", ".join(GROUPS)}.',
+                      **f)
+  flags.DEFINE_string('allow_unexpected', '', 'from-torch: groups whose keys without a place '
+                      'in the model are ignored, comma-separated.', **f)
+  flags.DEFINE_boolean('allow_untied_decoder', False, 'from-torch: keep the word embedding '
+                       'when the MLM decoder differs from it (else an error).', **f)
+  flags.DEFINE_integer('seed', 0, 'Seed of the JAX init (--init, keys kept from the init) '
+                       'and of release rows without a dataset class.', **f)
+  flags.DEFINE_string('class_names', '', "The JAX side's recognition classes: a prepared "
+                      'dataset directory or a JSON file {"main": [...], "sub": [...]}; the '
+                      "heads' rows are then mapped by class name to and from the release's "
+                      'order. Without it rows are copied as they are (with a warning).', **f)
+  flags.DEFINE_string('release_class_order', RELEASE_CLASS_ORDER_FILE, "The release's class "
+                      'template (default: the copy shipped with mvlt_jax).', **f)
+  _define_config_flag(flag_values, argv)
+
+
+def _one_line(message: str, first_and_last: bool = True) -> str:
+  """A possibly multi-line message (a traceback inside) as one line."""
+  lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+  if not lines:
+    return ''
+  if len(lines) == 1 or not first_and_last:
+    return lines[-1]
+  return f'{lines[0]} {lines[-1]}'
+
+
+def _parse_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> list[str]:
+  """Parses ``argv`` (the program first) into ``flag_values``; returns the positional
+  arguments. Every problem, the config file's own included, is one ``ConversionError``."""
+  argv = list(argv)
+  try:
+    positional = flag_values(argv)[1:]
+    if flag_values['config'].value is not None:
+      # A config file that failed to load (no such file ...) raises its error on any access.
+      getattr(flag_values['config'].value, 'keys', None)
+  except flags.Error as error:
+    message = _one_line(str(error))
+    if 'config.' in message:
+      message += (' (config overrides come after the file: --config=FILE '
+                  '--config.a.b=value)')
+    raise ConversionError(message) from error
+  except (AttributeError, KeyError) as error:  # an override of a field that the config lacks
+    field = str(error).strip('\'"')
+    named = [arg.split('=', 1)[0] for arg in argv if re.match(r'--?config\.', arg)
+             and field in arg.split('=', 1)[0].split('.')]
+    if not named:
+      raise ConversionError(
+          f'--config: {type(error).__name__}: {_one_line(str(error))}') from error
+    raise ConversionError(f'{named[0]}: the config has no field {field!r}.') from error
+  except Exception as error:  # pylint: disable=broad-except
+    # Loading a config file runs it: its errors (no such file, bad syntax ...) end here.
+    raise ConversionError(f'--config: {type(error).__name__}: '
+                          f'{_one_line(str(error), first_and_last=False)}') from error
+  return positional
+
+
+def _command_of(positional: Sequence[str], options: flags.FlagValues) -> str:
+  """The command word, with its flags checked: the other command's are errors."""
+  if not positional:
+    raise ConversionError(f'no command given: {_PROGRAM} to-torch|from-torch --flag=value ... '
+                          '(--help lists the flags).')
+  command, *extra = positional
+  if command not in COMMANDS:
+    raise ConversionError(f'unknown command {command!r}; choose one of {", ".join(COMMANDS)}.')
+  if extra:
+    raise ConversionError(f'unexpected arguments {extra} (flags are --name=value).')
+  foreign = [f'--{name}' for other, names in _COMMAND_FLAGS.items() if other != command
+             for name in names if name not in _COMMAND_FLAGS[command] and options[name].present]
+  if foreign:
+    raise ConversionError(f'{", ".join(foreign)}: not a flag of {command}.')
+  if command == 'to-torch':
+    if bool(options.checkpoint) == options.init:
+      raise ConversionError('to-torch takes either --checkpoint=DIR or --init (with --config).')
+    required = ['out']
+  else:
+    required = ['torch', 'config', 'out']
+  missing = [f'--{name}' for name in required if not options[name].value]
+  if missing:
+    raise ConversionError(f'{command} needs {", ".join(missing)}.')
+  return command
+
+
+def _class_mapping_of(options: flags.FlagValues,
+                      config: Optional[Any]) -> Optional[ClassMapping]:
   """The mapping of ``--class_names``; it also fills the config's class counts left at 0
   ("from the dataset", as training resolves them)."""
-  if not args.class_names:
+  if not options.class_names:
     return None
-  mapping = make_class_mapping(args.class_names, args.release_class_order)
+  mapping = make_class_mapping(options.class_names, options.release_class_order)
   model_config = _model_config_of(config) if config is not None else None
   for level in CLASS_LEVELS:
     field = f'num_{level}_classes'
@@ -1221,58 +1307,67 @@ def _class_mapping_of(args: argparse.Namespace, config: Optional[Any]) -> Option
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  """Command-line entry point; returns the exit status (errors print one clear message)."""
-  argv = list(sys.argv[1:] if argv is None else argv)
-  overrides = [a for a in argv if a.startswith('--config.')]
-  args = _parser().parse_args([a for a in argv if not a.startswith('--config.')])
+  """Command-line entry point; returns the exit status (errors print one clear message).
+
+  ``argv``: the arguments after the program name (default ``sys.argv[1:]``), e.g.
+  ``['to-torch', '--init', '--config=configs/pretrain.py', '--out=init.pth']``.
+  """
+  argv = [_PROGRAM, *(sys.argv[1:] if argv is None else argv)]
+  options = flags.FlagValues()
+  _define_flags(options, argv)
+  arguments = argv[1:argv.index('--')] if '--' in argv else argv[1:]
+  if any(argument in _HELP_ARGUMENTS for argument in arguments):
+    print(_USAGE + '\nflags:\n' + options.get_help(include_special_flags=False))
+    return 0
   try:
-    if args.command == 'to-torch':
-      _run_to_torch(args, overrides)
+    command = _command_of(_parse_flags(options, argv), options)
+    if command == 'to-torch':
+      _run_to_torch(options)
     else:
-      _run_from_torch(args, overrides)
+      _run_from_torch(options)
   except MVLTError as error:  # ConversionError and the config/checkpoint errors
     print(f'error: {error}', file=sys.stderr)
     return 1
   return 0
 
 
-def _run_to_torch(args: argparse.Namespace, overrides: Sequence[str]) -> None:
-  config = load_config(args.config, overrides) if args.config else None
-  class_mapping = _class_mapping_of(args, config)
-  if args.init:
+def _run_to_torch(options: flags.FlagValues) -> None:
+  config = options.config
+  class_mapping = _class_mapping_of(options, config)
+  if options.init:
     if config is None:
       raise ConversionError('--init needs --config.')
-    variables = init_variables(_build_model(config), _model_config_of(config), args.seed)
+    variables = init_variables(_build_model(config), _model_config_of(config), options.seed)
   else:
-    variables = load_checkpoint_variables(args.checkpoint)
+    variables = load_checkpoint_variables(options.checkpoint)
     if config is None:
-      config = load_checkpoint_config(args.checkpoint)
-  arrays, notes = export_state_dict(variables, class_mapping=class_mapping, seed=args.seed)
+      config = load_checkpoint_config(options.checkpoint)
+  arrays, notes = export_state_dict(variables, class_mapping=class_mapping, seed=options.seed)
   torch = _import_torch()
   state_dict = {name: torch.from_numpy(array) for name, array in arrays.items()}
   if config is not None:
     check_against_port(state_dict, config, class_mapping)
-  save_torch_state_dict(state_dict, args.out)
+  save_torch_state_dict(state_dict, options.out)
   for note in notes:
     print(note)
-  print(f'wrote {len(state_dict)} tensors to {args.out}')
+  print(f'wrote {len(state_dict)} tensors to {options.out}')
 
 
-def _run_from_torch(args: argparse.Namespace, overrides: Sequence[str]) -> None:
-  config = load_config(args.config, overrides)
-  state_dict = load_torch_state_dict(args.torch)
-  class_mapping = _class_mapping_of(args, config)
+def _run_from_torch(options: flags.FlagValues) -> None:
+  config = options.config
+  state_dict = load_torch_state_dict(options.torch)
+  class_mapping = _class_mapping_of(options, config)
   try:
     variables, report = import_state_dict(
         state_dict, _build_model(config), _model_config_of(config),
-        allow_missing=args.allow_missing, allow_unexpected=args.allow_unexpected,
-        source=args.source, allow_untied_decoder=args.allow_untied_decoder,
-        class_mapping=class_mapping, seed=args.seed)
+        allow_missing=options.allow_missing, allow_unexpected=options.allow_unexpected,
+        source=options.source, allow_untied_decoder=options.allow_untied_decoder,
+        class_mapping=class_mapping, seed=options.seed)
   except ConversionError as error:
-    raise ConversionError(f'{args.torch}: {error}') from error
-  save_converted_checkpoint(variables, config, args.out)
+    raise ConversionError(f'{options.torch}: {error}') from error
+  save_converted_checkpoint(variables, config, options.out)
   print(report.summary())
-  print(f'wrote {args.out}')
+  print(f'wrote {options.out}')
 
 
 if __name__ == '__main__':

@@ -12,7 +12,7 @@ import optax
 
 from mvlt_jax import losses, masking, optim
 from mvlt_jax.errors import ConfigError
-from mvlt_jax.models.mvlt import ATTRIBUTE_LABELS
+from mvlt_jax.models.mvlt import ATTRIBUTE_LABELS, HEAD_NAMES
 from mvlt_jax.train_state import TrainState
 
 Batch = dict[str, jax.Array]
@@ -139,15 +139,22 @@ def make_train_step(model, config, token_spec: masking.TokenSpec,
 RELEASE_METRICS = ('clean_mlm_accuracy', 'clean_itm_accuracy', 'release_score')
 
 
+# The metrics that each head of ``HEAD_NAMES`` adds to ``make_eval_step``'s, besides ``loss``
+# (tests/test_convert.py checks that every head has its entry).
+_HEAD_METRICS = {'mir': ('loss_mir',), 'itm': ('loss_itm', 'itm_accuracy'),
+                 'mlm': ('loss_mlm', 'mlm_accuracy'),
+                 'recognition': ('loss_recognition', 'main_accuracy', 'sub_accuracy'),
+                 'attributes': ('loss_attributes',)}
+
+
 def eval_metric_names(heads, release_metrics: bool = False) -> set[str]:
   """The keys of ``make_eval_step``'s metrics for a model with ``heads``."""
+  unknown = sorted(set(heads) - set(HEAD_NAMES))
+  if unknown:
+    raise ConfigError(f'Unknown heads {unknown}; known: {HEAD_NAMES}.')
   names = {'loss'}
-  per_head = {'mir': ('loss_mir',), 'itm': ('loss_itm', 'itm_accuracy'),
-              'mlm': ('loss_mlm', 'mlm_accuracy'),
-              'recognition': ('loss_recognition', 'main_accuracy', 'sub_accuracy'),
-              'attributes': ('loss_attributes',)}
   for head in heads:
-    names.update(per_head[head])
+    names.update(_HEAD_METRICS[head])
   if release_metrics and {'mlm', 'itm'} <= set(heads):
     names.update(RELEASE_METRICS)
   return names

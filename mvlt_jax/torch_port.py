@@ -13,7 +13,8 @@ Architecture (``ARCHITECTURE.md``): four pyramid stages; in each, the visual tok
 (patch-embedded) and the text tokens (a Linear of the previous stage's text tokens) are
 concatenated and go through pre-norm transformer blocks whose attention reduces the
 visual keys/values spatially. Heads read stage 4's text tokens (MLM, ITM, recognition)
-or the visual maps of stages 2-4 (MIR decoder).
+or the visual maps of stages 2-4 (MIR decoder); the demo's attribute heads (not in the
+release) read the [CLS] token and the pooled stage-4 visual tokens.
 """
 from __future__ import annotations
 
@@ -25,9 +26,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PRETRAIN_HEADS = ('mlm', 'itm', 'mir')
-RECOGNITION_HEADS = ('recognition',)
-KNOWN_HEADS = frozenset(PRETRAIN_HEADS + RECOGNITION_HEADS)
+from mvlt_jax.errors import MVLTError
+
+# The heads a model can have: ``mvlt_jax.models.mvlt.HEAD_NAMES``, which this module cannot
+# import (it imports without JAX); ``tests/test_convert.py`` checks that the two agree.
+HEAD_NAMES = ('mlm', 'itm', 'mir', 'recognition', 'attributes')
+# The sides of the attribute heads, as ``mvlt_jax.models.mvlt.ATTRIBUTE_LABELS``'s keys
+# (checked by the same test): ``<side>_attr<k>_head[_embed]`` for attribute k, reading [CLS]
+# ('caption', 'imagecls') or the pooled stage-4 visual tokens ('image').
+ATTRIBUTE_SIDES = ('caption', 'image', 'imagecls')
+PRETRAIN_HEADS = ('mlm', 'itm', 'mir')  # the release's pre-training model
+RECOGNITION_HEADS = ('recognition',)  # the release's recognition model
+KNOWN_HEADS = frozenset(HEAD_NAMES)
 
 # Blocks per stage of the published variants; widths are PVT-v1's for all of them.
 # Mirrors ``mvlt_jax.models.variants`` (kept separate so that this module imports
@@ -63,7 +73,7 @@ def init_weights_(module: nn.Module) -> None:
     nn.init.zeros_(module.bias)
 
 
-class TorchPortConfigError(ValueError):
+class TorchPortConfigError(MVLTError, ValueError):
   """A configuration or an input that the PyTorch port cannot be built for / run on."""
 
 
@@ -90,6 +100,8 @@ class MVLTConfig:
   heads: tuple[str, ...] = PRETRAIN_HEADS
   num_main_classes: int = 48
   num_sub_classes: int = 122
+  # Classes per attribute of the 'attributes' heads (not in the release; the demo's).
+  attribute_classes: tuple[int, ...] = ()
   mir_channels: int = 64         # c of the MIR decoder
   drop_path_rate: float = 0.1    # rises linearly from 0 over all blocks
   text_dropout_rate: float = 0.1  # after the BERT embedding LayerNorm
@@ -114,6 +126,14 @@ class MVLTConfig:
     if unknown:
       raise TorchPortConfigError(f'Unknown heads {unknown}; choose from {sorted(KNOWN_HEADS)}.')
     object.__setattr__(self, 'heads', heads)
+    attribute_classes = tuple(int(n) for n in self.attribute_classes)
+    if 'attributes' in heads and not attribute_classes:
+      raise TorchPortConfigError("The 'attributes' heads need attribute_classes (classes per "
+                                 'attribute).')
+    if any(n < 1 for n in attribute_classes):
+      raise TorchPortConfigError(f'attribute_classes {attribute_classes}: every attribute '
+                                 'needs at least one class.')
+    object.__setattr__(self, 'attribute_classes', attribute_classes)
     for dim, heads_k in zip(self.embed_dims, self.num_heads):
       if dim % heads_k:
         raise TorchPortConfigError(f'Width {dim} is not divisible by {heads_k} heads.')
@@ -390,7 +410,9 @@ class MVLT(nn.Module):
 
   Outputs (as the configured heads exist): ``itm_logits`` [B, 2], ``mlm_logits``
   [B, L, V], ``reconstruction`` [B, 3, H, W], ``main_logits`` [B, num_main_classes],
-  ``sub_logits`` [B, num_sub_classes].
+  ``sub_logits`` [B, num_sub_classes], and for the attribute heads
+  ``<side>_attribute_logits`` (a tuple of [B, classes], one per attribute) of each side of
+  ``ATTRIBUTE_SIDES``.
   """
 
   def __init__(self, config: MVLTConfig = MVLTConfig()):
@@ -437,6 +459,12 @@ class MVLT(nn.Module):
       self.sup_cls_head = ClassifierHead(width, config.num_main_classes)
       self.sub_cls_head_embed = _linear_layer_norm(last_dim, width, eps)
       self.sub_cls_head = ClassifierHead(width, config.num_sub_classes)
+    if 'attributes' in config.heads:
+      for side in ATTRIBUTE_SIDES:
+        for index, num_classes in enumerate(config.attribute_classes):
+          setattr(self, f'{side}_attr{index}_head_embed',
+                  _linear_layer_norm(last_dim, width, eps))
+          setattr(self, f'{side}_attr{index}_head', ClassifierHead(width, num_classes))
     self.reset_parameters()
 
   def reset_parameters(self) -> None:
@@ -522,6 +550,16 @@ class MVLT(nn.Module):
     if 'recognition' in self.config.heads:
       outputs['main_logits'] = self.sup_cls_head(self.sup_cls_head_embed(cls_token))
       outputs['sub_logits'] = self.sub_cls_head(self.sub_cls_head_embed(cls_token))
+    if 'attributes' in self.config.heads:
+      # As mvlt_jax.models.mvlt: the caption's attributes from [CLS], the image's from the
+      # pooled stage-4 visual tokens ('image') and from [CLS] ('imagecls').
+      features = {'caption': cls_token, 'image': visual_maps[-1].mean(dim=(2, 3)),
+                  'imagecls': cls_token}  # each [B, D_4]
+      for side in ATTRIBUTE_SIDES:
+        outputs[f'{side}_attribute_logits'] = tuple(
+            getattr(self, f'{side}_attr{index}_head')(
+                getattr(self, f'{side}_attr{index}_head_embed')(features[side]))
+            for index in range(len(self.config.attribute_classes)))
     return outputs
 
 

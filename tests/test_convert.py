@@ -18,8 +18,9 @@ torch = pytest.importorskip('torch')
 
 from flax import traverse_util  # noqa: E402
 
-from mvlt_jax import convert, torch_port  # noqa: E402
-from mvlt_jax.models import VARIANTS, build_model  # noqa: E402
+from mvlt_jax import convert, steps, torch_port  # noqa: E402
+from mvlt_jax.models import HEAD_NAMES, VARIANTS, build_model  # noqa: E402
+from mvlt_jax.models.mvlt import ATTRIBUTE_LABELS  # noqa: E402
 from tests.conftest import SHARED, tiny_config  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,8 +79,11 @@ def batch(config, size, seed=0):
 def torch_outputs(port, images, input_ids):
   with torch.no_grad():
     outputs = port(torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(input_ids))
-  outputs = {k: v.numpy() for k, v in outputs.items()}
-  outputs['reconstruction'] = outputs['reconstruction'].transpose(0, 2, 3, 1)  # -> NHWC
+  # Tensors, or tuples of them (the attribute heads: one per attribute).
+  outputs = {k: v.numpy() if torch.is_tensor(v) else tuple(t.numpy() for t in v)
+             for k, v in outputs.items()}
+  if 'reconstruction' in outputs:
+    outputs['reconstruction'] = outputs['reconstruction'].transpose(0, 2, 3, 1)  # -> NHWC
   return outputs
 
 
@@ -88,6 +92,16 @@ def test_variant_tables_agree():
     assert torch_port.VARIANTS[name] == dict(
         embed_dims=spec.embed_dims, num_heads=spec.num_heads, mlp_ratios=spec.mlp_ratios,
         depths=spec.depths, sr_ratios=spec.sr_ratios), name
+
+
+def test_head_lists_agree():
+  """``HEAD_NAMES`` (mvlt_jax/models/mvlt.py) is the one list of heads: the JAX-free port
+  mirrors it (and the attribute heads' sides), the converter and the steps take it."""
+  assert torch_port.HEAD_NAMES == HEAD_NAMES
+  assert torch_port.KNOWN_HEADS == frozenset(HEAD_NAMES)
+  assert torch_port.ATTRIBUTE_SIDES == tuple(ATTRIBUTE_LABELS)
+  assert set(HEAD_NAMES) <= set(convert.GROUPS)
+  assert 'loss_attributes' in steps.eval_metric_names(HEAD_NAMES)  # an entry for every head
 
 
 @pytest.mark.parametrize('flat_key, name', [
@@ -190,6 +204,43 @@ def test_round_trip_is_bit_exact(parity, tmp_path):
         jax.tree.leaves(parity.variables))
   # The release's .pth layout: {'model': state_dict} (plus pickled argparse arguments).
   assert set(torch.load(str(tmp_path / 'model.pth'), weights_only=True)) == {'model'}
+
+
+def test_attribute_heads_round_trip_through_the_port():
+  """Every head (the demo's attribute heads too): JAX -> PyTorch port -> JAX with identical
+  parameters, and the port's outputs are the JAX model's."""
+  config = tiny_config(heads=HEAD_NAMES)
+  config.model.attribute_classes = (4, 3)
+  model = build_model(config.model)
+  variables = random_variables(convert.abstract_variables(model, config.model), seed=7)
+  state = convert.variables_to_torch_state_dict(variables)
+  convert.check_against_port(state, config)
+  port = torch_port.MVLT(torch_port.config_from_model_config(config.model)).eval()
+  port.load_state_dict(state, strict=True)
+  attribute_modules = {name.split('.')[0] for name in state
+                       if 'attributes' in convert.key_groups(name)}
+  assert attribute_modules == {f'{side}_attr{index}_head{suffix}' for side in ATTRIBUTE_LABELS
+                               for index in range(2) for suffix in ('', '_embed')}
+  back, report = convert.import_state_dict(state, model, config.model)
+  assert report.filled_from_init == []
+  assert all(name.endswith('.num_batches_tracked') for name in report.ignored)
+  assert jax.tree.structure(back) == jax.tree.structure(variables)
+  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, back, variables)))
+
+  images, input_ids = batch(config, 64)
+  expected = torch_outputs(port, images, input_ids)
+  got = jax.jit(lambda v, x, ids: model.apply(v, x, ids, train=False))(
+      back, jnp.asarray(images), jnp.asarray(input_ids, jnp.int32))
+  assert set(got) == set(expected)
+  assert {f'{side}_attribute_logits' for side in ATTRIBUTE_LABELS} <= set(expected)
+  for key, value in expected.items():
+    got_leaves, want_leaves = jax.tree.leaves(got[key]), jax.tree.leaves(value)
+    assert len(got_leaves) == len(want_leaves), key
+    for have, want in zip(got_leaves, want_leaves):
+      assert have.shape == want.shape, key
+      difference = float(np.max(np.abs(np.asarray(have) - want)))
+      assert difference <= TOLERANCE, f'{key}: max abs diff {difference}'
+  assert [a.shape for a in expected['image_attribute_logits']] == [(2, 4), (2, 3)]
 
 
 @pytest.mark.skipif(not os.path.isfile(COMPARE_TOOL), reason='reference tool absent')
@@ -400,6 +451,32 @@ def test_command_line_reports_bad_arguments(tmp_path, capsys):
   assert 'no such file' in capsys.readouterr().err
   with pytest.raises(convert.ConversionError, match='--config.a.b=value'):
     convert.load_config(PRETRAIN_CONFIG, ['--config.model.vocab_size'])
+  # absl flags: one `error:` line for each kind of bad input, never a traceback.
+  config_flag = f'--config={PRETRAIN_CONFIG}'
+  for argv, message in [
+      ([], 'no command given'),
+      (['to-torch-please', '--init'], "unknown command 'to-torch-please'"),
+      (['to-torch', '--init', config_flag, '--torch=a.pth', '--out=x.pth'],
+       '--torch: not a flag of to-torch'),
+      (['to-torch', '--out=x.pth'], 'either --checkpoint=DIR or --init'),
+      (['from-torch', '--torch=a.pth', '--out=y'], 'from-torch needs --config'),
+      (['to-torch', '--init', '--seed=one'], 'flag --seed=one'),
+      (['to-torch', '--init', '--bogus'], "Unknown command line flag 'bogus'"),
+      (['to-torch', '--init', '--config.model.vocab_size=3', config_flag],
+       'config overrides come after the file'),
+      (['to-torch', '--init', config_flag, '--config.model.nope=3', '--out=x.pth'],
+       "--config.model.nope: the config has no field 'nope'"),
+      (['to-torch', '--init', f'--config={tmp_path / "absent.py"}', '--out=x.pth'],
+       'No such file'),
+      (['to-torch', '--init', config_flag, "--config.model.heads=('captioning',)",
+        '--out=x.pth'], "unknown heads ['captioning']"),
+  ]:
+    assert convert.main(argv) == 1, argv
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and message in err and len(err.splitlines()) == 1, err
+  assert convert.main(['--help']) == 0
+  out = capsys.readouterr().out
+  assert 'usage: python -m mvlt_jax.convert to-torch' in out and '--class_names' in out
 
 
 # --- Recognition class order ---------------------------------------------------------------

@@ -12,6 +12,7 @@ torch = pytest.importorskip('torch')
 F = torch.nn.functional
 
 from mvlt_jax import torch_port  # noqa: E402  (after the torch import check)
+from mvlt_jax.errors import MVLTError  # noqa: E402
 from tests.conftest import SHARED
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -173,6 +174,39 @@ def test_outputs_and_shapes():
   assert all(torch.isfinite(v).all() for v in outputs.values())
 
 
+def test_attribute_heads():
+  """The demo's attribute heads (not in the release), as mvlt_jax/models/mvlt.py builds them:
+  per side and attribute ``<side>_attr<k>_head_embed`` (Linear + LayerNorm) and
+  ``<side>_attr<k>_head`` (ClassifierHead); the caption's and 'imagecls' read [CLS], 'image'
+  the pooled stage-4 visual tokens."""
+  config = small_config(heads=torch_port.HEAD_NAMES, attribute_classes=(4, 3))
+  model = torch_port.MVLT(config).eval()
+  shapes = torch_port.state_dict_shapes(model.state_dict())
+  last_dim, width = config.embed_dims[-1], config.head_width
+  for side in torch_port.ATTRIBUTE_SIDES:
+    for index, classes in enumerate(config.attribute_classes):
+      name = f'{side}_attr{index}_head'
+      assert shapes[f'{name}_embed.0.weight'] == (width, last_dim)
+      assert shapes[f'{name}_embed.1.weight'] == (width,)
+      assert shapes[f'{name}.linear.weight'] == (classes, width)
+      assert shapes[f'{name}.linear.bias'] == shapes[f'{name}.linear_bias'] == (classes,)
+  assert len([k for k in shapes if '_attr' in k]) == 3 * 2 * 7
+  images, input_ids = inputs(config)
+  with torch.no_grad():
+    outputs = model(images, input_ids)
+    for side in torch_port.ATTRIBUTE_SIDES:
+      logits = outputs[f'{side}_attribute_logits']
+      assert [tuple(x.shape) for x in logits] == [(2, 4), (2, 3)]
+    # 'image' reads the pooled visual tokens: the same head on [CLS] gives other logits.
+    visual_maps, text = model.encode(images, input_ids)
+    head = lambda x: model.image_attr0_head(model.image_attr0_head_embed(x))
+    assert torch.allclose(outputs['image_attribute_logits'][0],
+                          head(visual_maps[-1].mean(dim=(2, 3))))
+    assert not torch.allclose(outputs['image_attribute_logits'][0], head(text[:, 0]))
+  without = torch_port.MVLT(small_config()).state_dict()
+  assert not any('_attr' in k for k in without)
+
+
 def test_eval_is_deterministic_and_train_is_stochastic():
   config = small_config()
   model = torch_port.MVLT(config)
@@ -287,6 +321,12 @@ def test_bad_configs_raise_clear_errors():
     torch_port.MVLTConfig(num_heads=(3, 2, 5, 8))
   with pytest.raises(torch_port.TorchPortConfigError, match='word_padding_idx'):
     torch_port.MVLTConfig(word_padding_idx=30522)
+  with pytest.raises(torch_port.TorchPortConfigError, match='need attribute_classes'):
+    torch_port.MVLTConfig(heads=('attributes',))
+  with pytest.raises(torch_port.TorchPortConfigError, match='at least one class'):
+    torch_port.MVLTConfig(heads=('attributes',), attribute_classes=(3, 0))
+  # An MVLTError: the converter's command line prints it as one `error:` line.
+  assert issubclass(torch_port.TorchPortConfigError, MVLTError)
 
 
 def test_config_from_a_mvlt_jax_model_config():

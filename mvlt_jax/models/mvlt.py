@@ -12,6 +12,8 @@ from mvlt_jax.models.resize import resize_bilinear
 
 Dtype = Any
 
+# Every head a model can have (config.model.heads): the one list, which steps.py and
+# convert.py take the names from and torch_port.py (JAX-free) mirrors, checked by a test.
 HEAD_NAMES = ('mlm', 'itm', 'mir', 'recognition', 'attributes')
 # The attribute heads, by side: outputs '<side>_attribute_logits' (one [B, classes] per
 # attribute), parameters '<side>_attr<k>_head[_embed]', and the batch key of their targets.
