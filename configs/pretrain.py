@@ -158,7 +158,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.checkpoint = ''  # the checkpoint an evaluation task reads
   c.eval_after_training = False  # run the retrieval + reconstruction evaluation after training
 
-  # Evaluation tasks (eval_retrieval | eval_recognition | reconstruct; mvlt_jax/evaluate.py).
+  # Evaluation tasks (eval_retrieval | eval_recognition | reconstruct; mvlt_jax/evaluators/).
   # The model comes from the checkpoint's config.json, the data from c.dataset.
   c.eval = ml_collections.ConfigDict()
   c.eval.split = ''  # '' = dataset.eval_split

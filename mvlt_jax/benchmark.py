@@ -38,7 +38,7 @@ from mvlt_jax.errors import ConfigError, MVLTError
 from mvlt_jax.masking import TokenSpec
 from mvlt_jax.models import build_model, word_embedding_grad
 from mvlt_jax.models.mvlt import ATTRIBUTE_LABELS
-from mvlt_jax.train import create_train_state
+from mvlt_jax.train_state import create_train_state
 
 # The keys every result has (extras: see ``run_benchmark``).
 RESULT_KEYS = ('model', 'image_size', 'text_length', 'global_batch_size', 'devices',

@@ -59,6 +59,7 @@ from absl import flags
 from flax import traverse_util
 from ml_collections import config_flags
 
+from mvlt_jax import train_state
 from mvlt_jax.errors import MVLTError
 from mvlt_jax.models.mvlt import ATTRIBUTE_LABELS, HEAD_NAMES
 
@@ -314,20 +315,11 @@ def _model_config_of(config: Any) -> Any:
   return model_config if model_config is not None else config
 
 
-def _example_inputs(model_config: Any) -> tuple[jax.ShapeDtypeStruct, jax.ShapeDtypeStruct]:
-  """Abstract batch-of-one inputs of the configured size (variable shapes don't depend on it)."""
-  size = int(model_config.get('image_size', 256))
-  length = int(model_config.get('text_length', 128))
-  return (jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32),
-          jax.ShapeDtypeStruct((1, length), jnp.int32))
-
-
 def abstract_variables(model: Any, model_config: Any) -> Variables:
   """Shapes and dtypes of ``model``'s variables (``jax.eval_shape``, no computation)."""
-  images, input_ids = _example_inputs(_model_config_of(model_config))
-  return jax.eval_shape(
-      lambda rng: model.init(rng, jnp.zeros(images.shape), jnp.zeros(input_ids.shape, jnp.int32),
-                             train=False), jax.random.PRNGKey(0))
+  model_config = _model_config_of(model_config)
+  return jax.eval_shape(lambda rng: train_state.init_variables(model, model_config, rng),
+                        jax.random.PRNGKey(0))
 
 
 def init_variables(model: Any, model_config: Any, seed: int = 0) -> Variables:
@@ -336,9 +328,8 @@ def init_variables(model: Any, model_config: Any, seed: int = 0) -> Variables:
   Compiled with XLA's backend optimisations off: the init runs once, and this cuts its
   compile time on CPU by more than half.
   """
-  images, input_ids = _example_inputs(_model_config_of(model_config))
-  init = lambda rng: model.init(rng, jnp.zeros(images.shape), jnp.zeros(input_ids.shape,
-                                                                         jnp.int32), train=False)
+  model_config = _model_config_of(model_config)
+  init = lambda rng: train_state.init_variables(model, model_config, rng)
   key = jax.random.PRNGKey(seed)
   compiled = jax.jit(init).lower(key).compile(
       compiler_options={'xla_backend_optimization_level': 0,

@@ -2,21 +2,18 @@
 import collections
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
 from mvlt_jax.models import build_model
+from mvlt_jax.train_state import init_variables
 
 
 def abstract_variables(model_config, batch_size: int = 1):
   """Shapes and dtypes of the model's variables, from ``jax.eval_shape`` (no FLOPs)."""
   model = build_model(model_config)
-  size = model_config.image_size
-  images = jax.ShapeDtypeStruct((batch_size, size, size, 3), jnp.float32)
-  input_ids = jax.ShapeDtypeStruct((batch_size, model_config.text_length), jnp.int32)
-  rngs = {'params': jax.random.key(0), 'dropout': jax.random.key(1)}
-  return jax.eval_shape(lambda i, t: model.init(rngs, i, t), images, input_ids)
+  return jax.eval_shape(
+      lambda rng: init_variables(model, model_config, rng, batch_size), jax.random.key(0))
 
 
 def count_parameters(params) -> int:

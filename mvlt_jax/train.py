@@ -10,151 +10,17 @@ import time
 from typing import Any, Optional
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 
 from mvlt_jax import checkpoint as checkpoint_lib
-from mvlt_jax import distributed, optim, sharding, steps, summary
+from mvlt_jax import data, distributed, optim, sharding, steps, summary
 from mvlt_jax.errors import ConfigError, NonFiniteLossError
 from mvlt_jax.masking import TokenSpec
 from mvlt_jax.models import build_model
-from mvlt_jax.train_state import TrainState
-
-
-# ----------------------------------------------------------------------------- data
-
-
-def load_dataset(config):
-  """The prepared dataset of ``config.dataset``.
-
-  A dataset prepared already (e.g. by hand with ``python -m input_pipeline.prepare`` and
-  options of its own) is used as it is; with ``dataset.auto_prepare`` process 0 prepares a
-  missing one first, with the config's options, while the other processes wait.
-  """
-  from input_pipeline import errors as data_errors  # pylint: disable=import-outside-toplevel
-  from input_pipeline import prepare  # pylint: disable=import-outside-toplevel
-  ds = config.dataset
-  if ds.auto_prepare and jax.process_index() == 0:
-    try:
-      prepare.load_prepared(ds.name, ds.data_dir)
-    except data_errors.NotPreparedError:
-      result = prepare.prepare_dataset(ds.name, ds.data_dir, manual_dir=ds.manual_dir or None,
-                                       **prepare_options(config))
-      print(result.format(), flush=True)
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-    multihost_utils.sync_global_devices('dataset prepared')
-  return prepare.load_prepared(ds.name, ds.data_dir)
-
-
-def prepare_options(config) -> dict:
-  ds = config.dataset
-  options = dict(tokenizer=ds.tokenizer, vocab_file=ds.vocab_file or None,
-                 text_length=config.model.text_length, caption_fields=ds.caption_fields)
-  options.update(ds.prepare_options.to_dict())
-  return options
-
-
-def resolve_config(config, prepared) -> ml_collections.ConfigDict:
-  """A copy of ``config`` with the sizes that come from the data filled in and checked."""
-  config = ml_collections.ConfigDict(config.to_dict())
-  tokenizer = prepared.tokenizer
-  features = prepared.builder.info.features
-  from_data = {
-      'vocab_size': tokenizer.vocab_size,
-      'num_main_classes': len(features['category'].names),
-      'num_sub_classes': len(features['subcategory'].names),
-  }
-  for field, value in from_data.items():
-    if config.model[field] == 0:
-      config.model[field] = value
-    elif config.model[field] != value and (field == 'vocab_size'
-                                           or 'recognition' in config.model.heads):
-      raise ConfigError(f'config.model.{field}={config.model[field]} but the dataset '
-                        f'{config.dataset.name} in {config.dataset.data_dir} has {value}; set '
-                        f'--config.model.{field}=0 to take it from the data.')
-  if 'attributes' in config.model.heads:
-    attributes = (prepared.builder.info.metadata or {}).get('attributes') or {}
-    classes = tuple(len(values) for values in attributes.values())
-    where = os.path.join(config.dataset.data_dir, config.dataset.name)
-    if not classes:
-      raise ConfigError(f"config.model.heads has 'attributes' but {where} has no attribute "
-                        'labels: only synthetic_fashion has them, and one prepared by an '
-                        f"older version does not (remove {where} to prepare it again), or "
-                        "leave 'attributes' out of config.model.heads.")
-    if not config.model.attribute_classes:
-      config.model.attribute_classes = classes
-    elif tuple(config.model.attribute_classes) != classes:
-      raise ConfigError(f'config.model.attribute_classes={tuple(config.model.attribute_classes)}'
-                        f' but {where} has {classes} ({list(attributes)}); set '
-                        '--config.model.attribute_classes="()" to take them from the data.')
-  text_length = features['input_ids'].shape[0]
-  if text_length != config.model.text_length:
-    raise ConfigError(f'config.model.text_length={config.model.text_length} but the dataset '
-                      f'{config.dataset.name} in {config.dataset.data_dir} was prepared with '
-                      f'text_length={text_length}: prepare it again (remove '
-                      f'{os.path.join(config.dataset.data_dir, config.dataset.name)}, or use '
-                      f'another --config.dataset.data_dir), or set '
-                      f'--config.model.text_length={text_length}.')
-  return config
-
-
-# ----------------------------------------------------------------------------- state
-
-
-def init_variables(model, config, rng: jax.Array) -> dict:
-  size = config.model.image_size
-  images = jnp.zeros((1, size, size, 3), jnp.float32)
-  input_ids = jnp.zeros((1, config.model.text_length), jnp.int32)
-  return model.init({'params': rng}, images, input_ids)
-
-
-def create_train_state(model, config, optimizer) -> TrainState:
-  # 'rbg' keys compile the initialisers much faster; the step keys use the default PRNG.
-  init_rng = jax.random.key(config.seed, impl=config.init_prng_impl)
-  variables = init_variables(model, config, init_rng)
-  params = variables['params']
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    batch_stats=variables.get('batch_stats', {}),
-                    opt_state=optimizer.init(params),
-                    rng=jax.random.key_data(jax.random.key(config.seed + 1)))
-
-
-def load_init_from(state: TrainState, config) -> tuple[TrainState, set[str]]:
-  """Replaces params / BatchNorm statistics with those of ``config.init_from``; returns the
-  new state and the names of the top-level parameter modules that were loaded.
-
-  ``init_from`` is a checkpoint directory (ours, or converted) or a PyTorch file (e.g. PVT's
-  ImageNet ``pvt_tiny.pth``, or a release checkpoint), converted on the fly with the
-  converter's strictness and messages. Modules present in the new model but absent from the
-  source (e.g. new heads, or all but the vision path for ``pvt_tiny.pth``) keep their fresh
-  initialisation; shapes of shared modules must agree.
-  """
-  from mvlt_jax import convert  # pylint: disable=import-outside-toplevel
-  path = config.init_from
-  class_mapping = None
-  if 'recognition' in config.model.heads and path.endswith(convert.TORCH_FILE_SUFFIXES):
-    # A release recognition checkpoint: its head rows follow the release's class order; map
-    # them by name to the classes of the dataset this run trains on.
-    class_mapping = convert.make_class_mapping(
-        os.path.join(config.dataset.data_dir, config.dataset.name))
-  variables, description = convert.load_init_variables(path, config.model,
-                                                       class_mapping=class_mapping)
-  merged, loaded_params = {}, set()
-  for collection in ('params', 'batch_stats'):
-    current = getattr(state, collection)
-    loaded = variables.get(collection, {})
-    new, used = _merge(current, loaded, path=collection)
-    merged[collection] = new
-    if collection == 'params':
-      loaded_params = set(used)
-    logging.info('init_from %s (%s): %s: took %d modules, kept %d fresh', path, description,
-                 collection, len(used), len(set(current) - set(used)))
-  if jax.process_index() == 0:
-    print(f'init_from {path}: {description}', flush=True)
-  return state.replace(**merged), loaded_params
+from mvlt_jax.train_state import (TrainState, create_train_state, load_init_from,
+                                  warn_if_vision_from_scratch)
 
 
 def recipe_summary(config) -> str:
@@ -174,39 +40,6 @@ def recipe_summary(config) -> str:
             f"{config.get('best_from_fraction', 0.0):.0%}" if config.best_metric else 'none'),
       init_from=config.init_from or 'none')
   return 'recipe: ' + ', '.join(f'{key}={value}' for key, value in choices.items())
-
-
-# The first module of the vision path: present in any source that initialises it.
-VISION_MARKER = 'patch_embed1'
-
-
-def warn_if_vision_from_scratch(config, loaded_params: set[str]) -> None:
-  """One line when a run that expects PVT ImageNet weights starts the vision path fresh."""
-  if not config.get('pretrained_vision_expected', False):
-    return
-  if VISION_MARKER in loaded_params:
-    return
-  message = ('warning: the vision path starts from scratch (no PVT ImageNet weights: pass '
-             '--config.init_from=pvt_tiny.pth); the paper\'s Table 4 reports retrieval about '
-             '6 points of R@5 lower without them. Running on.')
-  logging.warning(message)
-  if jax.process_index() == 0:
-    print(message, flush=True)
-
-
-def _merge(current: dict, loaded: dict, path: str):
-  out, used = dict(current), []
-  for name, value in loaded.items():
-    if name not in current:
-      continue  # e.g. pre-training heads when fine-tuning for recognition
-    shapes_now = jax.tree.map(lambda x: x.shape, current[name])
-    shapes_loaded = jax.tree.map(lambda x: tuple(np.shape(x)), value)
-    if shapes_now != shapes_loaded:
-      raise ConfigError(f'init_from: {path}/{name} has other shapes in the checkpoint than in '
-                        'the configured model.')
-    out[name] = jax.tree.map(lambda new, old: jnp.asarray(new, old.dtype), value, current[name])
-    used.append(name)
-  return out, used
 
 
 # ----------------------------------------------------------------------------- loop
@@ -238,10 +71,8 @@ def check_finite(step: int, metrics: dict) -> None:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and returns the state."""
   distributed.maybe_initialize(config.distributed)
-  from input_pipeline import pipeline  # pylint: disable=import-outside-toplevel
-  prepared = load_dataset(config)
-  config = resolve_config(config, prepared)
-  ds = config.dataset
+  prepared = data.load_dataset(config)
+  config = data.resolve_config(config, prepared)
   is_chief = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
   if is_chief:
@@ -259,8 +90,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   sharding.check_global_batch(config.global_batch_size, mesh)
   model = build_model(config.model)
   token_spec = TokenSpec.from_tokenizer(prepared.tokenizer)
-  steps_per_epoch = pipeline.steps_per_epoch(ds.data_dir, ds.name, ds.train_split,
-                                             config.global_batch_size)
+  steps_per_epoch = data.steps_per_epoch(config)
   total_steps = config.total_steps or int(config.num_epochs * steps_per_epoch)
   schedule = optim.learning_rate_schedule(config.optimizer, config.global_batch_size,
                                           steps_per_epoch, total_steps)
@@ -278,7 +108,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
     checkpoint_dir = os.path.join(workdir, 'checkpoints')
     manager = checkpoint_lib.make_manager(checkpoint_dir, keep=config.keep_checkpoints)
-    checkpoint_lib.write_run_files(checkpoint_dir, config, _tokenizer_dir(config))
+    checkpoint_lib.write_run_files(checkpoint_dir, config, data.tokenizer_dir(config))
     latest = manager.latest_step()
     if latest is not None:
       abstract = jax.tree.map(
@@ -303,15 +133,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     # Replicated outputs: every process can read the pictures (process 0 writes them).
     reconstruct = jax.jit(steps.make_reconstruct_step(model, config),
                           out_shardings=sharding.replicated(mesh))
-    batches = pipeline.train_iterator(
-        ds.data_dir, ds.name, ds.train_split, config.global_batch_size, seed=config.seed,
-        start_step=start_step, itm_negative_prob=ds.itm_negative_prob,
-        itm_hard_negative_prob=ds.itm_hard_negative_prob,
-        itm_hard_negative_from_step=ds.itm_hard_negative_from_step,
-        image_size=config.model.image_size, prefetch=ds.prefetch,
-        num_workers=ds.num_workers or None,
-        attribute_labels='attributes' in config.model.heads,
-        repeats=ds.repeated_sampling)
+    batches = data.train_batches(config, start_step)
     validation = None
     if config.validation_every:
       validation = Validation(config, model, token_spec, batch_sharding,
@@ -363,7 +185,7 @@ class Validation:
       self.best_manager = checkpoint_lib.make_manager(
           best_dir, keep=1, best_metric=config.best_metric, best_mode=config.best_mode,
           barrier_prefix='best')
-      checkpoint_lib.write_run_files(best_dir, config, _tokenizer_dir(config))
+      checkpoint_lib.write_run_files(best_dir, config, data.tokenizer_dir(config))
       # The best value so far (of an earlier run of this workdir too): only a better
       # evaluation is written, instead of saving every one and letting orbax drop the worse.
       best_step = self.best_manager.best_step()
@@ -372,13 +194,8 @@ class Validation:
 
   def evaluate(self, state: TrainState) -> dict[str, float]:
     """Mean metrics over the validation batches."""
-    from input_pipeline import pipeline  # pylint: disable=import-outside-toplevel
-    config, ds = self._config, self._config.dataset
-    batches = pipeline.train_iterator(
-        ds.data_dir, ds.name, ds.eval_split, config.global_batch_size, seed=config.seed,
-        itm_negative_prob=ds.itm_negative_prob, itm_hard_negative_prob=ds.itm_hard_negative_prob,
-        image_size=config.model.image_size, num_workers=ds.num_workers or None,
-        attribute_labels='attributes' in config.model.heads)
+    config = self._config
+    batches = data.validation_batches(config)
     sums = {}
     try:
       for index in range(config.validation_batches):
@@ -406,11 +223,6 @@ class Validation:
     if self.best_manager is not None:
       self.best_manager.wait_until_finished()
       self.best_manager.close()
-
-
-def _tokenizer_dir(config) -> Optional[str]:
-  from input_pipeline import prepare  # pylint: disable=import-outside-toplevel
-  return prepare.tokenizer_dir(config.dataset.data_dir, config.dataset.name)
 
 
 def _loop(config, workdir, state, train_step, reconstruct, batches, batch_sharding, manager,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import pretrain
-from mvlt_jax import optim, summary, train
+from mvlt_jax import optim, summary, train, train_state
 from mvlt_jax.errors import ConfigError
 
 
@@ -92,14 +92,14 @@ def test_repeated_sampling_order_is_the_releases():
 
 def test_vision_from_scratch_is_said_in_one_line(capsys):
   config = pretrain.get_config()
-  train.warn_if_vision_from_scratch(config, set())
+  train_state.warn_if_vision_from_scratch(config, set())
   out = capsys.readouterr().out.strip().splitlines()
   assert len(out) == 1 and 'Table 4' in out[0] and 'R@5' in out[0]
   assert out[0].startswith('warning:')
-  train.warn_if_vision_from_scratch(config, {'patch_embed1', 'block1'})
+  train_state.warn_if_vision_from_scratch(config, {'patch_embed1', 'block1'})
   assert capsys.readouterr().out == ''
   config.pretrained_vision_expected = False
-  train.warn_if_vision_from_scratch(config, set())
+  train_state.warn_if_vision_from_scratch(config, set())
   assert capsys.readouterr().out == ''
 
 

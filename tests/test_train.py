@@ -17,7 +17,7 @@ from mvlt_jax import checkpoint as checkpoint_lib
 from mvlt_jax import optim, steps
 from mvlt_jax.masking import TokenSpec
 from mvlt_jax.models import build_model
-from mvlt_jax.train import create_train_state
+from mvlt_jax.train_state import create_train_state
 from tests.conftest import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -142,7 +142,7 @@ def test_validation_keeps_the_best_checkpoint(reference):
 def test_text_length_other_than_the_prepared_data_is_a_clear_error(reference, run_dirs):
   from input_pipeline import prepare  # pylint: disable=import-outside-toplevel
   from mvlt_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
-  from mvlt_jax.train import resolve_config  # pylint: disable=import-outside-toplevel
+  from mvlt_jax.data import resolve_config  # pylint: disable=import-outside-toplevel
   from tests import tiny_train_config  # pylint: disable=import-outside-toplevel
   config = tiny_train_config.get_config()
   config.dataset.data_dir = str(run_dirs['data'])
@@ -158,7 +158,7 @@ def test_attribute_classes_come_from_the_prepared_data(reference, run_dirs):
   import types  # pylint: disable=import-outside-toplevel
   from input_pipeline import prepare  # pylint: disable=import-outside-toplevel
   from mvlt_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
-  from mvlt_jax.train import resolve_config  # pylint: disable=import-outside-toplevel
+  from mvlt_jax.data import resolve_config  # pylint: disable=import-outside-toplevel
   from tests import tiny_train_config  # pylint: disable=import-outside-toplevel
   config = tiny_train_config.get_config()
   config.dataset.data_dir = str(run_dirs['data'])
@@ -245,7 +245,7 @@ SHARDED_CHECK = textwrap.dedent('''
     from mvlt_jax import optim, sharding, steps
     from mvlt_jax.masking import TokenSpec
     from mvlt_jax.models import build_model
-    from mvlt_jax.train import create_train_state
+    from mvlt_jax.train_state import create_train_state
     from tests.conftest import tiny_config
     assert jax.device_count() == 8
     config = tiny_config()

@@ -24,7 +24,7 @@ from input_pipeline.synthetic_render import COLOURS, MAIN_COLOURS
 from mvlt_jax import optim, steps
 from mvlt_jax.masking import TokenSpec
 from mvlt_jax.models import build_model
-from mvlt_jax.train import create_train_state
+from mvlt_jax.train_state import create_train_state
 
 FLAGS = flags.FLAGS
 

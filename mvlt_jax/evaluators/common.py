@@ -204,10 +204,10 @@ def open_eval_split(config, loaded: LoadedCheckpoint) -> EvalSplit:
   except pipeline.PreparedDatasetError:
     if not ds.auto_prepare:
       raise
-    from mvlt_jax import train  # pylint: disable=import-outside-toplevel
+    from mvlt_jax import data  # pylint: disable=import-outside-toplevel
     data_config = ml_collections.ConfigDict(config.to_dict())
     data_config.model = loaded.model_config
-    train.load_dataset(data_config)
+    data.load_dataset(data_config)
     prepared = pipeline.open_split(ds.data_dir, ds.name, split)
   where = f'{ds.name} split {split!r} in {ds.data_dir}'
   text_length = prepared.features[pipeline.INPUT_IDS_KEY].shape[0]
