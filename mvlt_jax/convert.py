@@ -53,7 +53,6 @@ import sys
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import flags
 from flax import traverse_util
