@@ -123,6 +123,7 @@ _TWO_PROCESS_SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_gather_across_two_real_processes_with_uneven_shares():
   with socket.socket() as s:
     s.bind(('localhost', 0))

@@ -89,6 +89,7 @@ def reference(run_dirs):
   return dict(workdir=workdir, params=params, stdout=result.stdout, stderr=result.stderr)
 
 
+@pytest.mark.slow
 def test_reference_run_logs_and_lowers_loss(reference):
   assert 'parameters: ' in reference['stdout']
   assert os.path.exists(os.path.join(reference['workdir'], 'config.json'))
@@ -194,6 +195,7 @@ def _wait_for_checkpoint(workdir, proc, timeout=600):
   raise AssertionError('no checkpoint appeared')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('how', ['kill9', 'sigterm'])
 def test_interrupted_run_resumes_to_same_parameters(reference, run_dirs, how):
   workdir = run_dirs['root'] / how
@@ -221,6 +223,7 @@ def test_interrupted_run_resumes_to_same_parameters(reference, run_dirs, how):
   _assert_same_params(params, reference['params'])
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process(reference, run_dirs):
   workdir = run_dirs['root'] / 'two_processes'
   env = _env(run_dirs['cache'])
@@ -287,6 +290,7 @@ SHARDED_CHECK = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_sharded_step_on_8_devices_equals_single_device(run_dirs):
   result = subprocess.run([sys.executable, '-c', SHARDED_CHECK], cwd=REPO,
                           env=_env(run_dirs['cache'], devices=8), capture_output=True,
@@ -296,6 +300,7 @@ def test_sharded_step_on_8_devices_equals_single_device(run_dirs):
   assert "P('fsdp', None)" in result.stdout  # fsdp=2 really shards the parameters
 
 
+@pytest.mark.slow
 def test_global_batch_must_divide_over_devices(run_dirs):
   code = textwrap.dedent('''
       import jax
