@@ -9,6 +9,7 @@ Layout of a checkpoint directory (``WORKDIR/checkpoints``, or the output of the 
                          batch_stats, and for training checkpoints opt_state, step, rng)
     <step>/data/         JSON: data iterator position and bookkeeping
 """
+import builtins
 import dataclasses
 import json
 import os
@@ -70,7 +71,7 @@ def write_run_files(directory: str, config: ml_collections.ConfigDict,
     return
   os.makedirs(directory, exist_ok=True)
   tmp = os.path.join(directory, CONFIG_FILE + '.tmp')
-  with open(tmp, 'w') as f:
+  with builtins.open(tmp, 'w') as f:
     f.write(config.to_json_best_effort(indent=2))
   os.replace(tmp, os.path.join(directory, CONFIG_FILE))
   if tokenizer_dir and os.path.isdir(tokenizer_dir):
@@ -84,7 +85,7 @@ def read_config(directory: str) -> ml_collections.ConfigDict:
   if not os.path.exists(path):
     raise CheckpointNotFoundError(f'{path} is missing: {directory} is not a mvlt-jax '
                                   'checkpoint directory.')
-  with open(path) as f:
+  with builtins.open(path) as f:
     return ml_collections.ConfigDict(_tuples_from_lists(json.load(f)))
 
 
@@ -128,17 +129,44 @@ def load_variables(path: str, step: Optional[int] = None) -> tuple[dict, int]:
   return variables, step
 
 
-def load_for_inference(path: str, step: Optional[int] = None):
-  """(config, variables, tokenizer or None) of a checkpoint directory."""
+@dataclasses.dataclass(frozen=True)
+class OpenedCheckpoint:
+  """A checkpoint folder, opened: what evaluation, conversion and inference read."""
+  path: str  # the path asked for, absolute (the checkpoint folder or one of its steps)
+  directory: str  # the folder holding config.json, the tokenizer and the steps
+  step: int
+  config: Optional[ml_collections.ConfigDict]  # config.json; None if absent and not required
+  variables: dict  # {'params', 'batch_stats'} on this process's first device
+  tokenizer: Any  # the tokenizer saved beside, or None
+
+
+def open(path: str, step: Optional[int] = None, *, require_config: bool = True,  # pylint: disable=redefined-builtin
+         load_tokenizer: bool = True) -> OpenedCheckpoint:
+  """Opens a training or converted checkpoint: ``path`` is its folder (the latest step, or
+  ``step``) or a ``<step>`` folder inside it.
+
+  Raises:
+    CheckpointNotFoundError: no checkpoint there, no such step, or (``require_config``)
+      no config.json.
+  """
   directory, step = _resolve(path, step)
-  config = read_config(directory)
+  config = None
+  if require_config or os.path.exists(os.path.join(directory, CONFIG_FILE)):
+    config = read_config(directory)
   variables, _ = load_variables(directory, step)
   tokenizer = None
   tokenizer_dir = os.path.join(directory, TOKENIZER_DIR)
-  if os.path.isdir(tokenizer_dir):
-    from input_pipeline.tokenizer import load_tokenizer  # pylint: disable=import-outside-toplevel
-    tokenizer = load_tokenizer(tokenizer_dir)
-  return config, variables, tokenizer
+  if load_tokenizer and os.path.isdir(tokenizer_dir):
+    from input_pipeline.tokenizer import load_tokenizer as load  # pylint: disable=import-outside-toplevel
+    tokenizer = load(tokenizer_dir)
+  return OpenedCheckpoint(path=os.path.abspath(path), directory=directory, step=step,
+                          config=config, variables=variables, tokenizer=tokenizer)
+
+
+def load_for_inference(path: str, step: Optional[int] = None):
+  """(config, variables, tokenizer or None) of a checkpoint directory."""
+  opened = open(path, step)
+  return opened.config, opened.variables, opened.tokenizer
 
 
 def save_variables(directory: str, variables: dict, config: ml_collections.ConfigDict,

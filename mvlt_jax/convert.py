@@ -979,10 +979,10 @@ def load_checkpoint_variables(path: str, step: Optional[int] = None) -> Variable
   """
   from mvlt_jax import checkpoint  # pylint: disable=import-outside-toplevel
   try:
-    variables, _ = checkpoint.load_variables(path, step)
+    opened = checkpoint.open(path, step, require_config=False, load_tokenizer=False)
   except checkpoint.CheckpointNotFoundError as error:
     raise ConversionError(str(error)) from error
-  return jax.tree.map(np.asarray, jax.device_get(variables))
+  return jax.tree.map(np.asarray, jax.device_get(opened.variables))
 
 
 def load_checkpoint_config(path: str) -> Optional[Any]:
@@ -1052,10 +1052,10 @@ def load_init_variables(path: str, model_config: Any, *,
                             'directory.')
     from mvlt_jax import checkpoint  # pylint: disable=import-outside-toplevel
     try:
-      variables, step = checkpoint.load_variables(path)
+      opened = checkpoint.open(path, require_config=False, load_tokenizer=False)
     except checkpoint.CheckpointNotFoundError as error:
       raise ConversionError(f'init_from: {error}') from error
-    return variables, f'{path}: mvlt_jax checkpoint, step {step}'
+    return opened.variables, f'{path}: mvlt_jax checkpoint, step {opened.step}'
 
   state_dict = load_torch_state_dict(path)
   model_config = _model_config_of(model_config)

@@ -150,12 +150,8 @@ def load_checkpoint(path: str, required_heads: Sequence[str] = ()) -> LoadedChec
   Raises:
     EvaluationError: the checkpoint's model lacks one of ``required_heads``.
   """
-  variables, step = checkpoint_lib.load_variables(path)
-  path = os.path.abspath(path)
-  config_dir = path
-  if not os.path.exists(os.path.join(path, checkpoint_lib.CONFIG_FILE)):
-    config_dir = os.path.dirname(path.rstrip('/'))  # PATH is a <step> folder
-  run_config = checkpoint_lib.read_config(config_dir)
+  opened = checkpoint_lib.open(path)
+  path, run_config = opened.path, opened.config
   model_config = run_config.model
   missing = [head for head in required_heads if head not in model_config.heads]
   if missing:
@@ -163,13 +159,8 @@ def load_checkpoint(path: str, required_heads: Sequence[str] = ()) -> LoadedChec
         f'{path}: the checkpoint\'s model has the heads {tuple(model_config.heads)}; this task '
         f'needs {tuple(required_heads)} (missing {missing}). Retrieval and reconstruction '
         'need a pre-training checkpoint, recognition a fine-tuned one.')
-  tokenizer = None
-  tokenizer_dir = os.path.join(config_dir, checkpoint_lib.TOKENIZER_DIR)
-  if os.path.isdir(tokenizer_dir):
-    from input_pipeline.tokenizer import load_tokenizer  # pylint: disable=import-outside-toplevel
-    tokenizer = load_tokenizer(tokenizer_dir)
-  return LoadedCheckpoint(path, int(step), model_config, variables, tokenizer,
-                          run_config.get('masking'))
+  return LoadedCheckpoint(path, int(opened.step), model_config, opened.variables,
+                          opened.tokenizer, run_config.get('masking'))
 
 
 # ----------------------------------------------------------------------------- data
