@@ -22,6 +22,9 @@ import os
 import time
 from typing import Sequence
 
+from absl import app
+from absl import flags
+
 # Pre-training settings (configs/ hold the values a run uses).
 DEFAULT_BATCH_SIZE = 256
 DEFAULT_STEPS = 40
@@ -61,29 +64,31 @@ def measure(data_dir: str, name: str, *, split: str = "train",
   }
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-  import argparse  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--data_dir", required=True)
-  parser.add_argument("--name", default="synthetic_fashion")
-  parser.add_argument("--split", default="train")
-  parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE)
-  parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-  parser.add_argument("--warmup_steps", type=int, default=DEFAULT_WARMUP_STEPS)
-  parser.add_argument("--image_size", type=int, default=256)
-  parser.add_argument("--num_workers", type=int, default=None,
-                      help="threads of tf.data's pool (default: the usable cores)")
-  args = parser.parse_args(argv)
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "where the prepared dataset is", required=True)
+_NAME = flags.DEFINE_string("name", "synthetic_fashion", "the prepared dataset")
+_SPLIT = flags.DEFINE_string("split", "train", "its split")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", DEFAULT_BATCH_SIZE, "examples per step")
+_STEPS = flags.DEFINE_integer("steps", DEFAULT_STEPS, "measured steps")
+_WARMUP_STEPS = flags.DEFINE_integer("warmup_steps", DEFAULT_WARMUP_STEPS,
+                                     "steps before the measurement")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 256, "side of the delivered images")
+_NUM_WORKERS = flags.DEFINE_integer(
+    "num_workers", None, "threads of tf.data's pool (default: the usable cores)")
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   from input_pipeline import errors  # pylint: disable=g-import-not-at-top
   try:
-    result = measure(args.data_dir, args.name, split=args.split,
-                     batch_size=args.batch_size, steps=args.steps,
-                     warmup_steps=args.warmup_steps,
-                     image_size=args.image_size, num_workers=args.num_workers)
+    result = measure(_DATA_DIR.value, _NAME.value, split=_SPLIT.value,
+                     batch_size=_BATCH_SIZE.value, steps=_STEPS.value,
+                     warmup_steps=_WARMUP_STEPS.value, image_size=_IMAGE_SIZE.value,
+                     num_workers=_NUM_WORKERS.value)
   except errors.PrepareError as e:
     raise SystemExit(f"error: {e}") from None
   print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

@@ -471,3 +471,23 @@ def test_attribute_labels_need_the_feature(data_dir):
   with pytest.raises(pipeline.PipelineConfigError, match="no attribute labels"):
     pipeline.train_iterator(data_dir, NAME, "train", 8, seed=0, attribute_labels=True,
                             process_index=0, process_count=1)
+
+
+def test_throughput_command_measures_and_names_a_missing_dataset(data_dir):
+  """`python -m input_pipeline.throughput` prints one JSON line, or one `error:` line."""
+  import json  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  command = [sys.executable, "-m", "input_pipeline.throughput", f"--data_dir={data_dir}",
+             f"--name={NAME}", "--batch_size=8", "--steps=2", "--warmup_steps=1",
+             f"--image_size={IMAGE_SIZE}"]
+  result = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  figures = json.loads(result.stdout.strip().splitlines()[-1])
+  assert figures["batch_size"] == 8 and figures["steps"] == 2
+  assert figures["text_length"] == TEXT_LENGTH and figures["examples_per_s"] > 0
+  missing = subprocess.run(command[:3] + [f"--data_dir={data_dir}/absent"], cwd=repo,
+                           capture_output=True, text=True, timeout=300)
+  assert missing.returncode != 0
+  assert missing.stderr.strip().splitlines()[-1].startswith("error: No prepared dataset")
