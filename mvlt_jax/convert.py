@@ -558,7 +558,7 @@ _RELEASE_SECTIONS = {'super-category-templete': 'main', 'sub-category-templete':
 _SECTION_HEADER = re.compile(r'#+\s*(\S+)\s*#+')
 _CLASS_LINE = re.compile(r'(\d+)\s+(\S.*)')
 # A prepared (TFDS) dataset stores its ClassLabel names beside features.json, one per line;
-# 'category' / 'subcategory' are the features of input_pipeline/builders.py.
+# 'category' / 'subcategory' are the features of input_pipeline/schema.py.
 _LABEL_FILES = {'main': 'category.labels.txt', 'sub': 'subcategory.labels.txt'}
 # Keys of a JSON file of class names; the second pair is the catalog's class_file.
 _JSON_KEYS = (('main', 'sub'), ('categories', 'subcategories'))
