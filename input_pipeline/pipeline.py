@@ -48,6 +48,7 @@ B is the per-host batch, ``global_batch_size // process_count``. The
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import struct
@@ -385,26 +386,19 @@ def _first_line(message: str) -> str:
 def _pipeline_options(num_workers: int | None) -> tf.data.Options:
   options = tf.data.Options()
   options.deterministic = True
-  options.autotune.enabled = True
   options.threading.max_intra_op_parallelism = 1  # parallel over records, not inside ops
   if num_workers:
     options.threading.private_threadpool_size = num_workers
   return options
 
 
-_accelerators_hidden = False
-
-
+@functools.cache
 def _keep_tensorflow_off_accelerators() -> None:
-  """TensorFlow only feeds the host: it must not take GPU memory from JAX."""
-  global _accelerators_hidden  # pylint: disable=global-statement
-  if _accelerators_hidden:
-    return
+  """TensorFlow only feeds the host: it must not take GPU memory from JAX (once per process)."""
   try:
     tf.config.set_visible_devices([], "GPU")
   except RuntimeError:  # TensorFlow already ran ops; its devices are fixed.
     pass
-  _accelerators_hidden = True
 
 
 # --------------------------------------------------------------------------
@@ -449,6 +443,13 @@ def epoch_order(seed: int, epoch: int, num_examples: int, repeats: int = 1) -> n
                        repeats).numpy()
 
 
+def _check_itm_batch(global_batch_size: int) -> None:
+  if global_batch_size < 2:
+    raise PipelineConfigError(
+        "ITM negatives are drawn from the global batch, which must hold at "
+        f"least 2 items (got {global_batch_size}).")
+
+
 def itm_partners(seed: int, step: tf.Tensor, global_batch_size: int, *,
                  negative_prob: float, hard_negative_prob: tf.Tensor | float = 0.0,
                  subcategories: tf.Tensor | None = None) -> tf.Tensor:
@@ -462,10 +463,7 @@ def itm_partners(seed: int, step: tf.Tensor, global_batch_size: int, *,
   negative that only attributes (colour, pattern, length...) tell apart.
   `subcategories` (int [G]) is needed when `hard_negative_prob` may be > 0.
   """
-  if global_batch_size < 2:
-    raise PipelineConfigError(
-        "ITM negatives are drawn from the global batch, which must hold at "
-        f"least 2 items (got {global_batch_size}).")
+  _check_itm_batch(global_batch_size)
   size = global_batch_size
   draws = tf.random.experimental.stateless_split(_stream_seed(seed, _ITM_STREAM, step), 4)
   positions = tf.range(size, dtype=tf.int64)
@@ -738,10 +736,7 @@ def train_iterator(data_dir: str, name: str, split: str,
     raise PipelineConfigError(f"repeats must be >= 1, got {repeats}.")
   process_index, process_count = _process_topology(process_index, process_count)
   batch = local_batch_size(global_batch_size, process_count)
-  if global_batch_size < 2:
-    raise PipelineConfigError(
-        "ITM negatives are drawn from the global batch, which must hold at "
-        f"least 2 items (got {global_batch_size}).")
+  _check_itm_batch(global_batch_size)  # here, not first inside the traced graph
   prepared = open_split(os.fspath(data_dir), name, split)
   total = prepared.num_examples
   epoch_steps = total // global_batch_size
