@@ -185,7 +185,6 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.mask_seed = 0
   c.eval.num_pictures = 8
 
-  c.debug_step_delay_s = 0.0  # testing aid: host sleep per step to simulate slow steps
   c.init_prng_impl = 'rbg'  # key implementation of the parameter initialisers (fast to compile)
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))  # -1: all remaining devices

@@ -26,7 +26,6 @@ Python API: :func:`prepare_dataset`, :func:`load_prepared`.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import shutil
@@ -38,6 +37,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import tensorflow_datasets as tfds
+from absl import flags
 from tensorflow_datasets.core import constants as tfds_constants
 
 from input_pipeline.datasets.base import (METADATA_FORMAT_VERSION, SPLITS, BuildPlan,
@@ -312,54 +312,92 @@ def prepare_dataset(name: str,
 # Command line
 
 
-def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
-      prog='python -m input_pipeline.prepare',
-      description='Prepare a dataset (TFDS + tokenizer) for training and evaluation.')
-  parser.add_argument('name', choices=sorted(BUILDERS))
-  parser.add_argument('--data_dir', required=True, help='where prepared datasets live')
-  parser.add_argument('--manual_dir', help='input files (fashion_gen h5 files, catalog files)')
-  parser.add_argument('--strict', action='store_true',
-                      help='stop at the first bad record (default: skip and count it)')
-  parser.add_argument('--overwrite', action='store_true',
-                      help='replace a dataset prepared with other options')
-  parser.add_argument('--num_workers', type=int,
-                      help='processes preparing images (default: the usable CPUs)')
-  common = parser.add_argument_group('options of every dataset')
-  common.add_argument('--tokenizer', choices=('sentencepiece', 'wordpiece'))
-  common.add_argument('--vocab_file', help='BERT uncased vocab.txt (wordpiece)')
-  common.add_argument('--vocab_size', type=int, help='SentencePiece vocabulary size')
-  common.add_argument('--text_length', type=int, help='length of input_ids')
-  common.add_argument('--caption_fields', help='title | title+description | caption')
-  common.add_argument('--image_size', type=int)
-  common.add_argument('--image_encoding', choices=('raw', 'jpeg'))
-  common.add_argument('--jpeg_quality', type=int)
-  common.add_argument('--crop_white_margin', action=argparse.BooleanOptionalAction,
-                      default=None)
-  catalog = parser.add_argument_group('catalog options')
-  catalog.add_argument('--validation_fraction', type=float,
-                       help='share of products in validation (single-file catalog)')
-  catalog.add_argument('--class_file', help='JSON class lists, relative to --manual_dir')
-  synthetic = parser.add_argument_group('synthetic_fashion options')
-  synthetic.add_argument('--num_products', type=int, help='products in train')
-  synthetic.add_argument('--num_validation_products', type=int, help='products in validation')
-  synthetic.add_argument('--seed', type=int)
-  synthetic.add_argument('--max_views', type=int)
-  return parser
+# absl flags, as main.py's. The flags live on a FlagValues of their own per call, not on absl's
+# global FLAGS: ``main`` is also called in-process (tests, notebooks), once per dataset.
+_PROGRAM = 'python -m input_pipeline.prepare'
+_USAGE = f"""usage: {_PROGRAM} NAME --data_dir=DIR [--manual_dir=DIR] [--strict] [--overwrite]
+           [--option=value ...]
+
+Prepares a dataset (TFDS + tokenizer) for training and evaluation. NAME is one of
+{', '.join(sorted(BUILDERS))}. Options left out take the dataset's defaults.
+"""
+_HELP_ARGUMENTS = ('-h', '-?', '-help', '--help', '-helpshort', '--helpshort', '-helpfull',
+                   '--helpfull')
+# The flags that are not options of the dataset (PrepareOptions).
+_NOT_OPTIONS = ('data_dir', 'manual_dir', 'strict', 'overwrite', 'num_workers')
 
 
-_NOT_OPTIONS = ('name', 'data_dir', 'manual_dir', 'strict', 'overwrite', 'num_workers')
+def _define_flags(flag_values: flags.FlagValues) -> None:
+  f = dict(flag_values=flag_values)
+  flags.DEFINE_string('data_dir', None, 'where prepared datasets live (required)', **f)
+  flags.DEFINE_string('manual_dir', None, 'input files (fashion_gen h5 files, catalog files)',
+                      **f)
+  flags.DEFINE_boolean('strict', False, 'stop at the first bad record (default: skip and count '
+                       'it)', **f)
+  flags.DEFINE_boolean('overwrite', False, 'replace a dataset prepared with other options', **f)
+  flags.DEFINE_integer('num_workers', None, 'processes preparing images (default: the usable '
+                       'CPUs)', **f)
+  # Options of every dataset.
+  flags.DEFINE_enum('tokenizer', None, ('sentencepiece', 'wordpiece'), 'tokenizer to build',
+                    **f)
+  flags.DEFINE_string('vocab_file', None, 'BERT uncased vocab.txt (wordpiece)', **f)
+  flags.DEFINE_integer('vocab_size', None, 'SentencePiece vocabulary size', **f)
+  flags.DEFINE_integer('text_length', None, 'length of input_ids', **f)
+  flags.DEFINE_string('caption_fields', None, 'title | title+description | caption', **f)
+  flags.DEFINE_integer('image_size', None, 'side of the stored square images', **f)
+  flags.DEFINE_enum('image_encoding', None, ('raw', 'jpeg'), 'how images are stored', **f)
+  flags.DEFINE_integer('jpeg_quality', None, 'JPEG quality (image_encoding=jpeg)', **f)
+  flags.DEFINE_boolean('crop_white_margin', None, 'crop white margins before resizing '
+                       '(--nocrop_white_margin: keep them)', **f)
+  # Catalog options.
+  flags.DEFINE_float('validation_fraction', None, 'share of products in validation '
+                     '(single-file catalog)', **f)
+  flags.DEFINE_string('class_file', None, 'JSON class lists, relative to --manual_dir', **f)
+  # synthetic_fashion options.
+  flags.DEFINE_integer('num_products', None, 'products in train', **f)
+  flags.DEFINE_integer('num_validation_products', None, 'products in validation', **f)
+  flags.DEFINE_integer('seed', None, 'seed of the generated catalog', **f)
+  flags.DEFINE_integer('max_views', None, 'views per product', **f)
+
+
+def _parse(argv: Sequence[str]) -> tuple[str, flags.FlagValues]:
+  """(dataset name, flags) of the command line ``argv`` (the program first)."""
+  options = flags.FlagValues()
+  _define_flags(options)
+  try:
+    positional = options(list(argv))[1:]
+  except flags.Error as error:
+    raise PrepareError(f'{error} (--help lists the flags)') from error
+  if len(positional) != 1 or positional[0] not in BUILDERS:
+    given = f' (given: {" ".join(positional)})' if positional else ''
+    raise PrepareError(f'name one dataset to prepare: {", ".join(sorted(BUILDERS))}{given}.')
+  if not options.data_dir:
+    raise PrepareError('--data_dir is required.')
+  return positional[0], options
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  args = _parser().parse_args(argv)
-  options = {k: v for k, v in vars(args).items() if k not in _NOT_OPTIONS}
+  """Command-line entry point; returns the exit status (errors print one ``error:`` line).
+
+  ``argv``: the arguments after the program name (default ``sys.argv[1:]``).
+  """
+  argv = [_PROGRAM, *(sys.argv[1:] if argv is None else argv)]
+  if any(argument in _HELP_ARGUMENTS for argument in argv[1:]):
+    options = flags.FlagValues()
+    _define_flags(options)
+    print(_USAGE + '\nflags:\n' + options.get_help(include_special_flags=False))
+    return 0
+  name = None
   try:
-    summary = prepare_dataset(args.name, args.data_dir, manual_dir=args.manual_dir,
-                              strict=args.strict, overwrite=args.overwrite,
-                              num_workers=args.num_workers, **options)
+    name, options = _parse(argv)
+    values = options.flag_values_dict()
+    dataset_options = {key: value for key, value in values.items()
+                       if key not in _NOT_OPTIONS and value is not None}
+    summary = prepare_dataset(name, options.data_dir, manual_dir=options.manual_dir,
+                              strict=options.strict, overwrite=options.overwrite,
+                              num_workers=options.num_workers, **dataset_options)
   except PrepareError as e:
-    print(f'prepare {args.name}: error: {e}', file=sys.stderr)
+    print(f'prepare{" " + name if name else ""}: error: {e}', file=sys.stderr)
     return 1
   print(summary.format())
   return 0

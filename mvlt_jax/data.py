@@ -1,10 +1,15 @@
 """The one door from the model side to the data: ``config.dataset`` -> a prepared dataset.
 
-``load_dataset`` prepares a missing dataset (process 0, with the config's options) and opens
-it; ``resolve_config`` fills in the sizes that come from the data (vocabulary, classes,
-attributes) and checks the others; ``tokenizer_dir`` says where its tokenizer is. The
-training loop and the evaluators import this module; the model, the losses and the steps do
-not (they must import without TensorFlow).
+Training: ``load_dataset`` prepares a missing dataset (process 0, with the config's options)
+and opens it; ``resolve_config`` fills in the sizes that come from the data (vocabulary,
+classes, attributes) and checks the others; ``train_batches`` / ``validation_batches`` feed
+the loop. Evaluation: ``open_eval_split`` opens (or prepares) the split an evaluator reads,
+``eval_batches`` / ``split_view`` / the retrieval-set functions read it. ``tokenizer_dir`` and
+``dataset_tokenizer`` say where a dataset's tokenizer is and load it.
+
+The training loop and the evaluators import this module; the model, the losses and the steps
+do not (they must import without TensorFlow), and ``checkpoint`` loads a tokenizer through
+``input_pipeline.tokenizer``, which needs no TensorFlow either.
 """
 import os
 
@@ -14,6 +19,8 @@ import ml_collections
 from input_pipeline import errors as data_errors
 from input_pipeline import pipeline
 from input_pipeline import prepare
+from input_pipeline import retrieval_sets
+from input_pipeline.tokenizer import load_tokenizer
 from mvlt_jax.errors import ConfigError
 
 
@@ -125,3 +132,60 @@ def validation_batches(config):
       itm_negative_prob=ds.itm_negative_prob, itm_hard_negative_prob=ds.itm_hard_negative_prob,
       image_size=config.model.image_size, num_workers=ds.num_workers or None,
       attribute_labels='attributes' in config.model.heads)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+PreparedDatasetError = pipeline.PreparedDatasetError
+local_batch_size = pipeline.local_batch_size
+retrieval_records = retrieval_sets.records_from_metadata
+candidate_batches = retrieval_sets.candidate_batches
+load_or_build_retrieval_sets = retrieval_sets.load_or_build
+
+
+def open_eval_split(config, split: str, model_config) -> pipeline.PreparedSplit:
+  """Opens ``split`` of ``config.dataset``; with ``dataset.auto_prepare`` a missing dataset is
+  prepared first, its text length taken from ``model_config`` (the checkpoint's)."""
+  ds = config.dataset
+  try:
+    return pipeline.open_split(ds.data_dir, ds.name, split)
+  except pipeline.PreparedDatasetError:
+    if not ds.auto_prepare:
+      raise
+  data_config = ml_collections.ConfigDict(config.to_dict())
+  data_config.model = model_config
+  load_dataset(data_config)
+  return pipeline.open_split(ds.data_dir, ds.name, split)
+
+
+def text_length(prepared: pipeline.PreparedSplit) -> int:
+  """Tokens per caption in a prepared split."""
+  return prepared.features[pipeline.INPUT_IDS_KEY].shape[0]
+
+
+def class_names(prepared: pipeline.PreparedSplit) -> dict[str, list[str]]:
+  """{'main': category names, 'sub': sub-category names} of a prepared split."""
+  return {'main': list(prepared.features[pipeline.CATEGORY_KEY].names),
+          'sub': list(prepared.features[pipeline.SUBCATEGORY_KEY].names)}
+
+
+def dataset_tokenizer(data_dir: str, name: str):
+  """The tokenizer a prepared dataset was tokenized with, or None when it keeps none."""
+  directory = prepare.tokenizer_dir(data_dir, name)
+  return load_tokenizer(directory) if os.path.isdir(directory) else None
+
+
+def eval_batches(data_dir: str, name: str, split: str, batch_size: int, *, image_size: int,
+                 prefetch: int, num_workers):
+  """One pass over a split in stored order (``pipeline.eval_iterator``)."""
+  return pipeline.eval_iterator(data_dir, name, split, batch_size, image_size=image_size,
+                                prefetch=prefetch, num_workers=num_workers)
+
+
+def split_view(data_dir: str, name: str, split: str, *, image_size: int, prefetch: int,
+               num_workers):
+  """(metadata, view): a split's per-record labels and ids, and its records by id."""
+  metadata = pipeline.read_metadata(data_dir, name, split)
+  view = pipeline.SplitView(data_dir, name, split, image_size=image_size, metadata=metadata,
+                            prefetch=prefetch, num_workers=num_workers)
+  return metadata, view

@@ -243,8 +243,6 @@ def _loop(config, workdir, state, train_step, reconstruct, batches, batch_shardi
         state, metrics = train_step(state, batch)
       step += 1
       window_steps += 1
-      if config.debug_step_delay_s:
-        time.sleep(config.debug_step_delay_s)
       if pending is not None:  # the previous step has finished or nearly: cheap to read
         _report(*pending, writer, progress)
       pending = (step, metrics)

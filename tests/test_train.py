@@ -201,7 +201,9 @@ def test_interrupted_run_resumes_to_same_parameters(reference, run_dirs, how):
   workdir = run_dirs['root'] / how
   env = _env(run_dirs['cache'])
   # Slow the first run down a little so that it is interrupted mid-run, not at its end.
-  proc = subprocess.Popen(_train_cmd(workdir, run_dirs['data'], '--config.debug_step_delay_s=0.3'),
+  slow_cmd = [sys.executable, '-m', 'tests.slow_main', '0.3',
+              *_train_cmd(workdir, run_dirs['data'])[2:]]
+  proc = subprocess.Popen(slow_cmd,
                           cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
   _wait_for_checkpoint(workdir, proc)

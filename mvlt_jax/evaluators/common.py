@@ -20,6 +20,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from mvlt_jax import checkpoint as checkpoint_lib
+from mvlt_jax import data as data_lib
 from mvlt_jax import distributed, metrics
 from mvlt_jax.errors import ConfigError, MVLTError
 from mvlt_jax.models import build_model, compute_dtype
@@ -187,33 +188,19 @@ def open_eval_split(config, loaded: LoadedCheckpoint) -> EvalSplit:
   Raises:
     EvaluationError: the split's text length or tokenizer differs from the checkpoint's.
   """
-  from input_pipeline import pipeline  # pylint: disable=import-outside-toplevel
   ds = config.dataset
   split = config.eval.split or ds.eval_split
-  try:
-    prepared = pipeline.open_split(ds.data_dir, ds.name, split)
-  except pipeline.PreparedDatasetError:
-    if not ds.auto_prepare:
-      raise
-    from mvlt_jax import data  # pylint: disable=import-outside-toplevel
-    data_config = ml_collections.ConfigDict(config.to_dict())
-    data_config.model = loaded.model_config
-    data.load_dataset(data_config)
-    prepared = pipeline.open_split(ds.data_dir, ds.name, split)
+  prepared = data_lib.open_eval_split(config, split, loaded.model_config)
   where = f'{ds.name} split {split!r} in {ds.data_dir}'
-  text_length = prepared.features[pipeline.INPUT_IDS_KEY].shape[0]
+  text_length = data_lib.text_length(prepared)
   if text_length != loaded.model_config.text_length:
     raise EvaluationError(
         f'{where} has captions of {text_length} tokens, the checkpoint {loaded.path} was '
         f'trained with text_length={loaded.model_config.text_length} (padding takes part in '
         'attention, so the lengths must agree): prepare the data with the checkpoint\'s length.')
   _check_tokenizer(loaded, prepared.dataset_dir, where)
-  class_names = {
-      'main': list(prepared.features[pipeline.CATEGORY_KEY].names),
-      'sub': list(prepared.features[pipeline.SUBCATEGORY_KEY].names),
-  }
   return EvalSplit(ds.data_dir, ds.name, split, int(loaded.model_config.image_size),
-                   prepared.num_examples, class_names)
+                   prepared.num_examples, data_lib.class_names(prepared))
 
 
 def _check_tokenizer(loaded: LoadedCheckpoint, dataset_dir: str, where: str) -> None:
@@ -281,18 +268,17 @@ def run_over_split(config, data: EvalSplit, runner: LocalRunner, step: Callable,
   ``record_index``) of every process, sorted by record index, and the ``picture_keys``
   outputs of the first ``num_pictures`` records.
   """
-  from input_pipeline import pipeline  # pylint: disable=import-outside-toplevel
   ev = config.eval
   process_index, process_count = jax.process_index(), jax.process_count()
-  local_batch = pipeline.local_batch_size(ev.batch_size, process_count)
+  local_batch = data_lib.local_batch_size(ev.batch_size, process_count)
   limit = min(data.num_examples, ev.max_examples) if ev.max_examples > 0 else data.num_examples
   num_steps = -(-limit // ev.batch_size)
   if num_steps == 0:
     return {}, {}
   rows = runner.padded(local_batch)
-  batches = pipeline.eval_iterator(data.data_dir, data.name, data.split, ev.batch_size,
-                                   image_size=data.image_size, prefetch=ev.prefetch,
-                                   num_workers=num_workers(config))
+  batches = data_lib.eval_batches(data.data_dir, data.name, data.split, ev.batch_size,
+                                  image_size=data.image_size, prefetch=ev.prefetch,
+                                  num_workers=num_workers(config))
   collected = {key: [] for key in (*output_keys, *host_keys, 'record_index', 'valid')}
   pictures = {key: [] for key in (*picture_keys, 'record_index')}
 

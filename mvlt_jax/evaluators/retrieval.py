@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from mvlt_jax import data as data_lib
 from mvlt_jax import metrics
 from mvlt_jax.evaluators import common
 from mvlt_jax.models import resolve_pyramid
@@ -69,11 +70,10 @@ def score_candidate_sets(sets, view, direction: str, runner: common.LocalRunner,
   ``queries_per_step`` queries (Q x C pairs, zero-padded to ``rows``) go through one call
   of ``scorer``; the next call is dispatched before the previous one's results are read.
   """
-  from input_pipeline import retrieval_sets as rs  # pylint: disable=import-outside-toplevel
   num_queries = len(sets.queries)
   num_candidates = sets.params['num_candidates']
   scores = np.zeros((num_queries, num_candidates), np.float32)
-  batches = rs.candidate_batches(sets, view, direction, prefetch=prefetch)
+  batches = data_lib.candidate_batches(sets, view, direction, prefetch=prefetch)
   pending = None
   for group in _grouped(batches, queries_per_step):
     images = np.concatenate([b['images'] for b in group])  # [q * C, S, S, 3]
@@ -103,9 +103,8 @@ def _retrieval_sets_path(config, data: common.EvalSplit, seed: int) -> str:
 
 def load_retrieval_sets(config, data: common.EvalSplit, records, seed: int):
   """The candidate sets of ``seed``: built and written by process 0 once, then reused."""
-  from input_pipeline import retrieval_sets as rs  # pylint: disable=import-outside-toplevel
   path = _retrieval_sets_path(config, data, seed)
-  build = functools.partial(rs.load_or_build, path, records, num_queries=config.eval.num_queries,
+  build = functools.partial(data_lib.load_or_build_retrieval_sets, path, records, num_queries=config.eval.num_queries,
                             num_candidates=config.eval.num_candidates, seed=seed,
                             dataset=data.name, split=data.split)
   sets = build() if jax.process_index() == 0 else None
@@ -131,9 +130,8 @@ def retrieval_protocol(config, loaded: common.LoadedCheckpoint, data: common.Eva
                        runner: common.LocalRunner, scorer: Callable, view,
                        metadata) -> dict[str, Any]:
   """The paper's protocol (``resamples`` candidate draws), gathered over processes."""
-  from input_pipeline import retrieval_sets as rs  # pylint: disable=import-outside-toplevel
   ev = config.eval
-  records = rs.records_from_metadata(metadata)
+  records = data_lib.retrieval_records(metadata)
   process_index, process_count = jax.process_index(), jax.process_count()
   rows = runner.padded(ev.queries_per_step * ev.num_candidates)
   per_resample, seconds, pairs = [], 0.0, 0
@@ -221,14 +219,11 @@ def _blank_caption(loaded: common.LoadedCheckpoint, data: common.EvalSplit):
   """(ids of an empty caption [L], the tokenizer's pad id)."""
   tokenizer = loaded.tokenizer
   if tokenizer is None:
-    from input_pipeline import prepare  # pylint: disable=import-outside-toplevel
-    from input_pipeline.tokenizer import load_tokenizer  # pylint: disable=import-outside-toplevel
-    directory = prepare.tokenizer_dir(data.data_dir, data.name)
-    if not os.path.isdir(directory):
+    tokenizer = data_lib.dataset_tokenizer(data.data_dir, data.name)
+    if tokenizer is None:
       raise common.EvaluationError(
           f'first_stage=pooled_features needs a tokenizer (for the empty caption of the image '
-          f'pass): neither {loaded.path} nor {directory} has one.')
-    tokenizer = load_tokenizer(directory)
+          f'pass): neither {loaded.path} nor {data.description} has one.')
   return tokenizer.encode('', loaded.model_config.text_length), tokenizer.pad_id
 
 
@@ -388,14 +383,12 @@ def full_gallery_retrieval(config, loaded, data, runner, scorer, view,
 def run_retrieval(config, loaded: common.LoadedCheckpoint,
                   data: common.EvalSplit) -> dict[str, Any]:
   """The paper's protocol, and the full-gallery one when ``eval.full_gallery``."""
-  from input_pipeline import pipeline  # pylint: disable=import-outside-toplevel
   ev = config.eval
   if ev.queries_per_step < 1 or ev.resamples < 1:
     raise common.EvaluationError('eval.queries_per_step and eval.resamples must be >= 1.')
-  metadata = pipeline.read_metadata(data.data_dir, data.name, data.split)
-  view = pipeline.SplitView(data.data_dir, data.name, data.split, image_size=data.image_size,
-                            metadata=metadata, prefetch=ev.prefetch,
-                            num_workers=common.num_workers(config))
+  metadata, view = data_lib.split_view(data.data_dir, data.name, data.split,
+                                      image_size=data.image_size, prefetch=ev.prefetch,
+                                      num_workers=common.num_workers(config))
   try:
     runner = common.LocalRunner(loaded.variables)
     scorer = make_itm_scorer(loaded.model(('itm',), ev.dtype))
