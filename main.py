@@ -1,8 +1,9 @@
 """mvlt-jax: one program for every task; ``config.task`` selects it.
 
-  python main.py --config=configs/demo.py --workdir=workdirs/demo
-  python main.py --config=configs/pretrain.py --workdir=DIR --config.task=summary
+python main.py --config=configs/demo.py --workdir=workdirs/demo
+python main.py --config=configs/pretrain.py --workdir=DIR --config.task=summary
 """
+
 import sys
 
 from absl import app
@@ -22,21 +23,27 @@ def run_task(config, workdir: str) -> None:
   """Runs ``config.task``."""
   if config.task == 'summary':
     from mvlt_jax import summary  # pylint: disable=import-outside-toplevel
+
     print(summary.format_summary(config.model))
     return
   if config.task == 'train':
     from mvlt_jax import train  # pylint: disable=import-outside-toplevel
+
     train.train_and_evaluate(config, workdir)
     if config.eval_after_training:
       from mvlt_jax import evaluators  # pylint: disable=import-outside-toplevel
+
       evaluators.run_demo_evaluation(config, workdir)
     return
   if config.task in EVALUATION_TASKS:
     from mvlt_jax import evaluators  # pylint: disable=import-outside-toplevel
+
     getattr(evaluators, config.task)(config, workdir)
     return
-  raise app.UsageError(f'Unknown config.task {config.task!r}; available: summary, train, '
-                       f'{", ".join(EVALUATION_TASKS)}.')
+  raise app.UsageError(
+      f'Unknown config.task {config.task!r}; available: summary, train, '
+      f'{", ".join(EVALUATION_TASKS)}.'
+  )
 
 
 def main(argv):
@@ -44,6 +51,7 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   from input_pipeline.errors import PrepareError  # pylint: disable=import-outside-toplevel
   from mvlt_jax.errors import MVLTError  # pylint: disable=import-outside-toplevel
+
   try:
     run_task(flags.FLAGS.config, _WORKDIR.value)
   except (MVLTError, PrepareError) as e:

@@ -7,6 +7,7 @@ reconstruction picture. About 9.5 minutes on 2 CPU cores (docs/training.md has t
 
   python main.py --config=configs/demo.py --workdir=workdirs/demo
 """
+
 from configs import pretrain
 
 

@@ -10,6 +10,7 @@ Evaluate:
   python main.py --config=configs/finetune_recognition.py --workdir=workdirs/recognition \
       --config.task=eval_recognition
 """
+
 from configs import pretrain
 
 

@@ -11,6 +11,7 @@ Run (8 accelerators, Fashion-Gen prepared in ./data, PVT ImageNet weights as the
 Print the model's parameter table instead:
   python main.py --config=configs/pretrain.py --workdir=/tmp/x --config.task=summary
 """
+
 import ml_collections
 
 
@@ -104,8 +105,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.masking.word_random_frac = 0.1
   c.masking.mlm_max_predictions = 32  # per sequence; MLM logits only there (0 = all positions)
 
-  c.loss_weights = ml_collections.ConfigDict(dict(mir=10.0, itm=1.0, mlm=1.0, recognition=1.0,
-                                                    attributes=1.0))
+  c.loss_weights = ml_collections.ConfigDict(
+      dict(mir=10.0, itm=1.0, mlm=1.0, recognition=1.0, attributes=1.0)
+  )
   # 'alternate': the release: even steps feed the unmasked image, odd steps the masked one,
   # every step computes all three losses on what it fed.
   # 'sum': all three losses on every batch with the masked image (the paper's reading).
@@ -189,5 +191,6 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))  # -1: all remaining devices
   c.distributed = ml_collections.ConfigDict(
-      dict(coordinator_address='', num_processes=0, process_id=-1, auto=False))
+      dict(coordinator_address='', num_processes=0, process_id=-1, auto=False)
+  )
   return c

@@ -45,14 +45,14 @@ class SyntheticCatalogError(PrepareError):
 
 # Reasons a record is skipped; the keys used in summaries and metadata.
 SKIP_REASONS = (
-    'missing_field',     # a required field is absent or empty
-    'empty_caption',     # the caption is empty or only whitespace
-    'not_utf8',          # the record's bytes are not valid UTF-8
-    'invalid_record',    # a line that is not a JSON object, a malformed CSV row
+    'missing_field',  # a required field is absent or empty
+    'empty_caption',  # the caption is empty or only whitespace
+    'not_utf8',  # the record's bytes are not valid UTF-8
+    'invalid_record',  # a line that is not a JSON object, a malformed CSV row
     'unknown_category',  # category/sub-category outside the class list
-    'duplicate_id',      # an id seen before (the first occurrence is kept)
-    'missing_image',     # the image file does not exist
-    'corrupt_image',     # the image cannot be decoded (corrupt, truncated, ...)
+    'duplicate_id',  # an id seen before (the first occurrence is kept)
+    'missing_image',  # the image file does not exist
+    'corrupt_image',  # the image cannot be decoded (corrupt, truncated, ...)
 )
 
 
@@ -89,7 +89,8 @@ class SkippedRecords:
   strict: bool = False
   max_messages: int = 20
   counts: dict[str, collections.Counter] = dataclasses.field(
-      default_factory=lambda: collections.defaultdict(collections.Counter))
+      default_factory=lambda: collections.defaultdict(collections.Counter)
+  )
   messages: list[str] = dataclasses.field(default_factory=list)
 
   def add(self, split: str, error: BadRecordError) -> None:
@@ -106,5 +107,8 @@ class SkippedRecords:
 
   def as_dict(self) -> dict[str, dict[str, int]]:
     """``{split: {reason: count}}``, JSON serialisable, sorted."""
-    return {split: dict(sorted(counter.items()))
-            for split, counter in sorted(self.counts.items()) if counter}
+    return {
+        split: dict(sorted(counter.items()))
+        for split, counter in sorted(self.counts.items())
+        if counter
+    }

@@ -88,9 +88,9 @@ def crop_white_margin(image: Image.Image) -> Image.Image:
   return image.crop(box)
 
 
-def preprocess_image(image: Image.Image | np.ndarray,
-                     size: int,
-                     crop_margin: bool = True) -> np.ndarray:
+def preprocess_image(
+    image: Image.Image | np.ndarray, size: int, crop_margin: bool = True
+) -> np.ndarray:
   """The model's input image: RGB uint8 ``[size, size, 3]``.
 
   Args:
@@ -114,8 +114,7 @@ def decode_and_preprocess(data: bytes, size: int, crop_margin: bool = True) -> n
   try:
     return preprocess_image(image, size, crop_margin)
   except (OSError, ValueError) as e:  # A decodable image of an unsupported mode.
-    raise ImageDecodeError(
-        f'cannot convert image of mode {image.mode} to RGB: {e}') from e
+    raise ImageDecodeError(f'cannot convert image of mode {image.mode} to RGB: {e}') from e
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
@@ -164,8 +163,9 @@ def to_stored_image(image: SourceImage, spec: StorageSpec) -> np.ndarray | bytes
   return pixels
 
 
-def to_stored_images(images: Sequence[SourceImage], spec: StorageSpec
-                     ) -> list[np.ndarray | bytes | ImageDecodeError]:
+def to_stored_images(
+    images: Sequence[SourceImage], spec: StorageSpec
+) -> list[np.ndarray | bytes | ImageDecodeError]:
   """:func:`to_stored_image` of each image; an undecodable one gives its error."""
   out = []
   for image in images:

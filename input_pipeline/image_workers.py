@@ -57,8 +57,9 @@ class ImageWorkers:
     batch_size: images sent to a worker at once.
   """
 
-  def __init__(self, spec: image_ops.StorageSpec, num_workers: int,
-               batch_size: int = DEFAULT_BATCH_SIZE):
+  def __init__(
+      self, spec: image_ops.StorageSpec, num_workers: int, batch_size: int = DEFAULT_BATCH_SIZE
+  ):
     self._spec = spec
     self._num_workers = num_workers
     self._batch_size = batch_size
@@ -67,7 +68,8 @@ class ImageWorkers:
   def __enter__(self) -> 'ImageWorkers':
     if self._num_workers > 1:
       self._pool = concurrent.futures.ProcessPoolExecutor(
-          max_workers=self._num_workers, mp_context=multiprocessing.get_context('spawn'))
+          max_workers=self._num_workers, mp_context=multiprocessing.get_context('spawn')
+      )
     return self
 
   def __exit__(self, *exc_info) -> None:
@@ -75,8 +77,7 @@ class ImageWorkers:
       self._pool.shutdown(wait=True, cancel_futures=True)
       self._pool = None
 
-  def process(self, items: Iterable[tuple[Key, ImageItem]]
-              ) -> Iterator[tuple[Key, StoredImage]]:
+  def process(self, items: Iterable[tuple[Key, ImageItem]]) -> Iterator[tuple[Key, StoredImage]]:
     """``(key, stored image or error)`` for each ``(key, image)``, in order.
 
     An item whose image is a :class:`BadRecordError` comes back unchanged.
@@ -98,8 +99,9 @@ class ImageWorkers:
     while pending:
       yield from self._collect(*pending.popleft())
 
-  def _submit(self, batch: list[tuple[Key, ImageItem]]
-              ) -> tuple[list[tuple[Key, ImageItem]], concurrent.futures.Future]:
+  def _submit(
+      self, batch: list[tuple[Key, ImageItem]]
+  ) -> tuple[list[tuple[Key, ImageItem]], concurrent.futures.Future]:
     sendable = [image for _, image in batch if not isinstance(image, BadRecordError)]
     if self._pool is not None:
       return batch, self._pool.submit(image_ops.to_stored_images, sendable, self._spec)
@@ -108,8 +110,9 @@ class ImageWorkers:
     return batch, done
 
   @staticmethod
-  def _collect(batch: list[tuple[Key, ImageItem]], future: concurrent.futures.Future
-               ) -> Iterator[tuple[Key, StoredImage]]:
+  def _collect(
+      batch: list[tuple[Key, ImageItem]], future: concurrent.futures.Future
+  ) -> Iterator[tuple[Key, StoredImage]]:
     results = iter(future.result())
     for key, image in batch:
       yield key, image if isinstance(image, BadRecordError) else next(results)

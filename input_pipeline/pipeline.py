@@ -108,6 +108,7 @@ class PipelineConfigError(PipelineError, ValueError):
 @dataclasses.dataclass(frozen=True)
 class PreparedSplit:
   """Where the records of one split of a prepared dataset live."""
+
   name: str
   split: str
   dataset_dir: str
@@ -121,80 +122,88 @@ class PreparedSplit:
 
   @property
   def description(self) -> str:
-    return f"{self.dataset_dir} split {self.split!r}"
+    return f'{self.dataset_dir} split {self.split!r}'
 
 
 def open_split(data_dir: str, name: str, split: str) -> PreparedSplit:
   """Locates one split of a prepared TFDS dataset and checks its features."""
   data_dir = os.fspath(data_dir)
-  how_to_prepare = (f"Prepare it with `python -m input_pipeline.prepare {name} "
-                    f"--data_dir={data_dir}`.")
+  how_to_prepare = (
+      f'Prepare it with `python -m input_pipeline.prepare {name} ' f'--data_dir={data_dir}`.'
+  )
   if not os.path.isdir(os.path.join(data_dir, name)):
-    raise PreparedDatasetError(
-        f"No prepared dataset {name!r} under {data_dir}. {how_to_prepare}")
+    raise PreparedDatasetError(f'No prepared dataset {name!r} under {data_dir}. {how_to_prepare}')
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except Exception as e:  # TFDS raises several types for a missing dataset.
     reason = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
     raise PreparedDatasetError(
-        f"Cannot open dataset {name!r} under {data_dir}: {reason} "
-        f"{how_to_prepare}") from e
+        f'Cannot open dataset {name!r} under {data_dir}: {reason} ' f'{how_to_prepare}'
+    ) from e
   if not builder.is_prepared():
     raise PreparedDatasetError(
-        f"Dataset {name!r} is not prepared under {data_dir}. {how_to_prepare}")
+        f'Dataset {name!r} is not prepared under {data_dir}. {how_to_prepare}'
+    )
   dataset_dir = os.fspath(builder.data_dir)
   file_format = builder.info.file_format
-  file_format = str(getattr(file_format, "value", file_format) or "tfrecord")
-  if file_format != "tfrecord":
+  file_format = str(getattr(file_format, 'value', file_format) or 'tfrecord')
+  if file_format != 'tfrecord':
     raise PreparedDatasetError(
-        f"{dataset_dir}: the records are stored as {file_format}; the input pipeline "
-        "reads the TFRecord shards that `prepare` writes. Remove that folder and "
-        f"prepare the dataset again: `python -m input_pipeline.prepare {name} "
-        f"--data_dir={data_dir}`.")
+        f'{dataset_dir}: the records are stored as {file_format}; the input pipeline '
+        'reads the TFRecord shards that `prepare` writes. Remove that folder and '
+        f'prepare the dataset again: `python -m input_pipeline.prepare {name} '
+        f'--data_dir={data_dir}`.'
+    )
   splits = builder.info.splits
   if split not in splits:
-    raise PreparedDatasetError(
-        f"{dataset_dir}: no split {split!r}; available: {sorted(splits)}.")
+    raise PreparedDatasetError(f'{dataset_dir}: no split {split!r}; available: {sorted(splits)}.')
   split_info = splits[split]
-  if not hasattr(split_info, "shard_lengths") or "[" in split:
-    raise PipelineConfigError(
-        f"Split {split!r}: only whole splits are supported, not slices.")
+  if not hasattr(split_info, 'shard_lengths') or '[' in split:
+    raise PipelineConfigError(f'Split {split!r}: only whole splits are supported, not slices.')
   features = builder.info.features
   _check_features(features, dataset_dir)
   filepaths = tuple(os.fspath(p) for p in split_info.filepaths)
   for path in filepaths:
-    if "://" in path:
+    if '://' in path:
       raise PreparedDatasetError(
-          f"{path}: the record index is read from a local file system; copy the "
-          "prepared dataset to a local disk.")
+          f'{path}: the record index is read from a local file system; copy the '
+          'prepared dataset to a local disk.'
+      )
   return PreparedSplit(
-      name=name, split=split, dataset_dir=dataset_dir, features=features,
+      name=name,
+      split=split,
+      dataset_dir=dataset_dir,
+      features=features,
       filepaths=filepaths,
-      shard_lengths=tuple(int(n) for n in split_info.shard_lengths))
+      shard_lengths=tuple(int(n) for n in split_info.shard_lengths),
+  )
 
 
-def _check_features(features: tfds.features.FeaturesDict,
-                    dataset_dir: str) -> None:
+def _check_features(features: tfds.features.FeaturesDict, dataset_dir: str) -> None:
   missing = [k for k in REQUIRED_FEATURES if k not in features]
   if missing:
     raise PreparedDatasetError(
-        f"{dataset_dir}: features {missing} are missing; the dataset has "
-        f"{sorted(features.keys())}.")
+        f'{dataset_dir}: features {missing} are missing; the dataset has '
+        f'{sorted(features.keys())}.'
+    )
   image_shape = features[IMAGE_KEY].shape
   if len(image_shape) != 3 or image_shape[-1] != 3 or None in image_shape:
     raise PreparedDatasetError(
-        f"{dataset_dir}: feature {IMAGE_KEY!r} must be an RGB image "
-        f"of static shape [H, W, 3], found shape {image_shape}.")
+        f'{dataset_dir}: feature {IMAGE_KEY!r} must be an RGB image '
+        f'of static shape [H, W, 3], found shape {image_shape}.'
+    )
   ids_shape = features[INPUT_IDS_KEY].shape
   if len(ids_shape) != 1 or ids_shape[0] is None:
     raise PreparedDatasetError(
-        f"{dataset_dir}: feature {INPUT_IDS_KEY!r} must have the static shape "
-        f"[text_length], found {ids_shape}.")
+        f'{dataset_dir}: feature {INPUT_IDS_KEY!r} must have the static shape '
+        f'[text_length], found {ids_shape}.'
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class RecordLocations:
   """Where every record of a split starts: numpy arrays of length N."""
+
   shard: np.ndarray  # int32 [N] index into PreparedSplit.filepaths
   offset: np.ndarray  # int64 [N] byte offset of the record's header in its shard
   size: np.ndarray  # int64 [N] bytes of the record with its header and footer
@@ -215,38 +224,40 @@ def record_locations(prepared: PreparedSplit) -> RecordLocations:
     try:
       shard_offsets, shard_sizes = _scan_tfrecord_file(path)
     except OSError as e:
-      raise PreparedDatasetError(f"{path}: cannot read: {e.strerror}.") from e
+      raise PreparedDatasetError(f'{path}: cannot read: {e.strerror}.') from e
     if len(shard_offsets) != expected:
       raise PreparedDatasetError(
-          f"{path}: holds {len(shard_offsets)} records but the dataset info says "
-          f"{expected}; the dataset is corrupt or was only partly written: "
-          "prepare it again.")
+          f'{path}: holds {len(shard_offsets)} records but the dataset info says '
+          f'{expected}; the dataset is corrupt or was only partly written: '
+          'prepare it again.'
+      )
     shards.append(np.full(len(shard_offsets), shard, np.int32))
     offsets.append(np.asarray(shard_offsets, np.int64))
     sizes.append(np.asarray(shard_sizes, np.int64))
-  return RecordLocations(shard=np.concatenate(shards), offset=np.concatenate(offsets),
-                         size=np.concatenate(sizes))
+  return RecordLocations(
+      shard=np.concatenate(shards), offset=np.concatenate(offsets), size=np.concatenate(sizes)
+  )
 
 
 def _scan_tfrecord_file(path: str) -> tuple[list[int], list[int]]:
   """The byte offsets (of their headers) and sizes of the records of one TFRecord file."""
   offsets, sizes = [], []
-  with open(path, "rb", buffering=0) as f:
+  with open(path, 'rb', buffering=0) as f:
     file_size = os.fstat(f.fileno()).st_size
     position = 0
     while position < file_size:
       header = os.pread(f.fileno(), _TFRECORD_HEADER_BYTES, position)
       if len(header) != _TFRECORD_HEADER_BYTES:
-        raise PreparedDatasetError(
-            f"{path}: truncated record header at byte {position}.")
-      (length,) = struct.unpack("<Q", header[:8])
+        raise PreparedDatasetError(f'{path}: truncated record header at byte {position}.')
+      (length,) = struct.unpack('<Q', header[:8])
       offsets.append(position)
       sizes.append(_TFRECORD_HEADER_BYTES + length + _TFRECORD_FOOTER_BYTES)
       position += sizes[-1]
       if position > file_size:
         raise PreparedDatasetError(
-            f"{path}: record {len(offsets) - 1} claims {length} bytes, beyond the "
-            f"end of the file ({file_size} bytes); not a TFRecord file or truncated.")
+            f'{path}: record {len(offsets) - 1} claims {length} bytes, beyond the '
+            f'end of the file ({file_size} bytes); not a TFRecord file or truncated.'
+        )
   return offsets, sizes
 
 
@@ -259,12 +270,11 @@ def _parse_spec(feature: tfds.features.FeatureConnector, key: str) -> tf.io.Fixe
   """How `feature` is stored in a `tf.train.Example`."""
   info = feature.get_serialized_info()
   if not isinstance(info, tfds.features.TensorInfo) or None in info.shape:
-    raise PreparedDatasetError(
-        f"feature {key!r}: only fixed-shape features are supported here.")
+    raise PreparedDatasetError(f'feature {key!r}: only fixed-shape features are supported here.')
   dtype = np.dtype(info.np_dtype)
-  if dtype.kind in "SOU":
+  if dtype.kind in 'SOU':
     tf_dtype = tf.string
-  elif dtype.kind in "iub":
+  elif dtype.kind in 'iub':
     tf_dtype = tf.int64
   else:
     tf_dtype = tf.float32
@@ -273,10 +283,12 @@ def _parse_spec(feature: tfds.features.FeatureConnector, key: str) -> tf.io.Fixe
 
 def _is_raw_bytes_tensor(feature: tfds.features.FeatureConnector) -> bool:
   """Whether `feature` is a uint8 Tensor stored as its raw bytes."""
-  return (isinstance(feature, tfds.features.Tensor)
-          and not isinstance(feature, tfds.features.Image)
-          and feature.to_json_content().encoding == "bytes"
-          and feature.np_dtype == np.uint8)
+  return (
+      isinstance(feature, tfds.features.Tensor)
+      and not isinstance(feature, tfds.features.Image)
+      and feature.to_json_content().encoding == 'bytes'
+      and feature.np_dtype == np.uint8
+  )
 
 
 class SplitReader:
@@ -298,15 +310,17 @@ class SplitReader:
     self._offset = tf.constant(self.locations.offset)  # [N]
     self._size = tf.constant(self.locations.size)  # [N]
     features = prepared.features
-    self._specs = {key: _parse_spec(features[key], key) for key in features.keys()
-                   if key != CAPTION_KEY}
+    self._specs = {
+        key: _parse_spec(features[key], key) for key in features.keys() if key != CAPTION_KEY
+    }
     image = features[IMAGE_KEY]
     self._stored_shape = tuple(image.shape)  # (H, W, 3)
     self._raw_image = _is_raw_bytes_tensor(image)
     if not self._raw_image and not isinstance(image, tfds.features.Image):
       raise PreparedDatasetError(
-          f"{prepared.description}: feature {IMAGE_KEY!r} is a {type(image).__name__}; "
-          "expected an Image or a uint8 Tensor stored as bytes.")
+          f'{prepared.description}: feature {IMAGE_KEY!r} is a {type(image).__name__}; '
+          'expected an Image or a uint8 Tensor stored as bytes.'
+      )
     self._image_feature = image
 
   @property
@@ -318,8 +332,11 @@ class SplitReader:
     path = tf.gather(self._paths, tf.gather(self._shard, index))
     offset = tf.gather(self._offset, index)
     variant = tf.raw_ops.TFRecordDatasetV2(
-        filenames=path[None], compression_type="",
-        buffer_size=tf.gather(self._size, index), byte_offsets=offset[None])  # one read
+        filenames=path[None],
+        compression_type='',
+        buffer_size=tf.gather(self._size, index),
+        byte_offsets=offset[None],
+    )  # one read
     records = tf.data.experimental.from_variant(variant, tf.TensorSpec([], tf.string))
     return records.take(1).get_single_element()
 
@@ -360,7 +377,7 @@ class SplitReader:
     size = self.image_size
     if (height, width) == (size, size):
       return image
-    image = tf.image.resize(image, [size, size], method="bilinear")
+    image = tf.image.resize(image, [size, size], method='bilinear')
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
   def check_record(self, index: int, keys: Sequence[str]) -> str | None:
@@ -377,10 +394,10 @@ class SplitReader:
 
 def _first_line(message: str) -> str:
   """The reason in a TensorFlow error message, without the op and function names."""
-  message = re.sub(r"\{\{function_node [^}]*\}\}", "", message)
+  message = re.sub(r'\{\{function_node [^}]*\}\}', '', message)
   lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-  line = lines[0] if lines else "unknown error"
-  return re.sub(r"\s*\[Op:[^\]]*\].*$", "", line)
+  line = lines[0] if lines else 'unknown error'
+  return re.sub(r'\s*\[Op:[^\]]*\].*$', '', line)
 
 
 def _pipeline_options(num_workers: int | None) -> tf.data.Options:
@@ -396,7 +413,7 @@ def _pipeline_options(num_workers: int | None) -> tf.data.Options:
 def _keep_tensorflow_off_accelerators() -> None:
   """TensorFlow only feeds the host: it must not take GPU memory from JAX (once per process)."""
   try:
-    tf.config.set_visible_devices([], "GPU")
+    tf.config.set_visible_devices([], 'GPU')
   except RuntimeError:  # TensorFlow already ran ops; its devices are fixed.
     pass
 
@@ -409,12 +426,14 @@ def _keep_tensorflow_off_accelerators() -> None:
 def _stream_seed(seed: int, stream: int, counter: tf.Tensor) -> tf.Tensor:
   """The int64 [2] seed of `counter` (an epoch or a step) in `stream`."""
   base = tf.constant([seed, stream], tf.int64)
-  return tf.cast(tf.random.experimental.stateless_fold_in(
-      base, tf.cast(counter, tf.int64)), tf.int64)
+  return tf.cast(
+      tf.random.experimental.stateless_fold_in(base, tf.cast(counter, tf.int64)), tf.int64
+  )
 
 
-def epoch_records(seed: int, epoch: tf.Tensor, positions: tf.Tensor, num_examples: int,
-                  repeats: int = 1) -> tf.Tensor:
+def epoch_records(
+    seed: int, epoch: tf.Tensor, positions: tf.Tensor, num_examples: int, repeats: int = 1
+) -> tf.Tensor:
   """Records at `positions` (int64 [n]) of epoch `epoch`'s order: int64 [n].
 
   The order is a stateless index shuffle of the N records keyed by
@@ -425,7 +444,8 @@ def epoch_records(seed: int, epoch: tf.Tensor, positions: tf.Tensor, num_example
   """
   shuffle_seed = _stream_seed(seed, _PERMUTATION_STREAM, epoch)
   return tf.random.experimental.index_shuffle(
-      tf.cast(positions, tf.int64) // repeats, shuffle_seed, num_examples - 1)
+      tf.cast(positions, tf.int64) // repeats, shuffle_seed, num_examples - 1
+  )
 
 
 def epoch_order(seed: int, epoch: int, num_examples: int, repeats: int = 1) -> np.ndarray:
@@ -437,22 +457,28 @@ def epoch_order(seed: int, epoch: int, num_examples: int, repeats: int = 1) -> n
   draw, which are drawn per row.
   """
   if repeats < 1:
-    raise PipelineConfigError(f"repeats must be >= 1, got {repeats}.")
+    raise PipelineConfigError(f'repeats must be >= 1, got {repeats}.')
   positions = tf.range(num_examples, dtype=tf.int64)
-  return epoch_records(seed, tf.constant(epoch, tf.int64), positions, num_examples,
-                       repeats).numpy()
+  return epoch_records(seed, tf.constant(epoch, tf.int64), positions, num_examples, repeats).numpy()
 
 
 def _check_itm_batch(global_batch_size: int) -> None:
   if global_batch_size < 2:
     raise PipelineConfigError(
-        "ITM negatives are drawn from the global batch, which must hold at "
-        f"least 2 items (got {global_batch_size}).")
+        'ITM negatives are drawn from the global batch, which must hold at '
+        f'least 2 items (got {global_batch_size}).'
+    )
 
 
-def itm_partners(seed: int, step: tf.Tensor, global_batch_size: int, *,
-                 negative_prob: float, hard_negative_prob: tf.Tensor | float = 0.0,
-                 subcategories: tf.Tensor | None = None) -> tf.Tensor:
+def itm_partners(
+    seed: int,
+    step: tf.Tensor,
+    global_batch_size: int,
+    *,
+    negative_prob: float,
+    hard_negative_prob: tf.Tensor | float = 0.0,
+    subcategories: tf.Tensor | None = None,
+) -> tf.Tensor:
   """Positions in the GLOBAL batch whose captions its rows are fed with: int64 [G].
 
   The draws are keyed by `(seed, step)` only, so every host forms the same
@@ -468,19 +494,23 @@ def itm_partners(seed: int, step: tf.Tensor, global_batch_size: int, *,
   draws = tf.random.experimental.stateless_split(_stream_seed(seed, _ITM_STREAM, step), 4)
   positions = tf.range(size, dtype=tf.int64)
   negative = tf.random.stateless_uniform([size], draws[0]) < negative_prob  # [G]
-  offset = tf.random.stateless_uniform([size], draws[1], minval=1, maxval=size,
-                                       dtype=tf.int64)  # [G]
+  offset = tf.random.stateless_uniform(
+      [size], draws[1], minval=1, maxval=size, dtype=tf.int64
+  )  # [G]
   partner = (positions + offset) % size  # [G]
   if subcategories is not None:
     hard = tf.random.stateless_uniform([size], draws[2]) < hard_negative_prob  # [G]
     pick = tf.random.stateless_uniform([size], draws[3])  # [G] choice among the same
-    same = tf.logical_and(tf.equal(subcategories[:, None], subcategories[None, :]),
-                          tf.logical_not(tf.eye(size, dtype=tf.bool)))  # [G, G]
+    same = tf.logical_and(
+        tf.equal(subcategories[:, None], subcategories[None, :]),
+        tf.logical_not(tf.eye(size, dtype=tf.bool)),
+    )  # [G, G]
     count = tf.reduce_sum(tf.cast(same, tf.int64), axis=1)  # [G]
     chosen = tf.cast(tf.floor(pick * tf.cast(count, tf.float32)), tf.int64)  # [G]
     seen = tf.cumsum(tf.cast(same, tf.int64), axis=1)  # [G, G]
-    hard_partner = tf.argmax(tf.cast(seen > chosen[:, None], tf.int32), axis=1,
-                             output_type=tf.int64)  # first same-sub-category row past `chosen`
+    hard_partner = tf.argmax(
+        tf.cast(seen > chosen[:, None], tf.int32), axis=1, output_type=tf.int64
+    )  # first same-sub-category row past `chosen`
     partner = tf.where(hard & (count > 0), hard_partner, partner)
   return tf.where(negative, partner, positions)
 
@@ -490,32 +520,31 @@ def itm_partners(seed: int, step: tf.Tensor, global_batch_size: int, *,
 # --------------------------------------------------------------------------
 
 
-def _process_topology(process_index: int | None,
-                      process_count: int | None) -> tuple[int, int]:
+def _process_topology(process_index: int | None, process_count: int | None) -> tuple[int, int]:
   if process_index is None or process_count is None:
     import jax  # pylint: disable=g-import-not-at-top
+
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
   if not 0 <= process_index < process_count:
-    raise PipelineConfigError(
-        f"process_index {process_index} is outside [0, {process_count}).")
+    raise PipelineConfigError(f'process_index {process_index} is outside [0, {process_count}).')
   return process_index, process_count
 
 
 def local_batch_size(global_batch_size: int, process_count: int) -> int:
   """The per-host batch; the global batch must split evenly over hosts."""
   if global_batch_size <= 0:
-    raise PipelineConfigError(
-        f"global_batch_size must be positive, got {global_batch_size}.")
+    raise PipelineConfigError(f'global_batch_size must be positive, got {global_batch_size}.')
   if global_batch_size % process_count:
     raise PipelineConfigError(
-        f"global_batch_size {global_batch_size} does not divide evenly over "
-        f"{process_count} processes; choose a multiple of {process_count}.")
+        f'global_batch_size {global_batch_size} does not divide evenly over '
+        f'{process_count} processes; choose a multiple of {process_count}.'
+    )
   return global_batch_size // process_count
 
 
 def _as_str(value: Any) -> str:
-  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+  return value.decode('utf-8') if isinstance(value, bytes) else str(value)
 
 
 class _Batches:
@@ -525,9 +554,14 @@ class _Batches:
   when TensorFlow reports an error: those records are checked one by one).
   """
 
-  def __init__(self, dataset: tf.data.Dataset, reader: SplitReader,
-               rows_of: Callable[[int], np.ndarray], keys: Sequence[str],
-               finish: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] = lambda b: b):
+  def __init__(
+      self,
+      dataset: tf.data.Dataset,
+      reader: SplitReader,
+      rows_of: Callable[[int], np.ndarray],
+      keys: Sequence[str],
+      finish: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] = lambda b: b,
+  ):
     self._iterator = iter(dataset)
     self._reader = reader
     self._rows_of = rows_of
@@ -554,10 +588,12 @@ class _Batches:
       reason = self._reader.check_record(int(index), self._keys)
       if reason is not None:
         return PreparedDatasetError(
-            f"{description}: record {int(index)} ({self._reader.shard_of(int(index))}): "
-            f"{reason}")
+            f'{description}: record {int(index)} ({self._reader.shard_of(int(index))}): '
+            f'{reason}'
+        )
     return PreparedDatasetError(
-        f"{description}: cannot read batch {self._count}: {_first_line(error.message)}")
+        f'{description}: cannot read batch {self._count}: {_first_line(error.message)}'
+    )
 
   def close(self) -> None:
     self._iterator = None
@@ -573,12 +609,10 @@ def num_examples(data_dir: str, name: str, split: str) -> int:
   return open_split(os.fspath(data_dir), name, split).num_examples
 
 
-def steps_per_epoch(data_dir: str, name: str, split: str,
-                    global_batch_size: int) -> int:
+def steps_per_epoch(data_dir: str, name: str, split: str, global_batch_size: int) -> int:
   """Training steps per epoch (global batches; the remainder is dropped)."""
   if global_batch_size <= 0:
-    raise PipelineConfigError(
-        f"global_batch_size must be positive, got {global_batch_size}.")
+    raise PipelineConfigError(f'global_batch_size must be positive, got {global_batch_size}.')
   return num_examples(data_dir, name, split) // global_batch_size
 
 
@@ -589,6 +623,7 @@ _PARTNER_KEYS = (INPUT_IDS_KEY, PRODUCT_ID_KEY)  # what a caption partner gives
 @dataclasses.dataclass(frozen=True)
 class TrainPlan:
   """What a training pipeline reads at each step (all host-independent but `rows`)."""
+
   reader: SplitReader
   seed: int
   global_batch_size: int
@@ -606,33 +641,45 @@ class TrainPlan:
     size, batch = self.global_batch_size, self.local_batch_size
     epoch, position = step // self.steps_per_epoch, step % self.steps_per_epoch
     positions = position * size + tf.range(size, dtype=tf.int64)  # [G]
-    records = epoch_records(self.seed, epoch, positions, self.reader.num_examples,
-                            self.repeats)  # [G]
-    hard_prob = tf.where(step >= self.itm_hard_negative_from_step,
-                         self.itm_hard_negative_prob, 0.0)
-    subcategories = (None if self.subcategories is None
-                     else tf.gather(tf.constant(self.subcategories), records))  # [G]
-    partners = itm_partners(self.seed, step, size, negative_prob=self.itm_negative_prob,
-                            hard_negative_prob=hard_prob, subcategories=subcategories)  # [G]
+    records = epoch_records(
+        self.seed, epoch, positions, self.reader.num_examples, self.repeats
+    )  # [G]
+    hard_prob = tf.where(step >= self.itm_hard_negative_from_step, self.itm_hard_negative_prob, 0.0)
+    subcategories = (
+        None if self.subcategories is None else tf.gather(tf.constant(self.subcategories), records)
+    )  # [G]
+    partners = itm_partners(
+        self.seed,
+        step,
+        size,
+        negative_prob=self.itm_negative_prob,
+        hard_negative_prob=hard_prob,
+        subcategories=subcategories,
+    )  # [G]
     first = self.process_index * batch
-    partner = partners[first:first + batch]  # [B] positions in the global batch
+    partner = partners[first : first + batch]  # [B] positions in the global batch
     local = (partner >= first) & (partner < first + batch)
     return {
-        "record": records[first:first + batch],
-        "partner_record": tf.gather(records, partner),
-        "partner_row": tf.where(local, partner - first, 0),
-        "partner_remote": tf.logical_not(local),
+        'record': records[first : first + batch],
+        'partner_record': tf.gather(records, partner),
+        'partner_row': tf.where(local, partner - first, 0),
+        'partner_remote': tf.logical_not(local),
     }
 
   def records_of_step(self, step: int) -> np.ndarray:
     rows = self.step_rows(tf.constant(step, tf.int64))
-    remote = rows["partner_remote"].numpy()
-    return np.concatenate([rows["record"].numpy(), rows["partner_record"].numpy()[remote]])
+    remote = rows['partner_remote'].numpy()
+    return np.concatenate([rows['record'].numpy(), rows['partner_record'].numpy()[remote]])
 
 
-def train_dataset(plan: TrainPlan, *, start_step: int = 0, attribute_labels: bool = False,
-                  prefetch: int = DEFAULT_PREFETCH,
-                  num_workers: int | None = None) -> tf.data.Dataset:
+def train_dataset(
+    plan: TrainPlan,
+    *,
+    start_step: int = 0,
+    attribute_labels: bool = False,
+    prefetch: int = DEFAULT_PREFETCH,
+    num_workers: int | None = None,
+) -> tf.data.Dataset:
   """The endless tf.data pipeline of `plan` from step `start_step` on."""
   reader = plan.reader
   extra = (ATTRIBUTES_KEY,) if attribute_labels else ()
@@ -641,57 +688,75 @@ def train_dataset(plan: TrainPlan, *, start_step: int = 0, attribute_labels: boo
   single_host = plan.local_batch_size == plan.global_batch_size  # no partner elsewhere
 
   def read_row(row):
-    example = reader.read(row["record"], own_keys)
+    example = reader.read(row['record'], own_keys)
     in_batch = lambda: {k: example[k] for k in partner_keys}
-    partner = in_batch() if single_host else tf.cond(
-        row["partner_remote"], lambda: reader.read(row["partner_record"], partner_keys),
-        in_batch)
-    return {"example": example, "partner": partner, "partner_row": row["partner_row"],
-            "partner_remote": row["partner_remote"]}
+    partner = (
+        in_batch()
+        if single_host
+        else tf.cond(
+            row['partner_remote'],
+            lambda: reader.read(row['partner_record'], partner_keys),
+            in_batch,
+        )
+    )
+    return {
+        'example': example,
+        'partner': partner,
+        'partner_row': row['partner_row'],
+        'partner_remote': row['partner_remote'],
+    }
 
   def assemble(rows):  # rows of one step, batched: [B, ...]
-    example, partner, remote = rows["example"], rows["partner"], rows["partner_remote"]
+    example, partner, remote = rows['example'], rows['partner'], rows['partner_remote']
 
     def paired(key):  # the partner's `key`: from this batch or read from disk
-      in_batch = tf.gather(example[key], rows["partner_row"])
+      in_batch = tf.gather(example[key], rows['partner_row'])
       mask = tf.reshape(remote, [-1] + [1] * (len(in_batch.shape) - 1))
       return tf.where(mask, partner[key], in_batch)
 
     out = {
-        "images": example[IMAGE_KEY],
-        "input_ids": paired(INPUT_IDS_KEY),
-        "itm_labels": tf.cast(tf.equal(paired(PRODUCT_ID_KEY), example[PRODUCT_ID_KEY]),
-                              tf.int32),
-        "main_labels": example[CATEGORY_KEY],
-        "sub_labels": example[SUBCATEGORY_KEY],
+        'images': example[IMAGE_KEY],
+        'input_ids': paired(INPUT_IDS_KEY),
+        'itm_labels': tf.cast(tf.equal(paired(PRODUCT_ID_KEY), example[PRODUCT_ID_KEY]), tf.int32),
+        'main_labels': example[CATEGORY_KEY],
+        'sub_labels': example[SUBCATEGORY_KEY],
     }
     if attribute_labels:
-      out["image_attribute_labels"] = example[ATTRIBUTES_KEY]  # [B, K]
-      out["caption_attribute_labels"] = paired(ATTRIBUTES_KEY)  # [B, K]
+      out['image_attribute_labels'] = example[ATTRIBUTES_KEY]  # [B, K]
+      out['caption_attribute_labels'] = paired(ATTRIBUTES_KEY)  # [B, K]
     return out
 
   steps = tf.data.Dataset.range(start_step, np.iinfo(np.int64).max)
-  dataset = (steps.map(plan.step_rows).unbatch()
-             .map(read_row, num_parallel_calls=tf.data.AUTOTUNE)
-             .batch(plan.local_batch_size, drop_remainder=True)
-             .map(assemble)
-             .prefetch(prefetch))
+  dataset = (
+      steps.map(plan.step_rows)
+      .unbatch()
+      .map(read_row, num_parallel_calls=tf.data.AUTOTUNE)
+      .batch(plan.local_batch_size, drop_remainder=True)
+      .map(assemble)
+      .prefetch(prefetch)
+  )
   return dataset.with_options(_pipeline_options(num_workers))
 
 
-def train_iterator(data_dir: str, name: str, split: str,
-                   global_batch_size: int, *, seed: int, start_step: int = 0,
-                   itm_negative_prob: float = DEFAULT_ITM_NEGATIVE_PROB,
-                   itm_hard_negative_prob: float = 0.0,
-                   itm_hard_negative_from_step: int = 0,
-                   image_size: int = DEFAULT_IMAGE_SIZE,
-                   process_index: int | None = None,
-                   process_count: int | None = None,
-                   prefetch: int = DEFAULT_PREFETCH,
-                   num_workers: int | None = None,
-                   attribute_labels: bool = False,
-                   repeats: int = 1,
-                   ) -> Iterator[dict[str, np.ndarray]]:
+def train_iterator(
+    data_dir: str,
+    name: str,
+    split: str,
+    global_batch_size: int,
+    *,
+    seed: int,
+    start_step: int = 0,
+    itm_negative_prob: float = DEFAULT_ITM_NEGATIVE_PROB,
+    itm_hard_negative_prob: float = 0.0,
+    itm_hard_negative_from_step: int = 0,
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    prefetch: int = DEFAULT_PREFETCH,
+    num_workers: int | None = None,
+    attribute_labels: bool = False,
+    repeats: int = 1,
+) -> Iterator[dict[str, np.ndarray]]:
   """Endless training batches of this host, from step `start_step` on.
 
   Args:
@@ -725,15 +790,17 @@ def train_iterator(data_dir: str, name: str, split: str,
     labels above). The iterator has `close()`.
   """
   if seed < 0:
-    raise PipelineConfigError(f"seed must be >= 0, got {seed}.")
+    raise PipelineConfigError(f'seed must be >= 0, got {seed}.')
   if start_step < 0:
-    raise PipelineConfigError(f"start_step must be >= 0, got {start_step}.")
-  for option, value in (("itm_negative_prob", itm_negative_prob),
-                        ("itm_hard_negative_prob", itm_hard_negative_prob)):
+    raise PipelineConfigError(f'start_step must be >= 0, got {start_step}.')
+  for option, value in (
+      ('itm_negative_prob', itm_negative_prob),
+      ('itm_hard_negative_prob', itm_hard_negative_prob),
+  ):
     if not 0.0 <= value <= 1.0:
-      raise PipelineConfigError(f"{option} must be in [0, 1], got {value}.")
+      raise PipelineConfigError(f'{option} must be in [0, 1], got {value}.')
   if repeats < 1:
-    raise PipelineConfigError(f"repeats must be >= 1, got {repeats}.")
+    raise PipelineConfigError(f'repeats must be >= 1, got {repeats}.')
   process_index, process_count = _process_topology(process_index, process_count)
   batch = local_batch_size(global_batch_size, process_count)
   _check_itm_batch(global_batch_size)  # here, not first inside the traced graph
@@ -742,27 +809,41 @@ def train_iterator(data_dir: str, name: str, split: str,
   epoch_steps = total // global_batch_size
   if epoch_steps == 0:
     raise PipelineConfigError(
-        f"{prepared.dataset_dir} split {split!r} has {total} records, fewer "
-        f"than one global batch of {global_batch_size}.")
+        f'{prepared.dataset_dir} split {split!r} has {total} records, fewer '
+        f'than one global batch of {global_batch_size}.'
+    )
   if attribute_labels and ATTRIBUTES_KEY not in prepared.features:
     raise PipelineConfigError(
-        f"{prepared.dataset_dir} has no attribute labels (feature {ATTRIBUTES_KEY!r}), "
-        "which the attribute heads need: only synthetic_fashion has them, and one "
-        "prepared by an older version does not; remove that folder to prepare it "
-        "again, or leave 'attributes' out of config.model.heads.")
+        f'{prepared.dataset_dir} has no attribute labels (feature {ATTRIBUTES_KEY!r}), '
+        'which the attribute heads need: only synthetic_fashion has them, and one '
+        'prepared by an older version does not; remove that folder to prepare it '
+        "again, or leave 'attributes' out of config.model.heads."
+    )
   _keep_tensorflow_off_accelerators()
   # Sub-category of every record, for hard ITM negatives (one pass over the split).
-  subcategories = (read_metadata(data_dir, name, split).subcategories
-                   if itm_hard_negative_prob > 0 else None)
+  subcategories = (
+      read_metadata(data_dir, name, split).subcategories if itm_hard_negative_prob > 0 else None
+  )
   plan = TrainPlan(
-      reader=SplitReader(prepared, image_size=image_size), seed=seed,
-      global_batch_size=global_batch_size, local_batch_size=batch,
-      process_index=process_index, steps_per_epoch=epoch_steps, repeats=repeats,
-      itm_negative_prob=itm_negative_prob, itm_hard_negative_prob=itm_hard_negative_prob,
+      reader=SplitReader(prepared, image_size=image_size),
+      seed=seed,
+      global_batch_size=global_batch_size,
+      local_batch_size=batch,
+      process_index=process_index,
+      steps_per_epoch=epoch_steps,
+      repeats=repeats,
+      itm_negative_prob=itm_negative_prob,
+      itm_hard_negative_prob=itm_hard_negative_prob,
       itm_hard_negative_from_step=itm_hard_negative_from_step,
-      subcategories=subcategories)
-  dataset = train_dataset(plan, start_step=start_step, attribute_labels=attribute_labels,
-                          prefetch=prefetch, num_workers=num_workers)
+      subcategories=subcategories,
+  )
+  dataset = train_dataset(
+      plan,
+      start_step=start_step,
+      attribute_labels=attribute_labels,
+      prefetch=prefetch,
+      num_workers=num_workers,
+  )
   keys = _TRAIN_KEYS + ((ATTRIBUTES_KEY,) if attribute_labels else ())
   return _Batches(dataset, plan.reader, lambda k: plan.records_of_step(start_step + k), keys)
 
@@ -770,41 +851,63 @@ def train_iterator(data_dir: str, name: str, split: str,
 _EVAL_KEYS = (IMAGE_KEY, INPUT_IDS_KEY, CATEGORY_KEY, SUBCATEGORY_KEY)
 
 
-def eval_dataset(reader: SplitReader, global_batch_size: int, process_index: int,
-                 local_batch: int, *, prefetch: int = DEFAULT_PREFETCH,
-                 num_workers: int | None = None) -> tf.data.Dataset:
+def eval_dataset(
+    reader: SplitReader,
+    global_batch_size: int,
+    process_index: int,
+    local_batch: int,
+    *,
+    prefetch: int = DEFAULT_PREFETCH,
+    num_workers: int | None = None,
+) -> tf.data.Dataset:
   """One pass over the split in stored order (see `eval_iterator`)."""
   total = reader.num_examples
   num_steps = -(-total // global_batch_size)
 
   def step_rows(step):  # -> [B] record indices of this host (>= N: padding)
-    return step * global_batch_size + process_index * local_batch + tf.range(
-        local_batch, dtype=tf.int64)
+    return (
+        step * global_batch_size
+        + process_index * local_batch
+        + tf.range(local_batch, dtype=tf.int64)
+    )
 
   def read_row(index):
     valid = index < total
-    example = tf.cond(valid, lambda: reader.read(index, _EVAL_KEYS),
-                      lambda: reader.zeros(_EVAL_KEYS))
-    return {"images": example[IMAGE_KEY], "input_ids": example[INPUT_IDS_KEY],
-            "main_labels": example[CATEGORY_KEY], "sub_labels": example[SUBCATEGORY_KEY],
-            "valid": valid}
+    example = tf.cond(
+        valid, lambda: reader.read(index, _EVAL_KEYS), lambda: reader.zeros(_EVAL_KEYS)
+    )
+    return {
+        'images': example[IMAGE_KEY],
+        'input_ids': example[INPUT_IDS_KEY],
+        'main_labels': example[CATEGORY_KEY],
+        'sub_labels': example[SUBCATEGORY_KEY],
+        'valid': valid,
+    }
 
-  dataset = (tf.data.Dataset.range(num_steps).map(step_rows).unbatch()
-             .map(read_row, num_parallel_calls=tf.data.AUTOTUNE)
-             .batch(local_batch)
-             .prefetch(prefetch))
+  dataset = (
+      tf.data.Dataset.range(num_steps)
+      .map(step_rows)
+      .unbatch()
+      .map(read_row, num_parallel_calls=tf.data.AUTOTUNE)
+      .batch(local_batch)
+      .prefetch(prefetch)
+  )
   return dataset.with_options(_pipeline_options(num_workers))
 
 
-def eval_iterator(data_dir: str, name: str, split: str,
-                  global_batch_size: int, *,
-                  image_size: int = DEFAULT_IMAGE_SIZE,
-                  process_index: int | None = None,
-                  process_count: int | None = None,
-                  pad_to_full_batch: bool = True,
-                  prefetch: int = DEFAULT_PREFETCH,
-                  num_workers: int | None = None,
-                  ) -> Iterator[dict[str, np.ndarray]]:
+def eval_iterator(
+    data_dir: str,
+    name: str,
+    split: str,
+    global_batch_size: int,
+    *,
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    pad_to_full_batch: bool = True,
+    prefetch: int = DEFAULT_PREFETCH,
+    num_workers: int | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
   """One pass over a split, in stored order, every record exactly once.
 
   Global batch `s` holds records [s * G, (s + 1) * G); this host reads its
@@ -822,15 +925,16 @@ def eval_iterator(data_dir: str, name: str, split: str,
   prepared = open_split(os.fspath(data_dir), name, split)
   _keep_tensorflow_off_accelerators()
   reader = SplitReader(prepared, image_size=image_size)
-  dataset = eval_dataset(reader, global_batch_size, process_index, batch,
-                         prefetch=prefetch, num_workers=num_workers)
+  dataset = eval_dataset(
+      reader, global_batch_size, process_index, batch, prefetch=prefetch, num_workers=num_workers
+  )
 
   def rows_of(step):
     first = step * global_batch_size + process_index * batch
     return np.arange(first, min(first + batch, reader.num_examples))
 
   def finish(out):
-    return out if pad_to_full_batch else {k: v[out["valid"]] for k, v in out.items()}
+    return out if pad_to_full_batch else {k: v[out['valid']] for k, v in out.items()}
 
   return _Batches(dataset, reader, rows_of, _EVAL_KEYS, finish)
 
@@ -843,6 +947,7 @@ def eval_iterator(data_dir: str, name: str, split: str,
 @dataclasses.dataclass(frozen=True)
 class SplitMetadata:
   """The small fields of every record of a split, in stored order."""
+
   ids: np.ndarray  # object [N] of str
   product_ids: np.ndarray  # object [N] of str
   categories: np.ndarray  # int32 [N]
@@ -861,11 +966,15 @@ def read_metadata(data_dir: str, name: str, split: str) -> SplitMetadata:
   if POSE_KEY in prepared.features:
     keys.append(POSE_KEY)
   specs = {key: _parse_spec(prepared.features[key], key) for key in keys}
-  dataset = (tf.data.TFRecordDataset(list(prepared.filepaths))
-             .batch(METADATA_CHUNK)
-             .map(lambda serialized: tf.io.parse_example(serialized, specs),
-                  num_parallel_calls=tf.data.AUTOTUNE)
-             .prefetch(2))
+  dataset = (
+      tf.data.TFRecordDataset(list(prepared.filepaths))
+      .batch(METADATA_CHUNK)
+      .map(
+          lambda serialized: tf.io.parse_example(serialized, specs),
+          num_parallel_calls=tf.data.AUTOTUNE,
+      )
+      .prefetch(2)
+  )
   columns: dict[str, list[np.ndarray]] = {k: [] for k in keys}
   try:
     for chunk in dataset:
@@ -873,8 +982,8 @@ def read_metadata(data_dir: str, name: str, split: str) -> SplitMetadata:
         columns[key].append(chunk[key].numpy())
   except tf.errors.OpError as e:
     raise PreparedDatasetError(
-        f"{prepared.description}: cannot read the record metadata: "
-        f"{_first_line(e.message)}") from None
+        f'{prepared.description}: cannot read the record metadata: ' f'{_first_line(e.message)}'
+    ) from None
 
   def column(key):
     return np.concatenate(columns[key]) if columns[key] else np.zeros(0)
@@ -885,17 +994,21 @@ def read_metadata(data_dir: str, name: str, split: str) -> SplitMetadata:
   ids = text(ID_KEY)
   if len(ids) != prepared.num_examples:
     raise PreparedDatasetError(
-        f"{prepared.description}: holds {len(ids)} records, its info says "
-        f"{prepared.num_examples}; prepare the dataset again.")
+        f'{prepared.description}: holds {len(ids)} records, its info says '
+        f'{prepared.num_examples}; prepare the dataset again.'
+    )
   poses = None
   if POSE_KEY in keys:
     poses = column(POSE_KEY)
-    if poses.dtype.kind in "SO":
+    if poses.dtype.kind in 'SO':
       poses = text(POSE_KEY)
   return SplitMetadata(
-      ids=ids, product_ids=text(PRODUCT_ID_KEY),
+      ids=ids,
+      product_ids=text(PRODUCT_ID_KEY),
       categories=column(CATEGORY_KEY).astype(np.int32),
-      subcategories=column(SUBCATEGORY_KEY).astype(np.int32), poses=poses)
+      subcategories=column(SUBCATEGORY_KEY).astype(np.int32),
+      poses=poses,
+  )
 
 
 class SplitView:
@@ -908,18 +1021,23 @@ class SplitView:
   queries and candidates from (`retrieval_sets.RecordView`).
   """
 
-  def __init__(self, data_dir: str, name: str, split: str, *,
-               image_size: int = DEFAULT_IMAGE_SIZE,
-               metadata: SplitMetadata | None = None,
-               prefetch: int = DEFAULT_PREFETCH,
-               num_workers: int | None = None):
+  def __init__(
+      self,
+      data_dir: str,
+      name: str,
+      split: str,
+      *,
+      image_size: int = DEFAULT_IMAGE_SIZE,
+      metadata: SplitMetadata | None = None,
+      prefetch: int = DEFAULT_PREFETCH,
+      num_workers: int | None = None,
+  ):
     prepared = open_split(os.fspath(data_dir), name, split)
     self._description = prepared.description
     self.metadata = metadata or read_metadata(data_dir, name, split)
-    self._index_of = {record_id: i
-                      for i, record_id in enumerate(self.metadata.ids)}
+    self._index_of = {record_id: i for i, record_id in enumerate(self.metadata.ids)}
     if len(self._index_of) != len(self.metadata.ids):
-      raise PreparedDatasetError(f"{self._description}: record ids are not unique.")
+      raise PreparedDatasetError(f'{self._description}: record ids are not unique.')
     _keep_tensorflow_off_accelerators()
     self._reader = SplitReader(prepared, image_size=image_size)
     self._prefetch = prefetch
@@ -935,12 +1053,16 @@ class SplitView:
     try:
       return np.array([self._index_of[i] for i in ids], np.int64)
     except KeyError as e:
-      raise PreparedDatasetError(
-          f"{self._description}: no record with id {e.args[0]!r}.") from None
+      raise PreparedDatasetError(f'{self._description}: no record with id {e.args[0]!r}.') from None
 
-  def pairs(self, image_ids: Sequence[str], text_ids: Sequence[str],
-            batch_size: int, *, prefetch: int | None = None
-            ) -> Iterator[dict[str, np.ndarray]]:
+  def pairs(
+      self,
+      image_ids: Sequence[str],
+      text_ids: Sequence[str],
+      batch_size: int,
+      *,
+      prefetch: int | None = None,
+  ) -> Iterator[dict[str, np.ndarray]]:
     """Batches of `images` (of `image_ids`) with `input_ids` (of `text_ids`).
 
     Row i holds the image of record `image_ids[i]` and the caption of record
@@ -950,23 +1072,28 @@ class SplitView:
     """
     if len(image_ids) != len(text_ids):
       raise PipelineConfigError(
-          f"pairs: {len(image_ids)} image ids but {len(text_ids)} caption ids.")
+          f'pairs: {len(image_ids)} image ids but {len(text_ids)} caption ids.'
+      )
     image_index, text_index = self._indices(image_ids), self._indices(text_ids)
     reader = self._reader
 
     def read_pair(image_record, text_record):
       serialized = reader.serialized(image_record)
       image = reader.parse(serialized, (IMAGE_KEY,))[IMAGE_KEY]
-      caption = tf.cond(tf.equal(image_record, text_record),
-                        lambda: reader.parse(serialized, (INPUT_IDS_KEY,))[INPUT_IDS_KEY],
-                        lambda: reader.read(text_record, (INPUT_IDS_KEY,))[INPUT_IDS_KEY])
-      return {"images": image, "input_ids": caption}
+      caption = tf.cond(
+          tf.equal(image_record, text_record),
+          lambda: reader.parse(serialized, (INPUT_IDS_KEY,))[INPUT_IDS_KEY],
+          lambda: reader.read(text_record, (INPUT_IDS_KEY,))[INPUT_IDS_KEY],
+      )
+      return {'images': image, 'input_ids': caption}
 
-    dataset = (tf.data.Dataset.from_tensor_slices((image_index, text_index))
-               .map(read_pair, num_parallel_calls=tf.data.AUTOTUNE)
-               .batch(max(1, batch_size))
-               .prefetch(self._prefetch if prefetch is None else max(1, prefetch))
-               .with_options(_pipeline_options(self._num_workers)))
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((image_index, text_index))
+        .map(read_pair, num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(max(1, batch_size))
+        .prefetch(self._prefetch if prefetch is None else max(1, prefetch))
+        .with_options(_pipeline_options(self._num_workers))
+    )
     size = max(1, batch_size)
 
     def rows_of(k):
@@ -976,17 +1103,19 @@ class SplitView:
     return _Batches(dataset, reader, rows_of, (IMAGE_KEY, INPUT_IDS_KEY))
 
   def images(self, ids: Sequence[str]) -> np.ndarray:
-    return self._read_all(ids, ids)["images"]
+    return self._read_all(ids, ids)['images']
 
   def input_ids(self, ids: Sequence[str]) -> np.ndarray:
-    return self._read_all(ids, ids)["input_ids"]
+    return self._read_all(ids, ids)['input_ids']
 
   def _read_all(self, image_ids, text_ids) -> dict[str, np.ndarray]:
     if not len(image_ids):
       size = self._reader.image_size
       length = self._reader.features[INPUT_IDS_KEY].shape[0]
-      return {"images": np.zeros((0, size, size, 3), np.uint8),
-              "input_ids": np.zeros((0, length), np.int32)}
+      return {
+          'images': np.zeros((0, size, size, 3), np.uint8),
+          'input_ids': np.zeros((0, length), np.int32),
+      }
     (batch,) = list(self.pairs(image_ids, text_ids, len(image_ids)))
     return batch
 

@@ -40,20 +40,32 @@ import tensorflow_datasets as tfds
 from absl import flags
 from tensorflow_datasets.core import constants as tfds_constants
 
-from input_pipeline.datasets.base import (METADATA_FORMAT_VERSION, SPLITS, BuildPlan,
-                                          PrepareOptions, PreparedDatasetBuilder,
-                                          drop_bad_text_records, drop_unknown_categories,
-                                          require_nonempty_splits, training_captions)
+from input_pipeline.datasets.base import (
+    METADATA_FORMAT_VERSION,
+    SPLITS,
+    BuildPlan,
+    PrepareOptions,
+    PreparedDatasetBuilder,
+    drop_bad_text_records,
+    drop_unknown_categories,
+    require_nonempty_splits,
+    training_captions,
+)
 from input_pipeline.datasets.catalog import Catalog
 from input_pipeline.datasets.fashion_gen import FashionGen
 from input_pipeline.datasets.synthetic_fashion import SyntheticFashion
 from input_pipeline.errors import NotPreparedError, PrepareError, SkippedRecords, TokenizerError
 from input_pipeline.image_workers import ImageWorkers, default_num_workers
-from input_pipeline.tokenizer import (Tokenizer, WordPieceTokenizer, load_tokenizer,
-                                      train_sentencepiece)
+from input_pipeline.tokenizer import (
+    Tokenizer,
+    WordPieceTokenizer,
+    load_tokenizer,
+    train_sentencepiece,
+)
 
 BUILDERS: dict[str, type[PreparedDatasetBuilder]] = {
-    builder.name: builder for builder in (FashionGen, Catalog, SyntheticFashion)}
+    builder.name: builder for builder in (FashionGen, Catalog, SyntheticFashion)
+}
 TOKENIZER_DIR = 'tokenizer'
 _STAGING_PREFIX = '.tokenizer.incomplete-'
 # How TFDS names its unfinished dataset folders (see tfds.core.utils.incomplete_dir).
@@ -96,14 +108,16 @@ class PrepareSummary:
         f'{verb} {self.name} in {self.dataset_dir} ({self.seconds:.1f} s)',
         f'tokenizer: {self.tokenizer["kind"]}, {self.tokenizer["vocab_size"]} ids '
         f'({self.tokenizer_dir})',
-        'examples per split: ' + ', '.join(
-            f'{split} {count}' for split, count in self.num_examples.items()),
+        'examples per split: '
+        + ', '.join(f'{split} {count}' for split, count in self.num_examples.items()),
     ]
     if self.split_counts:
       lines.append(format_split_counts(self.split_counts))
     for split, counts in self.category_counts.items():
-      lines.append(f'{split} examples per category: ' + ', '.join(
-          f'{category} {count}' for category, count in counts.items()))
+      lines.append(
+          f'{split} examples per category: '
+          + ', '.join(f'{category} {count}' for category, count in counts.items())
+      )
     lines.append(f'skipped records: {self.num_skipped}')
     for split, reasons in self.skipped.items():
       lines.append(f'  {split}: ' + ', '.join(f'{reason} {n}' for reason, n in reasons.items()))
@@ -125,16 +139,24 @@ def format_split_counts(counts: dict[str, dict[str, int]]) -> str:
   for split in SPLITS:
     if split in counts:
       c = counts[split]
-      parts.append(f'{split} ' + ', '.join((
-          _plural(c['records'], 'record', 'records'),
-          _plural(c['products'], 'product', 'products'),
-          _plural(c['categories'], 'category', 'categories'),
-          _plural(c['subcategories'], 'sub-category', 'sub-categories'))))
+      parts.append(
+          f'{split} '
+          + ', '.join(
+              (
+                  _plural(c['records'], 'record', 'records'),
+                  _plural(c['products'], 'product', 'products'),
+                  _plural(c['categories'], 'category', 'categories'),
+                  _plural(c['subcategories'], 'sub-category', 'sub-categories'),
+              )
+          )
+      )
   line = 'split: ' + '; '.join(parts)
   only = counts.get('only_in_train')
   if only is not None:
-    line += (f' ({_plural(only["subcategories"], "sub-category", "sub-categories")}, '
-             f'{_plural(only["categories"], "category", "categories")} only in train)')
+    line += (
+        f' ({_plural(only["subcategories"], "sub-category", "sub-categories")}, '
+        f'{_plural(only["categories"], "category", "categories")} only in train)'
+    )
   return line
 
 
@@ -167,27 +189,33 @@ def load_prepared(name: str, data_dir: str) -> PreparedDataset:
   # (Checking the info file first spares TFDS's warning about a missing folder.)
   info_file = builder.data_path / tfds_constants.DATASET_INFO_FILENAME
   if not info_file.exists() or not builder.is_prepared():
-    raise NotPreparedError(f'{name} is not prepared in {data_dir}: run '
-                           f'`{_prepare_command(name, data_dir)}`')
+    raise NotPreparedError(
+        f'{name} is not prepared in {data_dir}: run ' f'`{_prepare_command(name, data_dir)}`'
+    )
   metadata = dict(builder.info.metadata or {})
   if metadata.get('format_version') != METADATA_FORMAT_VERSION:
     raise NotPreparedError(
         f'{builder.data_dir}: metadata format {metadata.get("format_version")!r}, expected '
-        f'{METADATA_FORMAT_VERSION}: prepare it again with --overwrite')
+        f'{METADATA_FORMAT_VERSION}: prepare it again with --overwrite'
+    )
   try:
     tokenizer = load_tokenizer(tokenizer_dir(data_dir, name))
   except TokenizerError as e:
-    raise NotPreparedError(f'{name} is not completely prepared in {data_dir} ({e}): run '
-                           f'`{_prepare_command(name, data_dir)}`') from e
+    raise NotPreparedError(
+        f'{name} is not completely prepared in {data_dir} ({e}): run '
+        f'`{_prepare_command(name, data_dir)}`'
+    ) from e
   if tokenizer.fingerprint != metadata['tokenizer']['fingerprint']:
     raise NotPreparedError(
         f'{name} is not completely prepared in {data_dir}: its tokenizer is not the one '
-        f'the dataset was built with: run `{_prepare_command(name, data_dir)}`')
+        f'the dataset was built with: run `{_prepare_command(name, data_dir)}`'
+    )
   return PreparedDataset(builder, tokenizer, metadata)
 
 
-def _summary(prepared: PreparedDataset, seconds: float, already_prepared: bool,
-             data_dir: str) -> PrepareSummary:
+def _summary(
+    prepared: PreparedDataset, seconds: float, already_prepared: bool, data_dir: str
+) -> PrepareSummary:
   metadata = prepared.metadata
   splits = prepared.builder.info.splits
   return PrepareSummary(
@@ -232,13 +260,15 @@ def _install_tokenizer(staging_dir: str, final_dir: str) -> None:
     os.rename(staging_dir, final_dir)
 
 
-def prepare_dataset(name: str,
-                    data_dir: str,
-                    manual_dir: str | None = None,
-                    strict: bool = False,
-                    overwrite: bool = False,
-                    num_workers: int | None = None,
-                    **options: Any) -> PrepareSummary:
+def prepare_dataset(
+    name: str,
+    data_dir: str,
+    manual_dir: str | None = None,
+    strict: bool = False,
+    overwrite: bool = False,
+    num_workers: int | None = None,
+    **options: Any,
+) -> PrepareSummary:
   """Prepares dataset ``name`` in ``data_dir`` (see the module docstring).
 
   Args:
@@ -271,10 +301,15 @@ def prepare_dataset(name: str,
     if existing.metadata.get('options') == resolved.as_dict():
       return _summary(existing, time.perf_counter() - start, True, data_dir)
     recorded = existing.metadata.get('options', {})
-    differences = '; '.join(f'{k}: prepared {recorded.get(k)!r}, asked {v!r}'
-                            for k, v in resolved.as_dict().items() if recorded.get(k) != v)
-    raise PrepareError(f'{name} is already prepared in {data_dir} with other options '
-                       f'({differences}); pass --overwrite to replace it')
+    differences = '; '.join(
+        f'{k}: prepared {recorded.get(k)!r}, asked {v!r}'
+        for k, v in resolved.as_dict().items()
+        if recorded.get(k) != v
+    )
+    raise PrepareError(
+        f'{name} is already prepared in {data_dir} with other options '
+        f'({differences}); pass --overwrite to replace it'
+    )
 
   root = dataset_root(data_dir, name)
   _remove_leftovers(root, os.path.join(root, str(builder_cls.VERSION)))
@@ -283,8 +318,9 @@ def prepare_dataset(name: str,
   skips = SkippedRecords(strict=strict)
   records = drop_bad_text_records(source.read_records(skips), skips)
   main_categories, sub_categories = source.class_names(records)
-  records = drop_unknown_categories(records, main_categories, sub_categories, skips,
-                                    source.class_list_source)
+  records = drop_unknown_categories(
+      records, main_categories, sub_categories, skips, source.class_list_source
+  )
   require_nonempty_splits(records, name, skips)
 
   os.makedirs(root, exist_ok=True)
@@ -293,15 +329,24 @@ def prepare_dataset(name: str,
     tokenizer = make_tokenizer(resolved, training_captions(records))
     tokenizer.save(staging_dir)
     with ImageWorkers(resolved.storage_spec(), num_workers or default_num_workers()) as workers:
-      plan = BuildPlan(options=resolved, source=source, records=records,
-                       main_categories=main_categories, sub_categories=sub_categories,
-                       tokenizer=tokenizer, skips=skips, image_workers=workers,
-                       attribute_classes=source.attribute_classes())
+      plan = BuildPlan(
+          options=resolved,
+          source=source,
+          records=records,
+          main_categories=main_categories,
+          sub_categories=sub_categories,
+          tokenizer=tokenizer,
+          skips=skips,
+          image_workers=workers,
+          attribute_classes=source.attribute_classes(),
+      )
       builder = builder_cls(data_dir=data_dir, plan=plan)
       builder.download_and_prepare(
           download_dir=os.path.join(staging_dir, 'downloads'),  # Nothing is downloaded.
-          download_config=tfds.download.DownloadConfig(manual_dir=manual_dir,
-                                                       try_download_gcs=False))
+          download_config=tfds.download.DownloadConfig(
+              manual_dir=manual_dir, try_download_gcs=False
+          ),
+      )
     _install_tokenizer(staging_dir, tokenizer_dir(data_dir, name))
   finally:
     shutil.rmtree(staging_dir, ignore_errors=True)
@@ -321,8 +366,16 @@ _USAGE = f"""usage: {_PROGRAM} NAME --data_dir=DIR [--manual_dir=DIR] [--strict]
 Prepares a dataset (TFDS + tokenizer) for training and evaluation. NAME is one of
 {', '.join(sorted(BUILDERS))}. Options left out take the dataset's defaults.
 """
-_HELP_ARGUMENTS = ('-h', '-?', '-help', '--help', '-helpshort', '--helpshort', '-helpfull',
-                   '--helpfull')
+_HELP_ARGUMENTS = (
+    '-h',
+    '-?',
+    '-help',
+    '--help',
+    '-helpshort',
+    '--helpshort',
+    '-helpfull',
+    '--helpfull',
+)
 # The flags that are not options of the dataset (PrepareOptions).
 _NOT_OPTIONS = ('data_dir', 'manual_dir', 'strict', 'overwrite', 'num_workers')
 
@@ -330,16 +383,16 @@ _NOT_OPTIONS = ('data_dir', 'manual_dir', 'strict', 'overwrite', 'num_workers')
 def _define_flags(flag_values: flags.FlagValues) -> None:
   f = dict(flag_values=flag_values)
   flags.DEFINE_string('data_dir', None, 'where prepared datasets live (required)', **f)
-  flags.DEFINE_string('manual_dir', None, 'input files (fashion_gen h5 files, catalog files)',
-                      **f)
-  flags.DEFINE_boolean('strict', False, 'stop at the first bad record (default: skip and count '
-                       'it)', **f)
+  flags.DEFINE_string('manual_dir', None, 'input files (fashion_gen h5 files, catalog files)', **f)
+  flags.DEFINE_boolean(
+      'strict', False, 'stop at the first bad record (default: skip and count ' 'it)', **f
+  )
   flags.DEFINE_boolean('overwrite', False, 'replace a dataset prepared with other options', **f)
-  flags.DEFINE_integer('num_workers', None, 'processes preparing images (default: the usable '
-                       'CPUs)', **f)
+  flags.DEFINE_integer(
+      'num_workers', None, 'processes preparing images (default: the usable ' 'CPUs)', **f
+  )
   # Options of every dataset.
-  flags.DEFINE_enum('tokenizer', None, ('sentencepiece', 'wordpiece'), 'tokenizer to build',
-                    **f)
+  flags.DEFINE_enum('tokenizer', None, ('sentencepiece', 'wordpiece'), 'tokenizer to build', **f)
   flags.DEFINE_string('vocab_file', None, 'BERT uncased vocab.txt (wordpiece)', **f)
   flags.DEFINE_integer('vocab_size', None, 'SentencePiece vocabulary size', **f)
   flags.DEFINE_integer('text_length', None, 'length of input_ids', **f)
@@ -347,11 +400,16 @@ def _define_flags(flag_values: flags.FlagValues) -> None:
   flags.DEFINE_integer('image_size', None, 'side of the stored square images', **f)
   flags.DEFINE_enum('image_encoding', None, ('raw', 'jpeg'), 'how images are stored', **f)
   flags.DEFINE_integer('jpeg_quality', None, 'JPEG quality (image_encoding=jpeg)', **f)
-  flags.DEFINE_boolean('crop_white_margin', None, 'crop white margins before resizing '
-                       '(--nocrop_white_margin: keep them)', **f)
+  flags.DEFINE_boolean(
+      'crop_white_margin',
+      None,
+      'crop white margins before resizing ' '(--nocrop_white_margin: keep them)',
+      **f,
+  )
   # Catalog options.
-  flags.DEFINE_float('validation_fraction', None, 'share of products in validation '
-                     '(single-file catalog)', **f)
+  flags.DEFINE_float(
+      'validation_fraction', None, 'share of products in validation ' '(single-file catalog)', **f
+  )
   flags.DEFINE_string('class_file', None, 'JSON class lists, relative to --manual_dir', **f)
   # synthetic_fashion options.
   flags.DEFINE_integer('num_products', None, 'products in train', **f)
@@ -391,11 +449,18 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     name, options = _parse(argv)
     values = options.flag_values_dict()
-    dataset_options = {key: value for key, value in values.items()
-                       if key not in _NOT_OPTIONS and value is not None}
-    summary = prepare_dataset(name, options.data_dir, manual_dir=options.manual_dir,
-                              strict=options.strict, overwrite=options.overwrite,
-                              num_workers=options.num_workers, **dataset_options)
+    dataset_options = {
+        key: value for key, value in values.items() if key not in _NOT_OPTIONS and value is not None
+    }
+    summary = prepare_dataset(
+        name,
+        options.data_dir,
+        manual_dir=options.manual_dir,
+        strict=options.strict,
+        overwrite=options.overwrite,
+        num_workers=options.num_workers,
+        **dataset_options,
+    )
   except PrepareError as e:
     print(f'prepare{" " + name if name else ""}: error: {e}', file=sys.stderr)
     return 1

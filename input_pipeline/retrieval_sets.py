@@ -41,12 +41,12 @@ import numpy as np
 
 from input_pipeline import errors
 
-FORMAT_NAME = "mvlt_retrieval_sets"
+FORMAT_NAME = 'mvlt_retrieval_sets'
 FORMAT_VERSION = 1
-VIEW_RULE = "smallest pose, then smallest id, per product"
+VIEW_RULE = 'smallest pose, then smallest id, per product'
 DEFAULT_NUM_QUERIES = 1000
 DEFAULT_NUM_CANDIDATES = 101
-DIRECTIONS = ("tir", "itr")
+DIRECTIONS = ('tir', 'itr')
 
 
 class RetrievalSetsError(errors.PrepareError):
@@ -56,6 +56,7 @@ class RetrievalSetsError(errors.PrepareError):
 @dataclasses.dataclass(frozen=True)
 class RetrievalRecord:
   """What the protocol needs to know of one record of the evaluation split."""
+
   id: str
   product_id: str
   subcategory: int
@@ -69,6 +70,7 @@ class RetrievalQuery:
   `record_id` is the query's record (its caption is the TIR query, its image
   the ITR query); `candidate_record_ids[partner_position] == record_id`.
   """
+
   product_id: str
   record_id: str
   subcategory: int
@@ -80,45 +82,47 @@ class RetrievalQuery:
 @dataclasses.dataclass(frozen=True)
 class RetrievalSets:
   """Queries plus the parameters and counts they were built with."""
+
   params: dict[str, Any]
   counts: dict[str, Any]
   queries: tuple[RetrievalQuery, ...]
 
   def to_json(self) -> dict[str, Any]:
     return {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "params": self.params,
-        "counts": self.counts,
-        "shared_directions": True,
-        "queries": [dataclasses.asdict(q) for q in self.queries],
+        'format': FORMAT_NAME,
+        'format_version': FORMAT_VERSION,
+        'params': self.params,
+        'counts': self.counts,
+        'shared_directions': True,
+        'queries': [dataclasses.asdict(q) for q in self.queries],
     }
 
   @classmethod
   def from_json(cls, data: Mapping[str, Any], source: str) -> RetrievalSets:
-    if (data.get("format") != FORMAT_NAME
-        or data.get("format_version") != FORMAT_VERSION):
+    if data.get('format') != FORMAT_NAME or data.get('format_version') != FORMAT_VERSION:
       raise RetrievalSetsError(
-          f"{source}: not a retrieval-sets file of format {FORMAT_NAME} "
+          f'{source}: not a retrieval-sets file of format {FORMAT_NAME} '
           f"version {FORMAT_VERSION} (found {data.get('format')!r} version "
-          f"{data.get('format_version')!r}).")
+          f"{data.get('format_version')!r})."
+      )
     try:
       queries = tuple(
           RetrievalQuery(
-              product_id=q["product_id"], record_id=q["record_id"],
-              subcategory=int(q["subcategory"]),
-              candidate_record_ids=tuple(q["candidate_record_ids"]),
-              candidate_product_ids=tuple(q["candidate_product_ids"]),
-              partner_position=int(q["partner_position"]))
-          for q in data["queries"])
-      return cls(params=dict(data["params"]), counts=dict(data["counts"]),
-                 queries=queries)
+              product_id=q['product_id'],
+              record_id=q['record_id'],
+              subcategory=int(q['subcategory']),
+              candidate_record_ids=tuple(q['candidate_record_ids']),
+              candidate_product_ids=tuple(q['candidate_product_ids']),
+              partner_position=int(q['partner_position']),
+          )
+          for q in data['queries']
+      )
+      return cls(params=dict(data['params']), counts=dict(data['counts']), queries=queries)
     except (KeyError, TypeError, ValueError) as e:
-      raise RetrievalSetsError(f"{source}: malformed retrieval sets: {e!r}.") from e
+      raise RetrievalSetsError(f'{source}: malformed retrieval sets: {e!r}.') from e
 
 
-def _representatives(records: Iterable[RetrievalRecord]
-                     ) -> dict[str, RetrievalRecord]:
+def _representatives(records: Iterable[RetrievalRecord]) -> dict[str, RetrievalRecord]:
   """The one record used per product (see the module docstring)."""
   chosen: dict[str, RetrievalRecord] = {}
 
@@ -129,19 +133,24 @@ def _representatives(records: Iterable[RetrievalRecord]
     current = chosen.get(record.product_id)
     if current is not None and current.subcategory != record.subcategory:
       raise RetrievalSetsError(
-          f"Product {record.product_id!r}: records {current.id!r} and "
-          f"{record.id!r} have different sub-categories "
-          f"({current.subcategory} and {record.subcategory}).")
+          f'Product {record.product_id!r}: records {current.id!r} and '
+          f'{record.id!r} have different sub-categories '
+          f'({current.subcategory} and {record.subcategory}).'
+      )
     if current is None or order(record) < order(current):
       chosen[record.product_id] = record
   return chosen
 
 
-def build_retrieval_sets(records: Sequence[RetrievalRecord], *,
-                         num_queries: int = DEFAULT_NUM_QUERIES,
-                         num_candidates: int = DEFAULT_NUM_CANDIDATES,
-                         seed: int, dataset: str = "", split: str = ""
-                         ) -> RetrievalSets:
+def build_retrieval_sets(
+    records: Sequence[RetrievalRecord],
+    *,
+    num_queries: int = DEFAULT_NUM_QUERIES,
+    num_candidates: int = DEFAULT_NUM_CANDIDATES,
+    seed: int,
+    dataset: str = '',
+    split: str = '',
+) -> RetrievalSets:
   """Draws the query products and their same-sub-category candidates.
 
   Args:
@@ -157,45 +166,48 @@ def build_retrieval_sets(records: Sequence[RetrievalRecord], *,
   """
   if num_candidates < 2:
     raise RetrievalSetsError(
-        f"num_candidates must be >= 2 (partner + distractors), got "
-        f"{num_candidates}.")
+        f'num_candidates must be >= 2 (partner + distractors), got ' f'{num_candidates}.'
+    )
   if num_queries < 1:
-    raise RetrievalSetsError(f"num_queries must be >= 1, got {num_queries}.")
+    raise RetrievalSetsError(f'num_queries must be >= 1, got {num_queries}.')
   # Plain Python values (numpy scalars do not serialise to JSON).
-  records = [dataclasses.replace(r, id=str(r.id), product_id=str(r.product_id),
-                                 subcategory=int(r.subcategory))
-             for r in records]
+  records = [
+      dataclasses.replace(
+          r, id=str(r.id), product_id=str(r.product_id), subcategory=int(r.subcategory)
+      )
+      for r in records
+  ]
   ids = collections.Counter(r.id for r in records)
   duplicated = [i for i, n in ids.items() if n > 1]
   if duplicated:
     raise RetrievalSetsError(
         f"Record ids are not unique in {dataset or 'the records'} "
-        f"{split}: {sorted(duplicated)[:5]}.")
+        f'{split}: {sorted(duplicated)[:5]}.'
+    )
 
   products = _representatives(records)
   by_subcategory: dict[int, list[str]] = collections.defaultdict(list)
   for product_id in sorted(products):
     by_subcategory[products[product_id].subcategory].append(product_id)
-  small = {sub: len(p) for sub, p in sorted(by_subcategory.items())
-           if len(p) < num_candidates}
-  eligible = [p for sub, group in sorted(by_subcategory.items())
-              if sub not in small for p in group]
+  small = {sub: len(p) for sub, p in sorted(by_subcategory.items()) if len(p) < num_candidates}
+  eligible = [p for sub, group in sorted(by_subcategory.items()) if sub not in small for p in group]
   eligible.sort()
   counts = {
-      "num_records": len(records),
-      "num_products": len(products),
-      "num_subcategories": len(by_subcategory),
-      "num_eligible_products": len(eligible),
-      "num_ineligible_products": len(products) - len(eligible),
-      "small_subcategories": [[sub, n] for sub, n in small.items()],
-      "num_queries": num_queries,
+      'num_records': len(records),
+      'num_products': len(products),
+      'num_subcategories': len(by_subcategory),
+      'num_eligible_products': len(eligible),
+      'num_ineligible_products': len(products) - len(eligible),
+      'small_subcategories': [[sub, n] for sub, n in small.items()],
+      'num_queries': num_queries,
   }
   if len(eligible) < num_queries:
     raise RetrievalSetsError(
         f"Only {len(eligible)} products of {dataset or 'the records'} {split} "
-        f"are in a sub-category with at least {num_candidates} products; "
-        f"{num_queries} queries were asked for. Use fewer queries or "
-        "candidates.")
+        f'are in a sub-category with at least {num_candidates} products; '
+        f'{num_queries} queries were asked for. Use fewer queries or '
+        'candidates.'
+    )
 
   rng = np.random.default_rng(seed)
   query_products = rng.choice(len(eligible), size=num_queries, replace=False)
@@ -208,16 +220,23 @@ def build_retrieval_sets(records: Sequence[RetrievalRecord], *,
     candidates = [others[i] for i in picked]
     partner_position = int(rng.integers(num_candidates))
     candidates.insert(partner_position, product_id)
-    queries.append(RetrievalQuery(
-        product_id=product_id, record_id=record.id,
-        subcategory=record.subcategory,
-        candidate_record_ids=tuple(products[p].id for p in candidates),
-        candidate_product_ids=tuple(candidates),
-        partner_position=partner_position))
+    queries.append(
+        RetrievalQuery(
+            product_id=product_id,
+            record_id=record.id,
+            subcategory=record.subcategory,
+            candidate_record_ids=tuple(products[p].id for p in candidates),
+            candidate_product_ids=tuple(candidates),
+            partner_position=partner_position,
+        )
+    )
   params = {
-      "dataset": dataset, "split": split, "seed": seed,
-      "num_queries": num_queries, "num_candidates": num_candidates,
-      "view_rule": VIEW_RULE,
+      'dataset': dataset,
+      'split': split,
+      'seed': seed,
+      'num_queries': num_queries,
+      'num_candidates': num_candidates,
+      'view_rule': VIEW_RULE,
   }
   return RetrievalSets(params=params, counts=counts, queries=tuple(queries))
 
@@ -226,8 +245,7 @@ def save(sets: RetrievalSets, path: str) -> None:
   """Writes the sets as JSON (atomically: a temporary file, then a rename)."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  with tempfile.NamedTemporaryFile(
-      "w", dir=directory, suffix=".tmp", delete=False) as f:
+  with tempfile.NamedTemporaryFile('w', dir=directory, suffix='.tmp', delete=False) as f:
     json.dump(sets.to_json(), f)
   os.replace(f.name, path)
 
@@ -237,14 +255,20 @@ def load(path: str) -> RetrievalSets:
     with open(path) as f:
       data = json.load(f)
   except (OSError, json.JSONDecodeError) as e:
-    raise RetrievalSetsError(f"{path}: cannot read retrieval sets: {e}.") from e
+    raise RetrievalSetsError(f'{path}: cannot read retrieval sets: {e}.') from e
   return RetrievalSets.from_json(data, source=path)
 
 
-def load_or_build(path: str, records: Sequence[RetrievalRecord], *,
-                  num_queries: int = DEFAULT_NUM_QUERIES,
-                  num_candidates: int = DEFAULT_NUM_CANDIDATES, seed: int,
-                  dataset: str = "", split: str = "") -> RetrievalSets:
+def load_or_build(
+    path: str,
+    records: Sequence[RetrievalRecord],
+    *,
+    num_queries: int = DEFAULT_NUM_QUERIES,
+    num_candidates: int = DEFAULT_NUM_CANDIDATES,
+    seed: int,
+    dataset: str = '',
+    split: str = '',
+) -> RetrievalSets:
   """Reads the sets at `path`, or builds and writes them if absent.
 
   Raises:
@@ -252,42 +276,56 @@ def load_or_build(path: str, records: Sequence[RetrievalRecord], *,
       difference is named), or names records that `records` lacks.
   """
   requested = {
-      "dataset": dataset, "split": split, "seed": seed,
-      "num_queries": num_queries, "num_candidates": num_candidates,
-      "view_rule": VIEW_RULE,
+      'dataset': dataset,
+      'split': split,
+      'seed': seed,
+      'num_queries': num_queries,
+      'num_candidates': num_candidates,
+      'view_rule': VIEW_RULE,
   }
   if not os.path.exists(path):
     sets = build_retrieval_sets(
-        records, num_queries=num_queries, num_candidates=num_candidates,
-        seed=seed, dataset=dataset, split=split)
+        records,
+        num_queries=num_queries,
+        num_candidates=num_candidates,
+        seed=seed,
+        dataset=dataset,
+        split=split,
+    )
     save(sets, path)
     return sets
   sets = load(path)
-  differences = [f"{k}: file {sets.params.get(k)!r}, requested {v!r}"
-                 for k, v in requested.items() if sets.params.get(k) != v]
+  differences = [
+      f'{k}: file {sets.params.get(k)!r}, requested {v!r}'
+      for k, v in requested.items()
+      if sets.params.get(k) != v
+  ]
   if differences:
     raise RetrievalSetsError(
         f"{path} was built for other parameters ({'; '.join(differences)}). "
-        "Delete it or point to another file to build new sets.")
+        'Delete it or point to another file to build new sets.'
+    )
   known = {r.id for r in records}
-  missing = sorted({i for q in sets.queries for i in q.candidate_record_ids}
-                   - known)
+  missing = sorted({i for q in sets.queries for i in q.candidate_record_ids} - known)
   if missing:
     raise RetrievalSetsError(
-        f"{path}: {len(missing)} record ids are not in {dataset} {split} "
-        f"(e.g. {missing[:3]}); the split changed since the sets were built.")
+        f'{path}: {len(missing)} record ids are not in {dataset} {split} '
+        f'(e.g. {missing[:3]}); the split changed since the sets were built.'
+    )
   return sets
 
 
 def records_from_metadata(metadata) -> list[RetrievalRecord]:
   """RetrievalRecords from a `pipeline.SplitMetadata`."""
-  poses = (metadata.poses if metadata.poses is not None
-           else [None] * len(metadata.ids))
+  poses = metadata.poses if metadata.poses is not None else [None] * len(metadata.ids)
   return [
-      RetrievalRecord(id=str(i), product_id=str(p), subcategory=int(s),
-                      pose=None if pose is None else _plain(pose))
-      for i, p, s, pose in zip(metadata.ids, metadata.product_ids,
-                               metadata.subcategories, poses)
+      RetrievalRecord(
+          id=str(i),
+          product_id=str(p),
+          subcategory=int(s),
+          pose=None if pose is None else _plain(pose),
+      )
+      for i, p, s, pose in zip(metadata.ids, metadata.product_ids, metadata.subcategories, poses)
   ]
 
 
@@ -305,16 +343,22 @@ class RecordView(Protocol):
   def input_ids(self, ids: Sequence[str]) -> np.ndarray:  # int32 [n, L]
     ...
 
-  def pairs(self, image_ids: Sequence[str], text_ids: Sequence[str],
-            batch_size: int, *, prefetch: int | None = None
-            ) -> Iterator[dict[str, np.ndarray]]:
+  def pairs(
+      self,
+      image_ids: Sequence[str],
+      text_ids: Sequence[str],
+      batch_size: int,
+      *,
+      prefetch: int | None = None,
+  ) -> Iterator[dict[str, np.ndarray]]:
     """Batches of `batch_size` rows: `images` of `image_ids[i]`, `input_ids` of
     `text_ids[i]` (`pipeline.SplitView.pairs`)."""
     ...
 
 
-def candidate_batches(sets: RetrievalSets, view: RecordView, direction: str,
-                      *, prefetch: int | None = None) -> Iterator[dict[str, Any]]:
+def candidate_batches(
+    sets: RetrievalSets, view: RecordView, direction: str, *, prefetch: int | None = None
+) -> Iterator[dict[str, Any]]:
   """The cross-encoder's inputs, one query per batch (static shapes).
 
   Args:
@@ -331,22 +375,27 @@ def candidate_batches(sets: RetrievalSets, view: RecordView, direction: str,
     and `query_index` (int: position of the query in `sets.queries`).
   """
   if direction not in DIRECTIONS:
-    raise RetrievalSetsError(
-        f"direction must be one of {DIRECTIONS}, got {direction!r}.")
+    raise RetrievalSetsError(f'direction must be one of {DIRECTIONS}, got {direction!r}.')
   return _candidate_batches(sets, view, direction, prefetch)
 
 
-def _candidate_batches(sets: RetrievalSets, view: RecordView, direction: str,
-                       prefetch: int | None) -> Iterator[dict[str, Any]]:
+def _candidate_batches(
+    sets: RetrievalSets, view: RecordView, direction: str, prefetch: int | None
+) -> Iterator[dict[str, Any]]:
   if not sets.queries:
     return
   count = len(sets.queries[0].candidate_record_ids)
   candidates = [i for q in sets.queries for i in q.candidate_record_ids]  # [Q * C]
   queries = [q.record_id for q in sets.queries for _ in range(count)]  # [Q * C]
   if any(len(q.candidate_record_ids) != count for q in sets.queries):
-    raise RetrievalSetsError("every query must have the same number of candidates.")
-  image_ids, text_ids = (candidates, queries) if direction == "tir" else (queries, candidates)
+    raise RetrievalSetsError('every query must have the same number of candidates.')
+  image_ids, text_ids = (candidates, queries) if direction == 'tir' else (queries, candidates)
   for query_index, (query, batch) in enumerate(
-      zip(sets.queries, view.pairs(image_ids, text_ids, count, prefetch=prefetch))):
-    yield {"images": batch["images"], "input_ids": batch["input_ids"],
-           "partner_position": query.partner_position, "query_index": query_index}
+      zip(sets.queries, view.pairs(image_ids, text_ids, count, prefetch=prefetch))
+  ):
+    yield {
+        'images': batch['images'],
+        'input_ids': batch['input_ids'],
+        'partner_position': query.partner_position,
+        'query_index': query_index,
+    }

@@ -31,18 +31,33 @@ DEFAULT_STEPS = 40
 DEFAULT_WARMUP_STEPS = 5
 
 
-def measure(data_dir: str, name: str, *, split: str = "train",
-            batch_size: int = DEFAULT_BATCH_SIZE, steps: int = DEFAULT_STEPS,
-            warmup_steps: int = DEFAULT_WARMUP_STEPS,
-            image_size: int = 256, num_workers: int | None = None,
-            seed: int = 0) -> dict:
+def measure(
+    data_dir: str,
+    name: str,
+    *,
+    split: str = 'train',
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    steps: int = DEFAULT_STEPS,
+    warmup_steps: int = DEFAULT_WARMUP_STEPS,
+    image_size: int = 256,
+    num_workers: int | None = None,
+    seed: int = 0,
+) -> dict:
   """Examples per second of the training pipeline, overall and per core."""
   from input_pipeline import pipeline  # pylint: disable=g-import-not-at-top
 
   cores = len(os.sched_getaffinity(0))
   iterator = pipeline.train_iterator(
-      data_dir, name, split, batch_size, seed=seed, image_size=image_size,
-      process_index=0, process_count=1, num_workers=num_workers)
+      data_dir,
+      name,
+      split,
+      batch_size,
+      seed=seed,
+      image_size=image_size,
+      process_index=0,
+      process_count=1,
+      num_workers=num_workers,
+  )
   cpu_start = None
   for step in range(warmup_steps + steps):
     if step == warmup_steps:
@@ -53,42 +68,55 @@ def measure(data_dir: str, name: str, *, split: str = "train",
   iterator.close()
   examples = steps * batch_size
   return {
-      "dataset": name, "split": split, "batch_size": batch_size,
-      "steps": steps, "image_size": image_size,
-      "text_length": int(batch["input_ids"].shape[1]),
-      "cores": cores, "examples_per_s": round(examples / wall, 1),
-      "examples_per_s_per_core": round(examples / wall / cores, 1),
-      "examples_per_cpu_s": round(examples / cpu, 1),
-      "cpu_ms_per_example": round(cpu / examples * 1e3, 3),
-      "cpu_utilisation": round(cpu / wall / cores, 3),
+      'dataset': name,
+      'split': split,
+      'batch_size': batch_size,
+      'steps': steps,
+      'image_size': image_size,
+      'text_length': int(batch['input_ids'].shape[1]),
+      'cores': cores,
+      'examples_per_s': round(examples / wall, 1),
+      'examples_per_s_per_core': round(examples / wall / cores, 1),
+      'examples_per_cpu_s': round(examples / cpu, 1),
+      'cpu_ms_per_example': round(cpu / examples * 1e3, 3),
+      'cpu_utilisation': round(cpu / wall / cores, 3),
   }
 
 
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "where the prepared dataset is", required=True)
-_NAME = flags.DEFINE_string("name", "synthetic_fashion", "the prepared dataset")
-_SPLIT = flags.DEFINE_string("split", "train", "its split")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", DEFAULT_BATCH_SIZE, "examples per step")
-_STEPS = flags.DEFINE_integer("steps", DEFAULT_STEPS, "measured steps")
-_WARMUP_STEPS = flags.DEFINE_integer("warmup_steps", DEFAULT_WARMUP_STEPS,
-                                     "steps before the measurement")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 256, "side of the delivered images")
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'where the prepared dataset is', required=True)
+_NAME = flags.DEFINE_string('name', 'synthetic_fashion', 'the prepared dataset')
+_SPLIT = flags.DEFINE_string('split', 'train', 'its split')
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', DEFAULT_BATCH_SIZE, 'examples per step')
+_STEPS = flags.DEFINE_integer('steps', DEFAULT_STEPS, 'measured steps')
+_WARMUP_STEPS = flags.DEFINE_integer(
+    'warmup_steps', DEFAULT_WARMUP_STEPS, 'steps before the measurement'
+)
+_IMAGE_SIZE = flags.DEFINE_integer('image_size', 256, 'side of the delivered images')
 _NUM_WORKERS = flags.DEFINE_integer(
-    "num_workers", None, "threads of tf.data's pool (default: the usable cores)")
+    'num_workers', None, "threads of tf.data's pool (default: the usable cores)"
+)
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   from input_pipeline import errors  # pylint: disable=g-import-not-at-top
+
   try:
-    result = measure(_DATA_DIR.value, _NAME.value, split=_SPLIT.value,
-                     batch_size=_BATCH_SIZE.value, steps=_STEPS.value,
-                     warmup_steps=_WARMUP_STEPS.value, image_size=_IMAGE_SIZE.value,
-                     num_workers=_NUM_WORKERS.value)
+    result = measure(
+        _DATA_DIR.value,
+        _NAME.value,
+        split=_SPLIT.value,
+        batch_size=_BATCH_SIZE.value,
+        steps=_STEPS.value,
+        warmup_steps=_WARMUP_STEPS.value,
+        image_size=_IMAGE_SIZE.value,
+        num_workers=_NUM_WORKERS.value,
+    )
   except errors.PrepareError as e:
-    raise SystemExit(f"error: {e}") from None
+    raise SystemExit(f'error: {e}') from None
   print(json.dumps(result), flush=True)
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
   app.run(main)

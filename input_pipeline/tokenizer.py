@@ -168,16 +168,17 @@ class Tokenizer(abc.ABC):
     """Writes the model file and ``tokenizer.json`` (last) into ``directory``."""
     os.makedirs(directory, exist_ok=True)
     _write_atomically(os.path.join(directory, self.MODEL_FILE), self.model_bytes())
-    _write_atomically(os.path.join(directory, TOKENIZER_JSON),
-                      json.dumps(self.info(), indent=2).encode('utf-8'))
+    _write_atomically(
+        os.path.join(directory, TOKENIZER_JSON), json.dumps(self.info(), indent=2).encode('utf-8')
+    )
 
   def _tokenize_batch(self, texts: Sequence[str]) -> list[list[int]]:
     return [self.tokenize(text) for text in texts]
 
   def _pack(self, token_ids: list[int], length: int) -> np.ndarray:
-    ids = [self.cls_id] + token_ids[:length - 2] + [self.sep_id]
+    ids = [self.cls_id] + token_ids[: length - 2] + [self.sep_id]
     out = np.full((length,), self.pad_id, dtype=np.int32)
-    out[:len(ids)] = ids
+    out[: len(ids)] = ids
     return out
 
 
@@ -202,8 +203,8 @@ class SentencePieceTokenizer(Tokenizer):
       found = self._processor.piece_to_id(token)
       if found != expected_id:
         raise TokenizerError(
-            f'{source}: SentencePiece model has {token} at id {found}, '
-            f'expected {expected_id}')
+            f'{source}: SentencePiece model has {token} at id {found}, ' f'expected {expected_id}'
+        )
 
   @property
   def vocab_size(self) -> int:
@@ -222,13 +223,15 @@ class SentencePieceTokenizer(Tokenizer):
     return self._model_proto
 
 
-def train_sentencepiece(captions: Iterable[str],
-                        vocab_size: int,
-                        out_dir: str | None = None,
-                        *,
-                        model_type: str = 'unigram',
-                        character_coverage: float = 0.9995,
-                        max_sentence_length: int = 16384) -> SentencePieceTokenizer:
+def train_sentencepiece(
+    captions: Iterable[str],
+    vocab_size: int,
+    out_dir: str | None = None,
+    *,
+    model_type: str = 'unigram',
+    character_coverage: float = 0.9995,
+    max_sentence_length: int = 16384,
+) -> SentencePieceTokenizer:
   """Trains a SentencePiece model on lower-cased ``captions``, deterministically.
 
   The vocabulary size is a soft limit (``hard_vocab_limit=False``) so a small
@@ -260,9 +263,12 @@ def train_sentencepiece(captions: Iterable[str],
         model_type=model_type,
         character_coverage=character_coverage,
         max_sentence_length=max_sentence_length,
-        pad_id=SENTENCEPIECE_SPECIAL_IDS.pad, pad_piece='[PAD]',
-        unk_id=SENTENCEPIECE_SPECIAL_IDS.unk, unk_piece='[UNK]',
-        bos_id=-1, eos_id=-1,
+        pad_id=SENTENCEPIECE_SPECIAL_IDS.pad,
+        pad_piece='[PAD]',
+        unk_id=SENTENCEPIECE_SPECIAL_IDS.unk,
+        unk_piece='[UNK]',
+        bos_id=-1,
+        eos_id=-1,
         control_symbols=['[CLS]', '[SEP]', '[MASK]'],
         hard_vocab_limit=False,
         num_threads=1,
@@ -273,7 +279,8 @@ def train_sentencepiece(captions: Iterable[str],
   except RuntimeError as e:
     raise TokenizerError(
         f'SentencePiece training on {len(corpus)} captions with vocab_size='
-        f'{vocab_size} failed: {e}') from e
+        f'{vocab_size} failed: {e}'
+    ) from e
   tokenizer = SentencePieceTokenizer(model.getvalue(), source='trained model')
   if out_dir is not None:
     tokenizer.save(out_dir)
@@ -304,10 +311,16 @@ def _is_punctuation(char: str) -> bool:
 
 def _is_cjk(cp: int) -> bool:
   """CJK Unified Ideographs blocks (not Hangul or Kana), as BERT defines them."""
-  return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or
-          0x20000 <= cp <= 0x2A6DF or 0x2A700 <= cp <= 0x2B73F or
-          0x2B740 <= cp <= 0x2B81F or 0x2B820 <= cp <= 0x2CEAF or
-          0xF900 <= cp <= 0xFAFF or 0x2F800 <= cp <= 0x2FA1F)
+  return (
+      0x4E00 <= cp <= 0x9FFF
+      or 0x3400 <= cp <= 0x4DBF
+      or 0x20000 <= cp <= 0x2A6DF
+      or 0x2A700 <= cp <= 0x2B73F
+      or 0x2B740 <= cp <= 0x2B81F
+      or 0x2B820 <= cp <= 0x2CEAF
+      or 0xF900 <= cp <= 0xFAFF
+      or 0x2F800 <= cp <= 0x2FA1F
+  )
 
 
 def basic_tokenize(text: str) -> list[str]:
@@ -366,18 +379,21 @@ class WordPieceTokenizer(Tokenizer):
   KIND = 'wordpiece'
   MODEL_FILE = 'vocab.txt'
 
-  def __init__(self,
-               vocab: Sequence[str],
-               expected_special_ids: SpecialIds = BERT_UNCASED_SPECIAL_IDS,
-               max_chars_per_word: int = 100,
-               source: str = '<memory>'):
+  def __init__(
+      self,
+      vocab: Sequence[str],
+      expected_special_ids: SpecialIds = BERT_UNCASED_SPECIAL_IDS,
+      max_chars_per_word: int = 100,
+      source: str = '<memory>',
+  ):
     self._vocab = list(vocab)
     self._token_to_id: dict[str, int] = {}
     for index, token in enumerate(self._vocab):
       if token in self._token_to_id:
         raise TokenizerError(
             f'{source}: token {token!r} appears twice (lines '
-            f'{self._token_to_id[token] + 1} and {index + 1})')
+            f'{self._token_to_id[token] + 1} and {index + 1})'
+        )
       self._token_to_id[token] = index
     found = {}
     for token, expected_id in zip(SPECIAL_TOKENS, expected_special_ids.as_tuple()):
@@ -385,8 +401,8 @@ class WordPieceTokenizer(Tokenizer):
       if found[token] != expected_id:
         where = 'missing' if found[token] is None else f'at id {found[token]}'
         raise TokenizerError(
-            f'{source}: {token} is {where}, expected id {expected_id} '
-            '(a BERT uncased vocab.txt)')
+            f'{source}: {token} is {where}, expected id {expected_id} ' '(a BERT uncased vocab.txt)'
+        )
     super().__init__(expected_special_ids)
     self._max_chars_per_word = max_chars_per_word
     self._word_cache: dict[str, list[int]] = {}
@@ -471,8 +487,9 @@ def load_tokenizer(directory: str) -> Tokenizer:
     raise TokenizerError(f'{info_path}: cannot read ({e})') from e
   kind = info.get('kind')
   if kind not in _TOKENIZER_KINDS:
-    raise TokenizerError(f'{info_path}: unknown tokenizer kind {kind!r}, '
-                         f'expected one of {_TOKENIZER_KINDS}')
+    raise TokenizerError(
+        f'{info_path}: unknown tokenizer kind {kind!r}, ' f'expected one of {_TOKENIZER_KINDS}'
+    )
   model_path = os.path.join(directory, info.get('model_file', ''))
   try:
     with open(model_path, 'rb') as f:
@@ -483,12 +500,13 @@ def load_tokenizer(directory: str) -> Tokenizer:
     tokenizer = SentencePieceTokenizer(model, source=model_path)
   else:
     special_ids = SpecialIds(**info['special_ids'])
-    tokenizer = WordPieceTokenizer(_vocab_lines(model.decode('utf-8')),
-                                   expected_special_ids=special_ids,
-                                   source=model_path)
+    tokenizer = WordPieceTokenizer(
+        _vocab_lines(model.decode('utf-8')), expected_special_ids=special_ids, source=model_path
+    )
   recorded = {k: info.get(k) for k in ('special_ids', 'vocab_size', 'fingerprint')}
   actual = {k: tokenizer.info()[k] for k in recorded}
   if recorded != actual:
-    raise TokenizerError(f'{info_path}: does not match {model_path} '
-                         f'(recorded {recorded}, found {actual})')
+    raise TokenizerError(
+        f'{info_path}: does not match {model_path} ' f'(recorded {recorded}, found {actual})'
+    )
   return tokenizer

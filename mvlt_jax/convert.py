@@ -41,6 +41,7 @@ ImageNet ``pvt_tiny.pth``: the vision path only) and checkpoint directories thro
 
 PyTorch is imported lazily: JAX-only users of ``mvlt_jax`` never need it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,7 +64,7 @@ from mvlt_jax.errors import MVLTError
 from mvlt_jax.models.mvlt import ATTRIBUTE_LABELS, HEAD_NAMES
 
 Variables = dict[str, Any]  # {'params': ..., 'batch_stats': ...}
-FlatKey = tuple[str, ...]   # ('params', 'block1', '0', 'attn', 'q', 'kernel')
+FlatKey = tuple[str, ...]  # ('params', 'block1', '0', 'attn', 'q', 'kernel')
 
 TIED_DECODER_KEY = 'mlm_head.mlm_decoder.weight'
 WORD_EMBEDDING_KEY = 'text_embeddings.word_embeddings.weight'
@@ -114,8 +115,10 @@ def torch_name(flat_key: FlatKey) -> str:
       raise ConversionError(f'Unknown batch statistic {"/".join(flat_key)!r}.')
     leaf = _BATCH_STATS_LEAF_TO_TORCH[leaf]
   else:
-    raise ConversionError(f'Variable collection {collection!r} (at {"/".join(flat_key)}) has '
-                          'no PyTorch counterpart; expected params and batch_stats only.')
+    raise ConversionError(
+        f'Variable collection {collection!r} (at {"/".join(flat_key)}) has '
+        'no PyTorch counterpart; expected params and batch_stats only.'
+    )
   return '.'.join(module_path + [leaf])
 
 
@@ -127,8 +130,10 @@ def _kernel_permutation(flat_key: FlatKey, rank: int) -> Optional[tuple[int, ...
     return (1, 0)  # Dense [in, out] -> Linear [out, in]
   if rank == 4:
     return (3, 2, 0, 1)  # Conv [kh, kw, in, out] -> Conv2d [out, in, kh, kw]
-  raise ConversionError(f'Kernel {"/".join(flat_key)} has rank {rank}; only Dense (2) and '
-                        'Conv2D (4) kernels have a PyTorch layout.')
+  raise ConversionError(
+      f'Kernel {"/".join(flat_key)} has rank {rank}; only Dense (2) and '
+      'Conv2D (4) kernels have a PyTorch layout.'
+  )
 
 
 def to_torch_layout(flat_key: FlatKey, array: np.ndarray) -> np.ndarray:
@@ -180,9 +185,14 @@ def _bn_module_of(name: str) -> str:
 # JAX -> PyTorch.
 # ---------------------------------------------------------------------------------------
 
-def export_state_dict(variables: Mapping[str, Any], *, num_batches_tracked: int = 0,
-                      class_mapping: Optional['ClassMapping'] = None,
-                      seed: int = 0) -> tuple[dict[str, np.ndarray], list[str]]:
+
+def export_state_dict(
+    variables: Mapping[str, Any],
+    *,
+    num_batches_tracked: int = 0,
+    class_mapping: Optional['ClassMapping'] = None,
+    seed: int = 0,
+) -> tuple[dict[str, np.ndarray], list[str]]:
   """flax variables -> (``{torch_name: float32 array in PyTorch layout}``, notes).
 
   The release's keys: adds the tied ``mlm_head.mlm_decoder.weight`` (a copy of the word
@@ -197,14 +207,17 @@ def export_state_dict(variables: Mapping[str, Any], *, num_batches_tracked: int 
   for flat_key, value in _flatten(variables).items():
     name = torch_name(flat_key)
     if name in state:
-      raise ConversionError(f'Variables {"/".join(origin[name])} and {"/".join(flat_key)} both '
-                            f'map to the PyTorch name {name!r}.')
+      raise ConversionError(
+          f'Variables {"/".join(origin[name])} and {"/".join(flat_key)} both '
+          f'map to the PyTorch name {name!r}.'
+      )
     origin[name] = flat_key
     array = np.asarray(jax.device_get(value), dtype=np.float32)
     state[name] = np.array(to_torch_layout(flat_key, array), order='C')  # an owned copy
     if flat_key[0] == 'batch_stats' and flat_key[-1] == 'mean':
-      state[f'{_bn_module_of(name)}.{NUM_BATCHES_TRACKED}'] = np.array(num_batches_tracked,
-                                                                      np.int64)
+      state[f'{_bn_module_of(name)}.{NUM_BATCHES_TRACKED}'] = np.array(
+          num_batches_tracked, np.int64
+      )
   if any(name.startswith('mlm_head.') for name in state):
     if WORD_EMBEDDING_KEY not in state:
       raise ConversionError(f'The MLM head needs {WORD_EMBEDDING_KEY} (its tied decoder).')
@@ -212,13 +225,17 @@ def export_state_dict(variables: Mapping[str, Any], *, num_batches_tracked: int 
   return map_class_rows_to_release(state, class_mapping, seed=seed)
 
 
-def variables_to_numpy_state_dict(variables: Mapping[str, Any], *,
-                                  num_batches_tracked: int = 0,
-                                  class_mapping: Optional['ClassMapping'] = None,
-                                  seed: int = 0) -> dict[str, np.ndarray]:
+def variables_to_numpy_state_dict(
+    variables: Mapping[str, Any],
+    *,
+    num_batches_tracked: int = 0,
+    class_mapping: Optional['ClassMapping'] = None,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
   """``export_state_dict`` without its notes (logged: warnings as warnings)."""
-  state, notes = export_state_dict(variables, num_batches_tracked=num_batches_tracked,
-                                   class_mapping=class_mapping, seed=seed)
+  state, notes = export_state_dict(
+      variables, num_batches_tracked=num_batches_tracked, class_mapping=class_mapping, seed=seed
+  )
   _log_notes(notes)
   return state
 
@@ -228,10 +245,13 @@ def _log_notes(notes: Iterable[str]) -> None:
     (logging.warning if note.startswith('WARNING') else logging.info)('%s', note)
 
 
-def variables_to_torch_state_dict(variables: Mapping[str, Any], *,
-                                  num_batches_tracked: int = 0,
-                                  class_mapping: Optional['ClassMapping'] = None,
-                                  seed: int = 0) -> dict[str, Any]:
+def variables_to_torch_state_dict(
+    variables: Mapping[str, Any],
+    *,
+    num_batches_tracked: int = 0,
+    class_mapping: Optional['ClassMapping'] = None,
+    seed: int = 0,
+) -> dict[str, Any]:
   """flax variables -> PyTorch state dict with exactly the release's keys and shapes.
 
   Load it with ``strict=True`` into ``mvlt_jax.torch_port.MVLT`` or the release's model of
@@ -239,18 +259,23 @@ def variables_to_torch_state_dict(variables: Mapping[str, Any], *,
   also be written as safetensors. ``class_mapping``, ``seed``: see ``export_state_dict``.
   """
   torch = _import_torch()
-  return {name: torch.from_numpy(array) for name, array in
-          variables_to_numpy_state_dict(variables, num_batches_tracked=num_batches_tracked,
-                                        class_mapping=class_mapping, seed=seed).items()}
+  return {
+      name: torch.from_numpy(array)
+      for name, array in variables_to_numpy_state_dict(
+          variables, num_batches_tracked=num_batches_tracked, class_mapping=class_mapping, seed=seed
+      ).items()
+  }
 
 
 # ---------------------------------------------------------------------------------------
 # PyTorch -> JAX.
 # ---------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class ImportReport:
   """What ``import_state_dict`` did, for logs and the command line."""
+
   source: str = 'mvlt'
   loaded: list[str] = dataclasses.field(default_factory=list)
   filled_from_init: list[str] = dataclasses.field(default_factory=list)
@@ -261,8 +286,10 @@ class ImportReport:
   notes: list[str] = dataclasses.field(default_factory=list)
 
   def summary(self) -> str:
-    lines = [f'source: {self.source}; {len(self.loaded)} tensors loaded, '
-             f'{len(self.filled_from_init)} kept from the JAX init, {len(self.ignored)} ignored.']
+    lines = [
+        f'source: {self.source}; {len(self.loaded)} tensors loaded, '
+        f'{len(self.filled_from_init)} kept from the JAX init, {len(self.ignored)} ignored.'
+    ]
     if self.filled_from_init:
       lines.append('kept from the JAX init: ' + _summarise_names(self.filled_from_init))
     if self.left_out:
@@ -286,8 +313,11 @@ def _summarise_names(names: Sequence[str]) -> str:
 def _list_names(title: str, entries: Sequence[str]) -> str:
   shown = list(entries[:_MAX_NAMES_LISTED])
   more = len(entries) - len(shown)
-  return '\n'.join([f'  {title} ({len(entries)}):'] + [f'    {e}' for e in shown]
-                   + ([f'    ... and {more} more'] if more > 0 else []))
+  return '\n'.join(
+      [f'  {title} ({len(entries)}):']
+      + [f'    {e}' for e in shown]
+      + ([f'    ... and {more} more'] if more > 0 else [])
+  )
 
 
 def _to_numpy(value: Any, name: str) -> np.ndarray:
@@ -317,8 +347,9 @@ def _model_config_of(config: Any) -> Any:
 def abstract_variables(model: Any, model_config: Any) -> Variables:
   """Shapes and dtypes of ``model``'s variables (``jax.eval_shape``, no computation)."""
   model_config = _model_config_of(model_config)
-  return jax.eval_shape(lambda rng: train_state.init_variables(model, model_config, rng),
-                        jax.random.PRNGKey(0))
+  return jax.eval_shape(
+      lambda rng: train_state.init_variables(model, model_config, rng), jax.random.PRNGKey(0)
+  )
 
 
 def init_variables(model: Any, model_config: Any, seed: int = 0) -> Variables:
@@ -330,9 +361,16 @@ def init_variables(model: Any, model_config: Any, seed: int = 0) -> Variables:
   model_config = _model_config_of(model_config)
   init = lambda rng: train_state.init_variables(model, model_config, rng)
   key = jax.random.PRNGKey(seed)
-  compiled = jax.jit(init).lower(key).compile(
-      compiler_options={'xla_backend_optimization_level': 0,
-                        'xla_llvm_disable_expensive_passes': True})
+  compiled = (
+      jax.jit(init)
+      .lower(key)
+      .compile(
+          compiler_options={
+              'xla_backend_optimization_level': 0,
+              'xla_llvm_disable_expensive_passes': True,
+          }
+      )
+  )
   return jax.tree.map(np.asarray, jax.device_get(compiled(key)))
 
 
@@ -345,29 +383,38 @@ def _resize_pos_embed(array: np.ndarray, target_shape: tuple[int, ...]) -> Optio
   if array.ndim != 3 or len(target_shape) != 3 or array.shape[::2] != target_shape[::2]:
     return None
   target_side = int(round(np.sqrt(target_shape[1])))
-  extra = target_shape[1] - target_side ** 2
+  extra = target_shape[1] - target_side**2
   source_side = int(round(np.sqrt(array.shape[1] - extra))) if array.shape[1] > extra else 0
-  if source_side ** 2 + extra != array.shape[1] or extra < 0:
+  if source_side**2 + extra != array.shape[1] or extra < 0:
     return None
   torch = _import_torch()
   dim = array.shape[-1]
-  grid = torch.from_numpy(np.ascontiguousarray(array[:, extra:])).reshape(
-      1, source_side, source_side, dim).permute(0, 3, 1, 2)  # [1, D, g, g]
-  grid = torch.nn.functional.interpolate(grid, size=(target_side, target_side),
-                                         mode='bilinear', align_corners=False)
-  resized = grid.permute(0, 2, 3, 1).reshape(1, target_side ** 2, dim).numpy()
+  grid = (
+      torch.from_numpy(np.ascontiguousarray(array[:, extra:]))
+      .reshape(1, source_side, source_side, dim)
+      .permute(0, 3, 1, 2)
+  )  # [1, D, g, g]
+  grid = torch.nn.functional.interpolate(
+      grid, size=(target_side, target_side), mode='bilinear', align_corners=False
+  )
+  resized = grid.permute(0, 2, 3, 1).reshape(1, target_side**2, dim).numpy()
   return np.concatenate([array[:, :extra], resized], axis=1)
 
 
-def import_state_dict(state_dict: Mapping[str, Any], model: Any, model_config: Any, *,
-                      allow_missing: Iterable[str] | str = (),
-                      allow_unexpected: Iterable[str] | str = (),
-                      source: str = 'auto',
-                      allow_untied_decoder: bool = False,
-                      class_mapping: Optional['ClassMapping'] = None,
-                      init: Optional[Variables] = None,
-                      seed: int = 0,
-                      fill_missing: bool = True) -> tuple[Variables, ImportReport]:
+def import_state_dict(
+    state_dict: Mapping[str, Any],
+    model: Any,
+    model_config: Any,
+    *,
+    allow_missing: Iterable[str] | str = (),
+    allow_unexpected: Iterable[str] | str = (),
+    source: str = 'auto',
+    allow_untied_decoder: bool = False,
+    class_mapping: Optional['ClassMapping'] = None,
+    init: Optional[Variables] = None,
+    seed: int = 0,
+    fill_missing: bool = True,
+) -> tuple[Variables, ImportReport]:
   """PyTorch state dict -> flax variables of ``model``, plus a report of what was done.
 
   Args:
@@ -407,19 +454,21 @@ def import_state_dict(state_dict: Mapping[str, Any], model: Any, model_config: A
   report = ImportReport(source=source)
   if source == 'pvt':
     allow_missing |= {'text', 'heads', 'batch_stats'}
-    report.notes.append('PVT-v1 classifier: vision path loaded; text path and heads keep the '
-                        'JAX init.')
+    report.notes.append(
+        'PVT-v1 classifier: vision path loaded; text path and heads keep the ' 'JAX init.'
+    )
 
   template = _flatten(abstract_variables(model, model_config))
   expected = {torch_name(flat_key): flat_key for flat_key in template}
   bn_modules = {_bn_module_of(name) for name, key in expected.items() if key[0] == 'batch_stats'}
-  model_rows = {level: template[expected[name]].shape[0] for level, name in
-                ((level, f'{head}.linear.bias') for level, head in CLASS_HEADS.items())
-                if name in expected}
+  model_rows = {
+      level: template[expected[name]].shape[0]
+      for level, name in ((level, f'{head}.linear.bias') for level, head in CLASS_HEADS.items())
+      if name in expected
+  }
   rows_from_init: dict[str, list[int]] = {}
   if model_rows:
-    arrays, rows_from_init, notes = map_class_rows_from_release(arrays, class_mapping,
-                                                                model_rows)
+    arrays, rows_from_init, notes = map_class_rows_from_release(arrays, class_mapping, model_rows)
     report.notes += notes
 
   loaded: dict[FlatKey, np.ndarray] = {}
@@ -441,18 +490,25 @@ def import_state_dict(state_dict: Mapping[str, Any], model: Any, model_config: A
         continue
       loaded[flat_key] = from_torch_layout(flat_key, array).astype(template[flat_key].dtype)
       report.loaded.append(name)
-    elif name == TIED_DECODER_KEY and WORD_EMBEDDING_KEY in expected and any(
-        key.startswith('mlm_head.') for key in expected):
+    elif (
+        name == TIED_DECODER_KEY
+        and WORD_EMBEDDING_KEY in expected
+        and any(key.startswith('mlm_head.') for key in expected)
+    ):
       words = arrays.get(WORD_EMBEDDING_KEY)
       if words is not None and not np.array_equal(words, array):
         if allow_untied_decoder:
-          report.notes.append(f'WARNING: {TIED_DECODER_KEY} differs from {WORD_EMBEDDING_KEY};'
-                              ' the JAX model ties them and keeps the word embedding.')
+          report.notes.append(
+              f'WARNING: {TIED_DECODER_KEY} differs from {WORD_EMBEDDING_KEY};'
+              ' the JAX model ties them and keeps the word embedding.'
+          )
         else:
-          untied.append(f'{TIED_DECODER_KEY} differs from {WORD_EMBEDDING_KEY} (max abs diff '
-                        f'{np.max(np.abs(words - array)) if words.shape == array.shape else "n/a"}'
-                        '); the JAX model ties them (--allow_untied_decoder keeps the word '
-                        'embedding)')
+          untied.append(
+              f'{TIED_DECODER_KEY} differs from {WORD_EMBEDDING_KEY} (max abs diff '
+              f'{np.max(np.abs(words - array)) if words.shape == array.shape else "n/a"}'
+              '); the JAX model ties them (--allow_untied_decoder keeps the word '
+              'embedding)'
+          )
     elif name.endswith('.' + NUM_BATCHES_TRACKED) and _bn_module_of(name) in bn_modules:
       report.ignored.append(name)  # no JAX counterpart
     elif source == 'pvt' and 'pvt_classifier' in groups:
@@ -475,19 +531,26 @@ def import_state_dict(state_dict: Mapping[str, Any], model: Any, model_config: A
 
   if missing or unexpected or misshaped or untied:
     parts = ['State dict does not match the model:']
-    for title, entries in (('missing', missing), ('unexpected', unexpected),
-                           ('mis-shaped', misshaped), ('untied MLM decoder', untied)):
+    for title, entries in (
+        ('missing', missing),
+        ('unexpected', unexpected),
+        ('mis-shaped', misshaped),
+        ('untied MLM decoder', untied),
+    ):
       if entries:
         parts.append(_list_names(title, entries))
     if missing:
-      parts.append(f'  (--allow_missing=GROUP,... keeps the JAX init for a group; groups: '
-                   f'{", ".join(GROUPS)})')
+      parts.append(
+          f'  (--allow_missing=GROUP,... keeps the JAX init for a group; groups: '
+          f'{", ".join(GROUPS)})'
+      )
     if unexpected:
       parts.append('  (--allow_unexpected=GROUP,... ignores the keys of a group)')
     raise ConversionError('\n'.join(parts))
 
-  rows_from_init = {name: rows for name, rows in rows_from_init.items()
-                    if expected.get(name) in loaded}
+  rows_from_init = {
+      name: rows for name, rows in rows_from_init.items() if expected.get(name) in loaded
+  }
   if to_fill or rows_from_init:
     if init is None:
       init = init_variables(model, model_config, seed)
@@ -506,36 +569,51 @@ def import_state_dict(state_dict: Mapping[str, Any], model: Any, model_config: A
   return traverse_util.unflatten_dict(loaded), report
 
 
-def torch_state_dict_to_variables(state_dict: Mapping[str, Any], model: Any, model_config: Any,
-                                  allow_missing: Iterable[str] | str = (),
-                                  **kwargs) -> Variables:
+def torch_state_dict_to_variables(
+    state_dict: Mapping[str, Any],
+    model: Any,
+    model_config: Any,
+    allow_missing: Iterable[str] | str = (),
+    **kwargs,
+) -> Variables:
   """PyTorch state dict -> flax variables of ``model`` (see ``import_state_dict``)."""
-  variables, report = import_state_dict(state_dict, model, model_config,
-                                        allow_missing=allow_missing, **kwargs)
+  variables, report = import_state_dict(
+      state_dict, model, model_config, allow_missing=allow_missing, **kwargs
+  )
   logging.info('Imported PyTorch state dict: %s', report.summary())
   return variables
 
 
-def check_against_port(state_dict: Mapping[str, Any], model_config: Any,
-                       class_mapping: Optional['ClassMapping'] = None) -> None:
+def check_against_port(
+    state_dict: Mapping[str, Any], model_config: Any, class_mapping: Optional['ClassMapping'] = None
+) -> None:
   """Checks that ``state_dict`` loads with ``strict=True`` into the PyTorch port of the config
   (with the release's head rows of ``class_mapping`` when the export was mapped)."""
   from mvlt_jax import torch_port  # pylint: disable=import-outside-toplevel
+
   port_config = torch_port.config_from_model_config(_model_config_of(model_config))
   if class_mapping is not None:
     port_config = dataclasses.replace(
-        port_config, num_main_classes=class_mapping.release_rows['main'],
-        num_sub_classes=class_mapping.release_rows['sub'])
+        port_config,
+        num_main_classes=class_mapping.release_rows['main'],
+        num_sub_classes=class_mapping.release_rows['sub'],
+    )
   port = torch_port.MVLT(port_config)
   want = torch_port.state_dict_shapes(port.state_dict())
   have = {name: tuple(value.shape) for name, value in state_dict.items()}
-  problems = ([f'missing {k}' for k in want if k not in have]
-              + [f'unexpected {k}' for k in have if k not in want]
-              + [f'shape {k}: {have[k]} != port {want[k]}' for k in want
-                 if k in have and have[k] != want[k]])
+  problems = (
+      [f'missing {k}' for k in want if k not in have]
+      + [f'unexpected {k}' for k in have if k not in want]
+      + [
+          f'shape {k}: {have[k]} != port {want[k]}'
+          for k in want
+          if k in have and have[k] != want[k]
+      ]
+  )
   if problems:
-    raise ConversionError('Exported state dict does not match the PyTorch port:\n'
-                          + _list_names('problems', problems))
+    raise ConversionError(
+        'Exported state dict does not match the PyTorch port:\n' + _list_names('problems', problems)
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -543,8 +621,9 @@ def check_against_port(state_dict: Mapping[str, Any], model_config: Any,
 # ---------------------------------------------------------------------------------------
 
 # The release's own class template (a copy of the reference's release_class_order.txt).
-RELEASE_CLASS_ORDER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                        'release_class_order.txt')
+RELEASE_CLASS_ORDER_FILE = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), 'release_class_order.txt'
+)
 CLASS_LEVELS = ('main', 'sub')
 # The recognition head of each level (PyTorch names).
 CLASS_HEADS = {'main': 'sup_cls_head', 'sub': 'sub_cls_head'}
@@ -563,10 +642,11 @@ _LABEL_FILES = {'main': 'category.labels.txt', 'sub': 'subcategory.labels.txt'}
 # Keys of a JSON file of class names; the second pair is the catalog's class_file.
 _JSON_KEYS = (('main', 'sub'), ('categories', 'subcategories'))
 NO_CLASS_NAMES_WARNING = (
-    'WARNING: no class names given (--class_names / class_mapping): the recognition heads\' '
+    "WARNING: no class names given (--class_names / class_mapping): the recognition heads' "
     'rows are copied as they are (row i -> row i). The release numbers its classes in '
-    'first-appearance order (release_class_order.txt), not in a prepared dataset\'s order: '
-    'with a release checkpoint, class ids then follow the release\'s order.')
+    "first-appearance order (release_class_order.txt), not in a prepared dataset's order: "
+    "with a release checkpoint, class ids then follow the release's order."
+)
 
 
 def normalize_class_name(name: str) -> str:
@@ -577,6 +657,7 @@ def normalize_class_name(name: str) -> str:
 @dataclasses.dataclass(frozen=True)
 class ClassNames:
   """Main and sub category names in class-id order, and the file they came from."""
+
   main: tuple[str, ...]
   sub: tuple[str, ...]
   source: str
@@ -590,9 +671,11 @@ class ClassNames:
         if not key:
           raise ConversionError(f'{self.source}: an empty {level} class name.')
         if key in seen:
-          raise ConversionError(f'{self.source}: {level} class names {seen[key]!r} and {name!r} '
-                                'are the same after normalising case and whitespace; a '
-                                'mapping by name needs unique names.')
+          raise ConversionError(
+              f'{self.source}: {level} class names {seen[key]!r} and {name!r} '
+              'are the same after normalising case and whitespace; a '
+              'mapping by name needs unique names.'
+          )
         seen[key] = name
       object.__setattr__(self, level, names)
 
@@ -609,6 +692,7 @@ class ClassMapping:
   PyTorch heads written on export (the release's 48 / 122; rows past the named ones have no
   name).
   """
+
   release: ClassNames
   dataset: ClassNames
   release_rows: Mapping[str, int]
@@ -616,8 +700,10 @@ class ClassMapping:
   def __post_init__(self):
     for level in CLASS_LEVELS:
       if self.release_rows[level] < len(self.release.of(level)):
-        raise ConversionError(f'{self.release.source}: {len(self.release.of(level))} {level} '
-                              f'class names for a head of {self.release_rows[level]} rows.')
+        raise ConversionError(
+            f'{self.release.source}: {len(self.release.of(level))} {level} '
+            f'class names for a head of {self.release_rows[level]} rows.'
+        )
 
 
 def read_release_class_order(path: Optional[str] = None) -> ClassNames:
@@ -643,20 +729,26 @@ def read_release_class_order(path: Optional[str] = None) -> ClassNames:
     if header:
       level = _RELEASE_SECTIONS.get(header.group(1))
       if level is None:
-        raise ConversionError(f'{path}:{number}: unknown section {header.group(1)!r}; expected '
-                              f'{sorted(_RELEASE_SECTIONS)}.')
+        raise ConversionError(
+            f'{path}:{number}: unknown section {header.group(1)!r}; expected '
+            f'{sorted(_RELEASE_SECTIONS)}.'
+        )
       if level in sections:
         raise ConversionError(f'{path}:{number}: section {header.group(1)!r} appears twice.')
       sections[level] = []
       continue
     match = _CLASS_LINE.fullmatch(text)
     if level is None or not match:
-      raise ConversionError(f'{path}:{number}: expected a section header or "<index> <NAME>" '
-                            f'inside a section, got {line!r}.')
+      raise ConversionError(
+          f'{path}:{number}: expected a section header or "<index> <NAME>" '
+          f'inside a section, got {line!r}.'
+      )
     index, name = int(match.group(1)), match.group(2)
     if index != len(sections[level]):
-      raise ConversionError(f'{path}:{number}: class index {index}, expected '
-                            f'{len(sections[level])} (indices count up from 0).')
+      raise ConversionError(
+          f'{path}:{number}: class index {index}, expected '
+          f'{len(sections[level])} (indices count up from 0).'
+      )
     sections[level].append(name)
   absent = [name for name, lvl in _RELEASE_SECTIONS.items() if lvl not in sections]
   if absent:
@@ -666,6 +758,7 @@ def read_release_class_order(path: Optional[str] = None) -> ClassNames:
 
 def _prepared_dataset_dir(path: str) -> str:
   """The directory (``path``, or one or two levels below it) holding the label files."""
+
   def has_labels(directory):
     return all(os.path.isfile(os.path.join(directory, f)) for f in _LABEL_FILES.values())
 
@@ -675,12 +768,19 @@ def _prepared_dataset_dir(path: str) -> str:
     if len(found) == 1:
       return found[0]
     if len(found) > 1:
-      raise ConversionError(f'{path}: several prepared datasets or versions: {found}; pass '
-                            'one of them.')
-    level = [os.path.join(d, child) for d in level for child in sorted(os.listdir(d))
-             if os.path.isdir(os.path.join(d, child))]
-  raise ConversionError(f'{path}: no prepared dataset found ({" and ".join(_LABEL_FILES.values())}'
-                        ' of a TFDS version directory, here or up to two levels below).')
+      raise ConversionError(
+          f'{path}: several prepared datasets or versions: {found}; pass ' 'one of them.'
+      )
+    level = [
+        os.path.join(d, child)
+        for d in level
+        for child in sorted(os.listdir(d))
+        if os.path.isdir(os.path.join(d, child))
+    ]
+  raise ConversionError(
+      f'{path}: no prepared dataset found ({" and ".join(_LABEL_FILES.values())}'
+      ' of a TFDS version directory, here or up to two levels below).'
+  )
 
 
 def read_class_names(path: str) -> ClassNames:
@@ -699,8 +799,10 @@ def read_class_names(path: str) -> ClassNames:
         names[level] = tuple(line.strip() for line in f.read().split('\n') if line.strip())
     return ClassNames(main=names['main'], sub=names['sub'], source=directory)
   if not os.path.isfile(path):
-    raise ConversionError(f'{path}: no such file or directory (class names: a prepared '
-                          'dataset directory or a JSON file).')
+    raise ConversionError(
+        f'{path}: no such file or directory (class names: a prepared '
+        'dataset directory or a JSON file).'
+    )
   try:
     with open(path, encoding='utf-8') as f:
       content = json.load(f)
@@ -709,29 +811,36 @@ def read_class_names(path: str) -> ClassNames:
   for keys in _JSON_KEYS:
     if isinstance(content, dict) and all(key in content for key in keys):
       lists = [content[key] for key in keys]
-      if not all(isinstance(names, list) and all(isinstance(n, str) for n in names)
-                 for names in lists):
+      if not all(
+          isinstance(names, list) and all(isinstance(n, str) for n in names) for names in lists
+      ):
         raise ConversionError(f'{path}: {list(keys)} must be lists of strings.')
       return ClassNames(main=tuple(lists[0]), sub=tuple(lists[1]), source=path)
-  raise ConversionError(f'{path}: expected a JSON object with keys {list(_JSON_KEYS[0])} (or '
-                        f'{list(_JSON_KEYS[1])}), lists of class names in class-id order.')
+  raise ConversionError(
+      f'{path}: expected a JSON object with keys {list(_JSON_KEYS[0])} (or '
+      f'{list(_JSON_KEYS[1])}), lists of class names in class-id order.'
+  )
 
 
-def make_class_mapping(class_names: str | ClassNames,
-                       release_class_order: Optional[str | ClassNames] = None,
-                       release_rows: Optional[Mapping[str, int]] = None) -> ClassMapping:
+def make_class_mapping(
+    class_names: str | ClassNames,
+    release_class_order: Optional[str | ClassNames] = None,
+    release_rows: Optional[Mapping[str, int]] = None,
+) -> ClassMapping:
   """A ``ClassMapping`` from a dataset's names (a path for ``read_class_names``, or
   ``ClassNames``) and the release's (default: the shipped template, 48 / 122 rows)."""
-  dataset = class_names if isinstance(class_names, ClassNames) else read_class_names(
-      class_names)
-  release = (release_class_order if isinstance(release_class_order, ClassNames)
-             else read_release_class_order(release_class_order))
-  return ClassMapping(release=release, dataset=dataset,
-                      release_rows=dict(release_rows or RELEASE_HEAD_ROWS))
+  dataset = class_names if isinstance(class_names, ClassNames) else read_class_names(class_names)
+  release = (
+      release_class_order
+      if isinstance(release_class_order, ClassNames)
+      else read_release_class_order(release_class_order)
+  )
+  return ClassMapping(
+      release=release, dataset=dataset, release_rows=dict(release_rows or RELEASE_HEAD_ROWS)
+  )
 
 
-def _partners(names_from: Sequence[str], names_to: Sequence[Optional[str]]
-              ) -> list[Optional[int]]:
+def _partners(names_from: Sequence[str], names_to: Sequence[Optional[str]]) -> list[Optional[int]]:
   """For each of ``names_to`` (None: unnamed), its index in ``names_from``, or None."""
   index = {normalize_class_name(name): i for i, name in enumerate(names_from)}
   return [None if name is None else index.get(normalize_class_name(name)) for name in names_to]
@@ -744,8 +853,10 @@ def _row_params(state: Mapping[str, Any], head: str) -> list[str]:
 def _head_rows(state: Mapping[str, Any], names: Sequence[str], where: str) -> int:
   rows = {int(state[name].shape[0]) for name in names}
   if len(rows) != 1:
-    raise ConversionError(f'{where}: the class rows of {names} differ in number: '
-                          f'{[tuple(state[n].shape) for n in names]}.')
+    raise ConversionError(
+        f'{where}: the class rows of {names} differ in number: '
+        f'{[tuple(state[n].shape) for n in names]}.'
+    )
   return rows.pop()
 
 
@@ -753,10 +864,9 @@ def _label(index: int, names: Sequence[str]) -> str:
   return f'{index} {names[index]}' if index < len(names) else f'{index} (unnamed)'
 
 
-def map_class_rows_from_release(state: Mapping[str, np.ndarray],
-                                mapping: Optional[ClassMapping],
-                                model_rows: Mapping[str, int]
-                                ) -> tuple[dict[str, np.ndarray], dict[str, list[int]], list[str]]:
+def map_class_rows_from_release(
+    state: Mapping[str, np.ndarray], mapping: Optional[ClassMapping], model_rows: Mapping[str, int]
+) -> tuple[dict[str, np.ndarray], dict[str, list[int]], list[str]]:
   """Recognition rows of a PyTorch (release-order) state dict -> the dataset's order.
 
   Args:
@@ -772,8 +882,11 @@ def map_class_rows_from_release(state: Mapping[str, np.ndarray],
     (release classes the dataset lacks, rows without a name).
   """
   out, fill, notes = dict(state), {}, []
-  levels = [level for level in CLASS_LEVELS
-            if level in model_rows and _row_params(state, CLASS_HEADS[level])]
+  levels = [
+      level
+      for level in CLASS_LEVELS
+      if level in model_rows and _row_params(state, CLASS_HEADS[level])
+  ]
   if not levels:
     return out, fill, notes
   if mapping is None:
@@ -785,12 +898,16 @@ def map_class_rows_from_release(state: Mapping[str, np.ndarray],
     release_names = mapping.release.of(level)
     dataset_names = mapping.dataset.of(level)
     if file_rows < len(release_names):
-      raise ConversionError(f'{head} has {file_rows} rows but {mapping.release.source} names '
-                            f'{len(release_names)} {level} classes: not that release\'s order.')
+      raise ConversionError(
+          f'{head} has {file_rows} rows but {mapping.release.source} names '
+          f"{len(release_names)} {level} classes: not that release's order."
+      )
     if len(dataset_names) != model_rows[level]:
-      raise ConversionError(f'{mapping.dataset.source} lists {len(dataset_names)} {level} '
-                            f'classes but the model\'s {head} has {model_rows[level]} outputs '
-                            f'(config.model.num_{level}_classes).')
+      raise ConversionError(
+          f'{mapping.dataset.source} lists {len(dataset_names)} {level} '
+          f"classes but the model's {head} has {model_rows[level]} outputs "
+          f'(config.model.num_{level}_classes).'
+      )
     partners = _partners(release_names, dataset_names)  # dataset row j <- release row
     for name in names:
       array = np.asarray(state[name])
@@ -805,24 +922,31 @@ def map_class_rows_from_release(state: Mapping[str, np.ndarray],
         fill[name] = fresh
     used = set(partners)
     dropped = [_label(i, release_names) for i in range(file_rows) if i not in used]
-    notes.append(f'{level} classes ({head}): {len(dataset_names) - len(fresh)} of the '
-                 f'{len(dataset_names)} of {mapping.dataset.source} mapped by name from the '
-                 f'{file_rows} release rows ({mapping.release.source}).')
+    notes.append(
+        f'{level} classes ({head}): {len(dataset_names) - len(fresh)} of the '
+        f'{len(dataset_names)} of {mapping.dataset.source} mapped by name from the '
+        f'{file_rows} release rows ({mapping.release.source}).'
+    )
     if fresh:
-      notes.append(f'  {level} classes the release does not know (fresh init): '
-                   + ', '.join(dataset_names[j] for j in fresh))
+      notes.append(
+          f'  {level} classes the release does not know (fresh init): '
+          + ', '.join(dataset_names[j] for j in fresh)
+      )
     if dropped:
-      notes.append(f'  {level} release rows without a dataset class (dropped): '
-                   + ', '.join(dropped))
+      notes.append(
+          f'  {level} release rows without a dataset class (dropped): ' + ', '.join(dropped)
+      )
   return out, fill, notes
 
 
-def _fresh_release_heads(widths: Mapping[str, int], rows: Mapping[str, int],
-                         seed: int) -> dict[str, dict[str, np.ndarray]]:
+def _fresh_release_heads(
+    widths: Mapping[str, int], rows: Mapping[str, int], seed: int
+) -> dict[str, dict[str, np.ndarray]]:
   """The PyTorch port's fresh init of each level's head (``torch_port.ClassifierHead``
   with the release's ``_init_weights``): ``{level: {leaf: array}}``; reproducible by ``seed``."""
   torch = _import_torch()
   from mvlt_jax import torch_port  # pylint: disable=import-outside-toplevel
+
   heads = {}
   with torch.random.fork_rng(devices=[]):
     torch.manual_seed(seed)
@@ -830,13 +954,16 @@ def _fresh_release_heads(widths: Mapping[str, int], rows: Mapping[str, int],
       if level in widths:
         head = torch_port.ClassifierHead(widths[level], rows[level])
         head.apply(torch_port.init_weights_)
-        heads[level] = {leaf: value.detach().numpy().astype(np.float32)
-                        for leaf, value in head.state_dict().items()}
+        heads[level] = {
+            leaf: value.detach().numpy().astype(np.float32)
+            for leaf, value in head.state_dict().items()
+        }
   return heads
 
 
-def map_class_rows_to_release(state: Mapping[str, np.ndarray], mapping: Optional[ClassMapping],
-                              *, seed: int = 0) -> tuple[dict[str, np.ndarray], list[str]]:
+def map_class_rows_to_release(
+    state: Mapping[str, np.ndarray], mapping: Optional[ClassMapping], *, seed: int = 0
+) -> tuple[dict[str, np.ndarray], list[str]]:
   """Recognition rows of an exported state dict (dataset order) -> the release's order.
 
   The PyTorch heads get ``mapping.release_rows`` rows: release row i = the dataset row of the
@@ -856,8 +983,10 @@ def map_class_rows_to_release(state: Mapping[str, np.ndarray], mapping: Optional
     head = CLASS_HEADS[level]
     rows = _head_rows(state, _row_params(state, head), 'model')
     if rows != len(mapping.dataset.of(level)):
-      raise ConversionError(f'{mapping.dataset.source} lists {len(mapping.dataset.of(level))} '
-                            f'{level} classes but the model\'s {head} has {rows} outputs.')
+      raise ConversionError(
+          f'{mapping.dataset.source} lists {len(mapping.dataset.of(level))} '
+          f"{level} classes but the model's {head} has {rows} outputs."
+      )
     weight = state.get(f'{head}.linear.weight')
     if weight is None:
       raise ConversionError(f'{head}.linear.weight is missing; cannot map a partial head.')
@@ -871,7 +1000,7 @@ def map_class_rows_to_release(state: Mapping[str, np.ndarray], mapping: Optional
     slots = list(release_names) + [None] * (num_rows - len(release_names))
     partners = _partners(dataset_names, slots)  # release row i <- dataset row
     for name in _row_params(state, head):
-      rows = fresh_heads[level][name[len(head) + 1:]].copy()
+      rows = fresh_heads[level][name[len(head) + 1 :]].copy()
       for i, j in enumerate(partners):
         if j is not None:
           rows[i] = state[name][j]
@@ -879,15 +1008,20 @@ def map_class_rows_to_release(state: Mapping[str, np.ndarray], mapping: Optional
     fresh = [_label(i, release_names) for i, j in enumerate(partners) if j is None]
     used = set(partners)
     dropped = [name for j, name in enumerate(dataset_names) if j not in used]
-    notes.append(f'{level} classes ({head}): {num_rows - len(fresh)} of the {num_rows} release '
-                 f'rows ({mapping.release.source}) mapped by name from the '
-                 f'{len(dataset_names)} of {mapping.dataset.source}.')
+    notes.append(
+        f'{level} classes ({head}): {num_rows - len(fresh)} of the {num_rows} release '
+        f'rows ({mapping.release.source}) mapped by name from the '
+        f'{len(dataset_names)} of {mapping.dataset.source}.'
+    )
     if fresh:
-      notes.append(f'  {level} release rows without a dataset class (the port\'s fresh init, '
-                   f'seed {seed}): ' + ', '.join(fresh))
+      notes.append(
+          f"  {level} release rows without a dataset class (the port's fresh init, "
+          f'seed {seed}): ' + ', '.join(fresh)
+      )
     if dropped:
-      notes.append(f'  {level} dataset classes the release does not know (dropped): '
-                   + ', '.join(dropped))
+      notes.append(
+          f'  {level} dataset classes the release does not know (dropped): ' + ', '.join(dropped)
+      )
   return out, notes
 
 
@@ -895,13 +1029,16 @@ def map_class_rows_to_release(state: Mapping[str, np.ndarray], mapping: Optional
 # Files: PyTorch side.
 # ---------------------------------------------------------------------------------------
 
+
 def _import_torch():
   try:
     import torch  # pylint: disable=import-outside-toplevel
   except ImportError as error:
-    raise ConversionError('PyTorch is needed to read or write PyTorch checkpoints: '
-                          'pip install torch==2.13.0 (CPU build is enough; see '
-                          'requirements-test.txt).') from error
+    raise ConversionError(
+        'PyTorch is needed to read or write PyTorch checkpoints: '
+        'pip install torch==2.13.0 (CPU build is enough; see '
+        'requirements-test.txt).'
+    ) from error
   return torch
 
 
@@ -915,8 +1052,10 @@ def load_torch_state_dict(path: str) -> dict[str, Any]:
     try:
       from safetensors.torch import load_file  # pylint: disable=import-outside-toplevel
     except ImportError as error:
-      raise ConversionError(f'{path}: reading safetensors needs the safetensors package '
-                            '(pip install safetensors==0.8.0).') from error
+      raise ConversionError(
+          f'{path}: reading safetensors needs the safetensors package '
+          '(pip install safetensors==0.8.0).'
+      ) from error
     state = load_file(path)
   else:
     torch = _import_torch()
@@ -925,19 +1064,25 @@ def load_torch_state_dict(path: str) -> dict[str, Any]:
     try:
       state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError ...
-      raise ConversionError(f'{path}: cannot be read as a PyTorch checkpoint with '
-                            f'weights_only=True: {error}') from error
+      raise ConversionError(
+          f'{path}: cannot be read as a PyTorch checkpoint with ' f'weights_only=True: {error}'
+      ) from error
   if isinstance(state, Mapping) and isinstance(state.get('model'), Mapping):
     state = state['model']
   if not isinstance(state, Mapping) or not state:
-    raise ConversionError(f'{path}: holds neither a state dict nor {{"model": state_dict}} '
-                          f'(got {type(state).__name__}).')
-  bad = [name for name, value in state.items()
-         if not isinstance(name, str) or not hasattr(value, 'shape')]
+    raise ConversionError(
+        f'{path}: holds neither a state dict nor {{"model": state_dict}} '
+        f'(got {type(state).__name__}).'
+    )
+  bad = [
+      name
+      for name, value in state.items()
+      if not isinstance(name, str) or not hasattr(value, 'shape')
+  ]
   if bad:
     raise ConversionError(f'{path}: entries that are not named tensors: {bad[:10]}.')
   if all(name.startswith('module.') for name in state):
-    state = {name[len('module.'):]: value for name, value in state.items()}
+    state = {name[len('module.') :]: value for name, value in state.items()}
   return dict(state)
 
 
@@ -947,6 +1092,7 @@ def save_torch_state_dict(state_dict: Mapping[str, Any], path: str) -> None:
   os.makedirs(directory, exist_ok=True)
   if path.endswith('.safetensors'):
     from safetensors.torch import save_file  # pylint: disable=import-outside-toplevel
+
     save_file({name: value.contiguous() for name, value in state_dict.items()}, path)
   else:
     _import_torch().save({'model': dict(state_dict)}, path)
@@ -956,8 +1102,10 @@ def save_torch_state_dict(state_dict: Mapping[str, Any], path: str) -> None:
 # Files: JAX side, in the layout of ``mvlt_jax/checkpoint.py``.
 # ---------------------------------------------------------------------------------------
 
-def save_converted_checkpoint(variables: Mapping[str, Any], config: Any, path: str,
-                              step: int = 0) -> str:
+
+def save_converted_checkpoint(
+    variables: Mapping[str, Any], config: Any, path: str, step: int = 0
+) -> str:
   """Writes a variables-only checkpoint that training (``init_from``) and evaluation read.
 
   Layout (``mvlt_jax.checkpoint.save_variables``): ``PATH/config.json`` (the full config)
@@ -965,9 +1113,11 @@ def save_converted_checkpoint(variables: Mapping[str, Any], config: Any, path: s
   Returns the step directory.
   """
   from mvlt_jax import checkpoint  # pylint: disable=import-outside-toplevel
+
   if os.path.exists(os.path.join(path, str(step))):
-    raise ConversionError(f'{path} already holds a checkpoint at step {step}; choose a new '
-                          '--out directory.')
+    raise ConversionError(
+        f'{path} already holds a checkpoint at step {step}; choose a new ' '--out directory.'
+    )
   tree = jax.tree.map(np.asarray, dict(variables))
   return checkpoint.save_variables(path, tree, config, step=step)
 
@@ -978,6 +1128,7 @@ def load_checkpoint_variables(path: str, step: Optional[int] = None) -> Variable
   ``path`` is a checkpoint directory (its latest step, or ``step``) or a step directory.
   """
   from mvlt_jax import checkpoint  # pylint: disable=import-outside-toplevel
+
   try:
     opened = checkpoint.open(path, step, require_config=False, load_tokenizer=False)
   except checkpoint.CheckpointNotFoundError as error:
@@ -988,6 +1139,7 @@ def load_checkpoint_variables(path: str, step: Optional[int] = None) -> Variable
 def load_checkpoint_config(path: str) -> Optional[Any]:
   """The ``config.json`` of a checkpoint (directory or step directory), or None."""
   from mvlt_jax import checkpoint  # pylint: disable=import-outside-toplevel
+
   for directory in (path, os.path.dirname(os.path.abspath(path))):
     if os.path.isfile(os.path.join(directory, checkpoint.CONFIG_FILE)):
       return checkpoint.read_config(directory)
@@ -1006,12 +1158,16 @@ INIT_FROM_ALLOWED_GROUPS = ('heads',)
 _SOURCE_DESCRIPTIONS = {'pvt': 'PVT-v1 ImageNet classifier', 'mvlt': 'MVLT state dict'}
 
 
-def load_init_variables(path: str, model_config: Any, *,
-                        class_mapping: Optional[ClassMapping] = None,
-                        source: str = 'auto',
-                        allow_missing: Iterable[str] | str = INIT_FROM_ALLOWED_GROUPS,
-                        allow_unexpected: Iterable[str] | str = INIT_FROM_ALLOWED_GROUPS,
-                        seed: int = 0) -> tuple[Variables, str]:
+def load_init_variables(
+    path: str,
+    model_config: Any,
+    *,
+    class_mapping: Optional[ClassMapping] = None,
+    source: str = 'auto',
+    allow_missing: Iterable[str] | str = INIT_FROM_ALLOWED_GROUPS,
+    allow_unexpected: Iterable[str] | str = INIT_FROM_ALLOWED_GROUPS,
+    seed: int = 0,
+) -> tuple[Variables, str]:
   """The variables that ``path`` holds for a model of ``model_config``, and a one-line description.
 
   ``path`` is either
@@ -1047,10 +1203,13 @@ def load_init_variables(path: str, model_config: Any, *,
   """
   if os.path.isdir(path) or not path.endswith(TORCH_FILE_SUFFIXES):
     if os.path.isfile(path):
-      raise ConversionError(f'init_from: {path} is a file but not a PyTorch or safetensors file '
-                            f'({", ".join(TORCH_FILE_SUFFIXES)}); a mvlt_jax checkpoint is a '
-                            'directory.')
+      raise ConversionError(
+          f'init_from: {path} is a file but not a PyTorch or safetensors file '
+          f'({", ".join(TORCH_FILE_SUFFIXES)}); a mvlt_jax checkpoint is a '
+          'directory.'
+      )
     from mvlt_jax import checkpoint  # pylint: disable=import-outside-toplevel
+
     try:
       opened = checkpoint.open(path, require_config=False, load_tokenizer=False)
     except checkpoint.CheckpointNotFoundError as error:
@@ -1061,21 +1220,33 @@ def load_init_variables(path: str, model_config: Any, *,
   model_config = _model_config_of(model_config)
   try:
     variables, report = import_state_dict(
-        state_dict, _build_model(model_config), model_config, allow_missing=allow_missing,
-        allow_unexpected=allow_unexpected, source=source, class_mapping=class_mapping, seed=seed,
-        fill_missing=False)
+        state_dict,
+        _build_model(model_config),
+        model_config,
+        allow_missing=allow_missing,
+        allow_unexpected=allow_unexpected,
+        source=source,
+        class_mapping=class_mapping,
+        seed=seed,
+        fill_missing=False,
+    )
   except ConversionError as error:
     raise ConversionError(f'{path}: {error}') from error
   flat = _flatten(variables)
   loaded_modules = {flat_key[:2] for flat_key in flat}
-  partial = sorted(name for name in report.left_out
-                   if _module_of_torch_name(name) in loaded_modules)
+  partial = sorted(
+      name for name in report.left_out if _module_of_torch_name(name) in loaded_modules
+  )
   if partial:
-    raise ConversionError(f'{path}: holds only part of some modules of the model:\n'
-                          + _list_names('missing', partial)
-                          + '\n  (a module is loaded whole or not at all)')
-  variables = {'params': variables.get('params', {}),
-               'batch_stats': variables.get('batch_stats', {})}
+    raise ConversionError(
+        f'{path}: holds only part of some modules of the model:\n'
+        + _list_names('missing', partial)
+        + '\n  (a module is loaded whole or not at all)'
+    )
+  variables = {
+      'params': variables.get('params', {}),
+      'batch_stats': variables.get('batch_stats', {}),
+  }
   logging.info('init_from %s: %s', path, report.summary())
   return variables, _describe_import(path, report)
 
@@ -1088,13 +1259,15 @@ def _module_of_torch_name(name: str) -> tuple[str, str]:
 
 def _describe_import(path: str, report: ImportReport) -> str:
   """One line: what ``import_state_dict`` loaded from ``path`` and what it did not."""
+
   def groups_of(names):
     groups = set().union(*(key_groups(name) for name in names)) if names else set()
-    return ', '.join(g for g in ('vision', 'text') + _HEAD_GROUPS + ('batch_stats',)
-                     if g in groups)
+    return ', '.join(g for g in ('vision', 'text') + _HEAD_GROUPS + ('batch_stats',) if g in groups)
 
-  parts = [f'{path} ({_SOURCE_DESCRIPTIONS.get(report.source, report.source)}): '
-           f'{len(report.loaded)} tensors loaded ({groups_of(report.loaded)})']
+  parts = [
+      f'{path} ({_SOURCE_DESCRIPTIONS.get(report.source, report.source)}): '
+      f'{len(report.loaded)} tensors loaded ({groups_of(report.loaded)})'
+  ]
   if report.ignored:
     parts.append('ignored: ' + _summarise_names(report.ignored))
   if report.resized:
@@ -1102,10 +1275,12 @@ def _describe_import(path: str, report: ImportReport) -> str:
   if report.left_out:
     parts.append('not in the file (keep the fresh init): ' + groups_of(report.left_out))
   if NO_CLASS_NAMES_WARNING in report.notes:
-    parts.append('WARNING: recognition rows copied in the release\'s class order (no class '
-                 'names given)')
-  elif any(note.startswith(tuple(f'{level} classes' for level in CLASS_LEVELS))
-           for note in report.notes):
+    parts.append(
+        "WARNING: recognition rows copied in the release's class order (no class " 'names given)'
+    )
+  elif any(
+      note.startswith(tuple(f'{level} classes' for level in CLASS_LEVELS)) for note in report.notes
+  ):
     parts.append('recognition rows mapped by class name')
   return '; '.join(parts)
 
@@ -1113,6 +1288,7 @@ def _describe_import(path: str, report: ImportReport) -> str:
 # ---------------------------------------------------------------------------------------
 # Configs and the command line.
 # ---------------------------------------------------------------------------------------
+
 
 def load_config(spec: str, overrides: Sequence[str] = ()) -> Any:
   """``configs/X.py`` (or ``configs/X.py:ARG``) -> ``get_config()``, with overrides applied.
@@ -1132,15 +1308,18 @@ def load_config(spec: str, overrides: Sequence[str] = ()) -> Any:
 
 def _build_model(config: Any) -> Any:
   from mvlt_jax.models import build_model  # pylint: disable=import-outside-toplevel
+
   model_config = _model_config_of(config)
   heads = tuple(model_config.get('heads', ()))
   unknown = sorted(set(heads) - set(HEAD_NAMES))
   if unknown:
     raise ConversionError(f'config.model.heads: unknown heads {unknown}; known: {HEAD_NAMES}.')
   if 'attributes' in heads and not model_config.get('attribute_classes'):
-    raise ConversionError("config.model.heads has 'attributes' but config.model."
-                          'attribute_classes is empty (training takes it from the dataset); '
-                          'give it, e.g. --config.model.attribute_classes="(16, 6)".')
+    raise ConversionError(
+        "config.model.heads has 'attributes' but config.model."
+        'attribute_classes is empty (training takes it from the dataset); '
+        'give it, e.g. --config.model.attribute_classes="(16, 6)".'
+    )
   return build_model(model_config)
 
 
@@ -1152,12 +1331,29 @@ _PROGRAM = 'python -m mvlt_jax.convert'
 # The flags of each command (both take --config).
 _COMMAND_FLAGS = {
     'to-torch': ('checkpoint', 'init', 'out', 'seed', 'class_names', 'release_class_order'),
-    'from-torch': ('torch', 'out', 'source', 'allow_missing', 'allow_unexpected',
-                   'allow_untied_decoder', 'seed', 'class_names', 'release_class_order'),
+    'from-torch': (
+        'torch',
+        'out',
+        'source',
+        'allow_missing',
+        'allow_unexpected',
+        'allow_untied_decoder',
+        'seed',
+        'class_names',
+        'release_class_order',
+    ),
 }
 COMMANDS = tuple(_COMMAND_FLAGS)
-_HELP_ARGUMENTS = ('-h', '-?', '-help', '--help', '-helpshort', '--helpshort', '-helpfull',
-                   '--helpfull')
+_HELP_ARGUMENTS = (
+    '-h',
+    '-?',
+    '-help',
+    '--help',
+    '-helpshort',
+    '--helpshort',
+    '-helpfull',
+    '--helpfull',
+)
 _USAGE = f"""usage: {_PROGRAM} to-torch (--checkpoint=DIR | --init --config=FILE) --out=FILE
            [--config=FILE [--config.a.b=value ...]] [--class_names=PATH] [--seed=N]
        {_PROGRAM} from-torch --torch=FILE --config=FILE [--config.a.b=value ...]
@@ -1173,45 +1369,103 @@ Config fields are overridden after --config, as in main.py: --config.model.varia
 """
 
 
-def _define_config_flag(flag_values: flags.FlagValues, argv: Sequence[str],
-                        lock_config: bool = True) -> None:
+def _define_config_flag(
+    flag_values: flags.FlagValues, argv: Sequence[str], lock_config: bool = True
+) -> None:
   """``--config`` and its ``--config.a.b=value`` overrides (found in ``argv``)."""
   config_flags.DEFINE_config_file(
-      'config', None, 'A configs/*.py file (configs/X.py:ARG passes ARG to get_config); its '
+      'config',
+      None,
+      'A configs/*.py file (configs/X.py:ARG passes ARG to get_config); its '
       'fields are overridden after it: --config.model.variant=pvlt_small. from-torch: '
       'required. to-torch: needed by --init; with --checkpoint, default the config.json '
-      'beside the checkpoint.', flag_values=flag_values, lock_config=lock_config,
-      sys_argv=list(argv))
+      'beside the checkpoint.',
+      flag_values=flag_values,
+      lock_config=lock_config,
+      sys_argv=list(argv),
+  )
 
 
 def _define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> None:
   """The command line's flags on ``flag_values``; ``argv``: the whole command line."""
   f = dict(flag_values=flag_values)
-  flags.DEFINE_string('checkpoint', None, 'to-torch: a mvlt_jax checkpoint directory (its '
-                      'latest step) or a step directory.', **f)
-  flags.DEFINE_boolean('init', False, 'to-torch: export a freshly initialised model of '
-                       '--config (its own initialisers, --seed) instead of --checkpoint.', **f)
-  flags.DEFINE_string('torch', None, 'from-torch: the PyTorch file (FILE.pth: a release '
-                      'checkpoint or a bare state dict; FILE.safetensors).', **f)
-  flags.DEFINE_string('out', None, 'to-torch: FILE.pth ({"model": state_dict}, as the '
-                      'release) or FILE.safetensors. from-torch: a new checkpoint directory.', **f)
-  flags.DEFINE_enum('source', 'auto', SOURCES, 'from-torch: mvlt (a release state dict), pvt '
-                    '(PVT-v1 ImageNet weights: the vision path) or auto (detected).', **f)
-  flags.DEFINE_string('allow_missing', '', 'from-torch: groups whose keys may be absent from '
-                      f'the file (they keep the JAX init), comma-separated: {", ".join(GROUPS)}.',
-                      **f)
-  flags.DEFINE_string('allow_unexpected', '', 'from-torch: groups whose keys without a place '
-                      'in the model are ignored, comma-separated.', **f)
-  flags.DEFINE_boolean('allow_untied_decoder', False, 'from-torch: keep the word embedding '
-                       'when the MLM decoder differs from it (else an error).', **f)
-  flags.DEFINE_integer('seed', 0, 'Seed of the JAX init (--init, keys kept from the init) '
-                       'and of release rows without a dataset class.', **f)
-  flags.DEFINE_string('class_names', '', "The JAX side's recognition classes: a prepared "
-                      'dataset directory or a JSON file {"main": [...], "sub": [...]}; the '
-                      "heads' rows are then mapped by class name to and from the release's "
-                      'order. Without it rows are copied as they are (with a warning).', **f)
-  flags.DEFINE_string('release_class_order', RELEASE_CLASS_ORDER_FILE, "The release's class "
-                      'template (default: the copy shipped with mvlt_jax).', **f)
+  flags.DEFINE_string(
+      'checkpoint',
+      None,
+      'to-torch: a mvlt_jax checkpoint directory (its ' 'latest step) or a step directory.',
+      **f,
+  )
+  flags.DEFINE_boolean(
+      'init',
+      False,
+      'to-torch: export a freshly initialised model of '
+      '--config (its own initialisers, --seed) instead of --checkpoint.',
+      **f,
+  )
+  flags.DEFINE_string(
+      'torch',
+      None,
+      'from-torch: the PyTorch file (FILE.pth: a release '
+      'checkpoint or a bare state dict; FILE.safetensors).',
+      **f,
+  )
+  flags.DEFINE_string(
+      'out',
+      None,
+      'to-torch: FILE.pth ({"model": state_dict}, as the '
+      'release) or FILE.safetensors. from-torch: a new checkpoint directory.',
+      **f,
+  )
+  flags.DEFINE_enum(
+      'source',
+      'auto',
+      SOURCES,
+      'from-torch: mvlt (a release state dict), pvt '
+      '(PVT-v1 ImageNet weights: the vision path) or auto (detected).',
+      **f,
+  )
+  flags.DEFINE_string(
+      'allow_missing',
+      '',
+      'from-torch: groups whose keys may be absent from '
+      f'the file (they keep the JAX init), comma-separated: {", ".join(GROUPS)}.',
+      **f,
+  )
+  flags.DEFINE_string(
+      'allow_unexpected',
+      '',
+      'from-torch: groups whose keys without a place ' 'in the model are ignored, comma-separated.',
+      **f,
+  )
+  flags.DEFINE_boolean(
+      'allow_untied_decoder',
+      False,
+      'from-torch: keep the word embedding '
+      'when the MLM decoder differs from it (else an error).',
+      **f,
+  )
+  flags.DEFINE_integer(
+      'seed',
+      0,
+      'Seed of the JAX init (--init, keys kept from the init) '
+      'and of release rows without a dataset class.',
+      **f,
+  )
+  flags.DEFINE_string(
+      'class_names',
+      '',
+      "The JAX side's recognition classes: a prepared "
+      'dataset directory or a JSON file {"main": [...], "sub": [...]}; the '
+      "heads' rows are then mapped by class name to and from the release's "
+      'order. Without it rows are copied as they are (with a warning).',
+      **f,
+  )
+  flags.DEFINE_string(
+      'release_class_order',
+      RELEASE_CLASS_ORDER_FILE,
+      "The release's class " 'template (default: the copy shipped with mvlt_jax).',
+      **f,
+  )
   _define_config_flag(flag_values, argv)
 
 
@@ -1237,36 +1491,45 @@ def _parse_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> list[str
   except flags.Error as error:
     message = _one_line(str(error))
     if 'config.' in message:
-      message += (' (config overrides come after the file: --config=FILE '
-                  '--config.a.b=value)')
+      message += ' (config overrides come after the file: --config=FILE ' '--config.a.b=value)'
     raise ConversionError(message) from error
   except (AttributeError, KeyError) as error:  # an override of a field that the config lacks
     field = str(error).strip('\'"')
-    named = [arg.split('=', 1)[0] for arg in argv if re.match(r'--?config\.', arg)
-             and field in arg.split('=', 1)[0].split('.')]
+    named = [
+        arg.split('=', 1)[0]
+        for arg in argv
+        if re.match(r'--?config\.', arg) and field in arg.split('=', 1)[0].split('.')
+    ]
     if not named:
-      raise ConversionError(
-          f'--config: {type(error).__name__}: {_one_line(str(error))}') from error
+      raise ConversionError(f'--config: {type(error).__name__}: {_one_line(str(error))}') from error
     raise ConversionError(f'{named[0]}: the config has no field {field!r}.') from error
   except Exception as error:  # pylint: disable=broad-except
     # Loading a config file runs it: its errors (no such file, bad syntax ...) end here.
-    raise ConversionError(f'--config: {type(error).__name__}: '
-                          f'{_one_line(str(error), first_and_last=False)}') from error
+    raise ConversionError(
+        f'--config: {type(error).__name__}: ' f'{_one_line(str(error), first_and_last=False)}'
+    ) from error
   return positional
 
 
 def _command_of(positional: Sequence[str], options: flags.FlagValues) -> str:
   """The command word, with its flags checked: the other command's are errors."""
   if not positional:
-    raise ConversionError(f'no command given: {_PROGRAM} to-torch|from-torch --flag=value ... '
-                          '(--help lists the flags).')
+    raise ConversionError(
+        f'no command given: {_PROGRAM} to-torch|from-torch --flag=value ... '
+        '(--help lists the flags).'
+    )
   command, *extra = positional
   if command not in COMMANDS:
     raise ConversionError(f'unknown command {command!r}; choose one of {", ".join(COMMANDS)}.')
   if extra:
     raise ConversionError(f'unexpected arguments {extra} (flags are --name=value).')
-  foreign = [f'--{name}' for other, names in _COMMAND_FLAGS.items() if other != command
-             for name in names if name not in _COMMAND_FLAGS[command] and options[name].present]
+  foreign = [
+      f'--{name}'
+      for other, names in _COMMAND_FLAGS.items()
+      if other != command
+      for name in names
+      if name not in _COMMAND_FLAGS[command] and options[name].present
+  ]
   if foreign:
     raise ConversionError(f'{", ".join(foreign)}: not a flag of {command}.')
   if command == 'to-torch':
@@ -1281,8 +1544,7 @@ def _command_of(positional: Sequence[str], options: flags.FlagValues) -> str:
   return command
 
 
-def _class_mapping_of(options: flags.FlagValues,
-                      config: Optional[Any]) -> Optional[ClassMapping]:
+def _class_mapping_of(options: flags.FlagValues, config: Optional[Any]) -> Optional[ClassMapping]:
   """The mapping of ``--class_names``; it also fills the config's class counts left at 0
   ("from the dataset", as training resolves them)."""
   if not options.class_names:
@@ -1305,7 +1567,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   argv = [_PROGRAM, *(sys.argv[1:] if argv is None else argv)]
   options = flags.FlagValues()
   _define_flags(options, argv)
-  arguments = argv[1:argv.index('--')] if '--' in argv else argv[1:]
+  arguments = argv[1 : argv.index('--')] if '--' in argv else argv[1:]
   if any(argument in _HELP_ARGUMENTS for argument in arguments):
     print(_USAGE + '\nflags:\n' + options.get_help(include_special_flags=False))
     return 0
@@ -1349,10 +1611,16 @@ def _run_from_torch(options: flags.FlagValues) -> None:
   class_mapping = _class_mapping_of(options, config)
   try:
     variables, report = import_state_dict(
-        state_dict, _build_model(config), _model_config_of(config),
-        allow_missing=options.allow_missing, allow_unexpected=options.allow_unexpected,
-        source=options.source, allow_untied_decoder=options.allow_untied_decoder,
-        class_mapping=class_mapping, seed=options.seed)
+        state_dict,
+        _build_model(config),
+        _model_config_of(config),
+        allow_missing=options.allow_missing,
+        allow_unexpected=options.allow_unexpected,
+        source=options.source,
+        allow_untied_decoder=options.allow_untied_decoder,
+        class_mapping=class_mapping,
+        seed=options.seed,
+    )
   except ConversionError as error:
     raise ConversionError(f'{options.torch}: {error}') from error
   save_converted_checkpoint(variables, config, options.out)

@@ -11,6 +11,7 @@ The training loop and the evaluators import this module; the model, the losses a
 do not (they must import without TensorFlow), and ``checkpoint`` loads a tokenizer through
 ``input_pipeline.tokenizer``, which needs no TensorFlow either.
 """
+
 import os
 
 import jax
@@ -36,19 +37,25 @@ def load_dataset(config):
     try:
       prepare.load_prepared(ds.name, ds.data_dir)
     except data_errors.NotPreparedError:
-      result = prepare.prepare_dataset(ds.name, ds.data_dir, manual_dir=ds.manual_dir or None,
-                                       **prepare_options(config))
+      result = prepare.prepare_dataset(
+          ds.name, ds.data_dir, manual_dir=ds.manual_dir or None, **prepare_options(config)
+      )
       print(result.format(), flush=True)
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
     multihost_utils.sync_global_devices('dataset prepared')
   return prepare.load_prepared(ds.name, ds.data_dir)
 
 
 def prepare_options(config) -> dict:
   ds = config.dataset
-  options = dict(tokenizer=ds.tokenizer, vocab_file=ds.vocab_file or None,
-                 text_length=config.model.text_length, caption_fields=ds.caption_fields)
+  options = dict(
+      tokenizer=ds.tokenizer,
+      vocab_file=ds.vocab_file or None,
+      text_length=config.model.text_length,
+      caption_fields=ds.caption_fields,
+  )
   options.update(ds.prepare_options.to_dict())
   return options
 
@@ -66,34 +73,43 @@ def resolve_config(config, prepared) -> ml_collections.ConfigDict:
   for field, value in from_data.items():
     if config.model[field] == 0:
       config.model[field] = value
-    elif config.model[field] != value and (field == 'vocab_size'
-                                           or 'recognition' in config.model.heads):
-      raise ConfigError(f'config.model.{field}={config.model[field]} but the dataset '
-                        f'{config.dataset.name} in {config.dataset.data_dir} has {value}; set '
-                        f'--config.model.{field}=0 to take it from the data.')
+    elif config.model[field] != value and (
+        field == 'vocab_size' or 'recognition' in config.model.heads
+    ):
+      raise ConfigError(
+          f'config.model.{field}={config.model[field]} but the dataset '
+          f'{config.dataset.name} in {config.dataset.data_dir} has {value}; set '
+          f'--config.model.{field}=0 to take it from the data.'
+      )
   if 'attributes' in config.model.heads:
     attributes = (prepared.builder.info.metadata or {}).get('attributes') or {}
     classes = tuple(len(values) for values in attributes.values())
     where = os.path.join(config.dataset.data_dir, config.dataset.name)
     if not classes:
-      raise ConfigError(f"config.model.heads has 'attributes' but {where} has no attribute "
-                        'labels: only synthetic_fashion has them, and one prepared by an '
-                        f"older version does not (remove {where} to prepare it again), or "
-                        "leave 'attributes' out of config.model.heads.")
+      raise ConfigError(
+          f"config.model.heads has 'attributes' but {where} has no attribute "
+          'labels: only synthetic_fashion has them, and one prepared by an '
+          f'older version does not (remove {where} to prepare it again), or '
+          "leave 'attributes' out of config.model.heads."
+      )
     if not config.model.attribute_classes:
       config.model.attribute_classes = classes
     elif tuple(config.model.attribute_classes) != classes:
-      raise ConfigError(f'config.model.attribute_classes={tuple(config.model.attribute_classes)}'
-                        f' but {where} has {classes} ({list(attributes)}); set '
-                        '--config.model.attribute_classes="()" to take them from the data.')
+      raise ConfigError(
+          f'config.model.attribute_classes={tuple(config.model.attribute_classes)}'
+          f' but {where} has {classes} ({list(attributes)}); set '
+          '--config.model.attribute_classes="()" to take them from the data.'
+      )
   text_length = features['input_ids'].shape[0]
   if text_length != config.model.text_length:
-    raise ConfigError(f'config.model.text_length={config.model.text_length} but the dataset '
-                      f'{config.dataset.name} in {config.dataset.data_dir} was prepared with '
-                      f'text_length={text_length}: prepare it again (remove '
-                      f'{os.path.join(config.dataset.data_dir, config.dataset.name)}, or use '
-                      f'another --config.dataset.data_dir), or set '
-                      f'--config.model.text_length={text_length}.')
+    raise ConfigError(
+        f'config.model.text_length={config.model.text_length} but the dataset '
+        f'{config.dataset.name} in {config.dataset.data_dir} was prepared with '
+        f'text_length={text_length}: prepare it again (remove '
+        f'{os.path.join(config.dataset.data_dir, config.dataset.name)}, or use '
+        f'another --config.dataset.data_dir), or set '
+        f'--config.model.text_length={text_length}.'
+    )
   return config
 
 
@@ -105,22 +121,28 @@ def tokenizer_dir(config) -> str:
 def steps_per_epoch(config) -> int:
   """Training steps per epoch of ``config.dataset.train_split`` (global batches)."""
   ds = config.dataset
-  return pipeline.steps_per_epoch(ds.data_dir, ds.name, ds.train_split,
-                                  config.global_batch_size)
+  return pipeline.steps_per_epoch(ds.data_dir, ds.name, ds.train_split, config.global_batch_size)
 
 
 def train_batches(config, start_step: int = 0):
   """This host's training batches from ``start_step`` on (``pipeline.train_iterator``)."""
   ds = config.dataset
   return pipeline.train_iterator(
-      ds.data_dir, ds.name, ds.train_split, config.global_batch_size, seed=config.seed,
-      start_step=start_step, itm_negative_prob=ds.itm_negative_prob,
+      ds.data_dir,
+      ds.name,
+      ds.train_split,
+      config.global_batch_size,
+      seed=config.seed,
+      start_step=start_step,
+      itm_negative_prob=ds.itm_negative_prob,
       itm_hard_negative_prob=ds.itm_hard_negative_prob,
       itm_hard_negative_from_step=ds.itm_hard_negative_from_step,
-      image_size=config.model.image_size, prefetch=ds.prefetch,
+      image_size=config.model.image_size,
+      prefetch=ds.prefetch,
       num_workers=ds.num_workers or None,
       attribute_labels='attributes' in config.model.heads,
-      repeats=ds.repeated_sampling)
+      repeats=ds.repeated_sampling,
+  )
 
 
 def validation_batches(config):
@@ -128,10 +150,17 @@ def validation_batches(config):
   pairs drawn the same way) from step 0, one copy per item."""
   ds = config.dataset
   return pipeline.train_iterator(
-      ds.data_dir, ds.name, ds.eval_split, config.global_batch_size, seed=config.seed,
-      itm_negative_prob=ds.itm_negative_prob, itm_hard_negative_prob=ds.itm_hard_negative_prob,
-      image_size=config.model.image_size, num_workers=ds.num_workers or None,
-      attribute_labels='attributes' in config.model.heads)
+      ds.data_dir,
+      ds.name,
+      ds.eval_split,
+      config.global_batch_size,
+      seed=config.seed,
+      itm_negative_prob=ds.itm_negative_prob,
+      itm_hard_negative_prob=ds.itm_hard_negative_prob,
+      image_size=config.model.image_size,
+      num_workers=ds.num_workers or None,
+      attribute_labels='attributes' in config.model.heads,
+  )
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -165,8 +194,10 @@ def text_length(prepared: pipeline.PreparedSplit) -> int:
 
 def class_names(prepared: pipeline.PreparedSplit) -> dict[str, list[str]]:
   """{'main': category names, 'sub': sub-category names} of a prepared split."""
-  return {'main': list(prepared.features[pipeline.CATEGORY_KEY].names),
-          'sub': list(prepared.features[pipeline.SUBCATEGORY_KEY].names)}
+  return {
+      'main': list(prepared.features[pipeline.CATEGORY_KEY].names),
+      'sub': list(prepared.features[pipeline.SUBCATEGORY_KEY].names),
+  }
 
 
 def dataset_tokenizer(data_dir: str, name: str):
@@ -175,17 +206,40 @@ def dataset_tokenizer(data_dir: str, name: str):
   return load_tokenizer(directory) if os.path.isdir(directory) else None
 
 
-def eval_batches(data_dir: str, name: str, split: str, batch_size: int, *, image_size: int,
-                 prefetch: int, num_workers):
+def eval_batches(
+    data_dir: str,
+    name: str,
+    split: str,
+    batch_size: int,
+    *,
+    image_size: int,
+    prefetch: int,
+    num_workers,
+):
   """One pass over a split in stored order (``pipeline.eval_iterator``)."""
-  return pipeline.eval_iterator(data_dir, name, split, batch_size, image_size=image_size,
-                                prefetch=prefetch, num_workers=num_workers)
+  return pipeline.eval_iterator(
+      data_dir,
+      name,
+      split,
+      batch_size,
+      image_size=image_size,
+      prefetch=prefetch,
+      num_workers=num_workers,
+  )
 
 
-def split_view(data_dir: str, name: str, split: str, *, image_size: int, prefetch: int,
-               num_workers):
+def split_view(
+    data_dir: str, name: str, split: str, *, image_size: int, prefetch: int, num_workers
+):
   """(metadata, view): a split's per-record labels and ids, and its records by id."""
   metadata = pipeline.read_metadata(data_dir, name, split)
-  view = pipeline.SplitView(data_dir, name, split, image_size=image_size, metadata=metadata,
-                            prefetch=prefetch, num_workers=num_workers)
+  view = pipeline.SplitView(
+      data_dir,
+      name,
+      split,
+      image_size=image_size,
+      metadata=metadata,
+      prefetch=prefetch,
+      num_workers=num_workers,
+  )
   return metadata, view

@@ -1,4 +1,5 @@
 """Multi-process setup: ``jax.distributed.initialize`` from the config or the environment."""
+
 import os
 
 import jax
@@ -20,8 +21,11 @@ def maybe_initialize(distributed_config) -> None:
   address = distributed_config.coordinator_address or os.environ.get(ENV_COORDINATOR, '')
   if address:
     num_processes = distributed_config.num_processes or int(os.environ[ENV_NUM_PROCESSES])
-    process_id = (distributed_config.process_id if distributed_config.process_id >= 0
-                  else int(os.environ[ENV_PROCESS_ID]))
+    process_id = (
+        distributed_config.process_id
+        if distributed_config.process_id >= 0
+        else int(os.environ[ENV_PROCESS_ID])
+    )
     # Lets CPU devices of several processes talk (only affects the CPU backend).
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
     jax.distributed.initialize(address, num_processes=num_processes, process_id=process_id)
@@ -29,5 +33,10 @@ def maybe_initialize(distributed_config) -> None:
     jax.distributed.initialize()
   else:
     return
-  logging.info('Process %d of %d, %d local / %d global devices.', jax.process_index(),
-               jax.process_count(), jax.local_device_count(), jax.device_count())
+  logging.info(
+      'Process %d of %d, %d local / %d global devices.',
+      jax.process_index(),
+      jax.process_count(),
+      jax.local_device_count(),
+      jax.device_count(),
+  )

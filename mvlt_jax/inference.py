@@ -6,6 +6,7 @@ converted release checkpoint about 4e-2 away from the release's. Pass ``dtype='b
 (or ``'float16'``) for speed, or ``dtype=''`` for the checkpoint's compute dtype. The
 parameters are used as stored (the model casts them where it computes).
 """
+
 import functools
 from typing import Any, Optional, Sequence, Union
 
@@ -41,11 +42,13 @@ def resolve_dtype(dtype: Any, model_config) -> str:
     try:
       name = jnp.dtype(dtype).name
     except TypeError as e:
-      raise ConfigError(f'dtype must be one of {DTYPES} or \'\', got {dtype!r}.') from e
+      raise ConfigError(f"dtype must be one of {DTYPES} or '', got {dtype!r}.") from e
     where = 'dtype'
   if name not in DTYPES:
-    raise ConfigError(f'Unknown {where} {name!r} for inference; choose one of {DTYPES} '
-                      "('' = the checkpoint's model.dtype).")
+    raise ConfigError(
+        f'Unknown {where} {name!r} for inference; choose one of {DTYPES} '
+        "('' = the checkpoint's model.dtype)."
+    )
   return name
 
 
@@ -72,11 +75,13 @@ class Predictor:
     self._forward = jax.jit(functools.partial(self.model.apply, train=False))
 
   @classmethod
-  def from_checkpoint(cls, path: str, step: Optional[int] = None,
-                      dtype: Any = DEFAULT_DTYPE) -> 'Predictor':
+  def from_checkpoint(
+      cls, path: str, step: Optional[int] = None, dtype: Any = DEFAULT_DTYPE
+  ) -> 'Predictor':
     """Loads the config, variables and tokenizer saved by training (``DIR/checkpoints``)
     or by conversion; ``dtype`` as in the constructor (float32 by default)."""
     from mvlt_jax import checkpoint as checkpoint_lib  # pylint: disable=import-outside-toplevel
+
     if not _checkpoint_dtype(dtype):  # a bad name fails before the checkpoint is read
       resolve_dtype(dtype, None)
     config, variables, tokenizer = checkpoint_lib.load_for_inference(path, step=step)
@@ -92,8 +97,9 @@ class Predictor:
     if images.ndim != 4 or images.shape[-1] != 3:
       raise ValueError(f'images must be [B, H, W, 3], got {images.shape}.')
     if input_ids.ndim != 2 or input_ids.shape[0] != images.shape[0]:
-      raise ValueError(f'input_ids must be [B, L] with B={images.shape[0]}, '
-                       f'got {input_ids.shape}.')
+      raise ValueError(
+          f'input_ids must be [B, L] with B={images.shape[0]}, ' f'got {input_ids.shape}.'
+      )
     outputs = self._forward(self.variables, images, input_ids)
     return jax.tree.map(np.asarray, outputs)
 

@@ -1,4 +1,5 @@
 """Pre-training and fine-tuning losses (computed in float32)."""
+
 import jax
 import jax.numpy as jnp
 import optax

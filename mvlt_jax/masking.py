@@ -3,6 +3,7 @@
 Both are pure functions of a PRNG key, jit-able, and run inside the training step, so
 the host pipeline only ships raw images and token ids.
 """
+
 from typing import NamedTuple, Sequence
 
 import jax
@@ -10,7 +11,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from mvlt_jax.errors import ConfigError
-
 
 # masking.image_distribution: how the masked units of an image are drawn.
 # 'exact': exactly round(ratio * units) units per image, uniformly (the paper's words).
@@ -21,12 +21,15 @@ from mvlt_jax.errors import ConfigError
 IMAGE_MASK_DISTRIBUTIONS = ('exact', 'release')
 
 
-def grid_cell_mask(rng: jax.Array, batch: int, rows: int, cols: int, *, ratio: float,
-                   distribution: str = 'exact') -> jax.Array:
+def grid_cell_mask(
+    rng: jax.Array, batch: int, rows: int, cols: int, *, ratio: float, distribution: str = 'exact'
+) -> jax.Array:
   """The masked units of ``batch`` images: bool [B, rows, cols], True = masked."""
   if distribution not in IMAGE_MASK_DISTRIBUTIONS:
-    raise ConfigError(f'config.masking.image_distribution={distribution!r}; use one of '
-                      f'{IMAGE_MASK_DISTRIBUTIONS}.')
+    raise ConfigError(
+        f'config.masking.image_distribution={distribution!r}; use one of '
+        f'{IMAGE_MASK_DISTRIBUTIONS}.'
+    )
   num_cells = rows * cols
   num_masked = int(round(ratio * num_cells))
   scores = jax.random.uniform(rng, (batch, num_cells))
@@ -38,8 +41,15 @@ def grid_cell_mask(rng: jax.Array, batch: int, rows: int, cols: int, *, ratio: f
   return shuffled[:, windows]  # [B, rows, cols]
 
 
-def mask_image_grid(rng: jax.Array, images: jax.Array, *, unit: int, ratio: float,
-                    fill: float, distribution: str = 'exact') -> tuple[jax.Array, jax.Array]:
+def mask_image_grid(
+    rng: jax.Array,
+    images: jax.Array,
+    *,
+    unit: int,
+    ratio: float,
+    fill: float,
+    distribution: str = 'exact',
+) -> tuple[jax.Array, jax.Array]:
   """Fills ``unit`` x ``unit`` cells of each image with ``fill``, drawn by ``distribution``.
 
   Args:
@@ -53,8 +63,9 @@ def mask_image_grid(rng: jax.Array, images: jax.Array, *, unit: int, ratio: floa
   if height % unit or width % unit:
     raise ValueError(f'Image size {height}x{width} is not a multiple of the mask unit {unit}.')
   rows, cols = height // unit, width // unit
-  cell_mask = grid_cell_mask(rng, batch, rows, cols, ratio=ratio,
-                             distribution=distribution)  # [B, rows, cols]
+  cell_mask = grid_cell_mask(
+      rng, batch, rows, cols, ratio=ratio, distribution=distribution
+  )  # [B, rows, cols]
   pixel_mask = jnp.repeat(jnp.repeat(cell_mask, unit, axis=1), unit, axis=2)  # [B, H, W]
   masked = jnp.where(pixel_mask[..., None], jnp.asarray(fill, images.dtype), images)
   return masked, cell_mask
@@ -62,14 +73,18 @@ def mask_image_grid(rng: jax.Array, images: jax.Array, *, unit: int, ratio: floa
 
 class TokenSpec(NamedTuple):
   """What word masking needs to know about the tokenizer."""
+
   vocab_size: int
   special_ids: tuple[int, ...]  # never masked ([PAD], [UNK], [CLS], [SEP], [MASK])
   mask_id: int
 
   @classmethod
   def from_tokenizer(cls, tokenizer) -> 'TokenSpec':
-    return cls(int(tokenizer.vocab_size), tuple(int(i) for i in tokenizer.special_ids),
-               int(tokenizer.mask_id))
+    return cls(
+        int(tokenizer.vocab_size),
+        tuple(int(i) for i in tokenizer.special_ids),
+        int(tokenizer.mask_id),
+    )
 
 
 class MaskedTokens(NamedTuple):
@@ -80,9 +95,18 @@ class MaskedTokens(NamedTuple):
   full_labels: jax.Array  # [B, L] original ids at chosen positions, -1 elsewhere
 
 
-def mask_tokens(rng: jax.Array, input_ids: jax.Array, *, vocab_size: int,
-                special_ids: Sequence[int], mask_id: int, prob: float, mask_frac: float,
-                random_frac: float, max_predictions: int) -> MaskedTokens:
+def mask_tokens(
+    rng: jax.Array,
+    input_ids: jax.Array,
+    *,
+    vocab_size: int,
+    special_ids: Sequence[int],
+    mask_id: int,
+    prob: float,
+    mask_frac: float,
+    random_frac: float,
+    max_predictions: int,
+) -> MaskedTokens:
   """BERT-style word masking, at most ``max_predictions`` positions per sequence.
 
   Each non-special token is chosen with probability ``prob``; of the chosen, ``mask_frac``
@@ -98,10 +122,14 @@ def mask_tokens(rng: jax.Array, input_ids: jax.Array, *, vocab_size: int,
   chosen &= jnp.cumsum(chosen, axis=1) <= max_predictions  # cap per sequence
   kind = jax.random.uniform(kind_rng, (batch, length))
   first_regular_id = max(special_ids) + 1
-  random_tokens = jax.random.randint(token_rng, (batch, length), first_regular_id, vocab_size,
-                                     dtype=input_ids.dtype)
-  replaced = jnp.where(kind < mask_frac, jnp.asarray(mask_id, input_ids.dtype),
-                       jnp.where(kind < mask_frac + random_frac, random_tokens, input_ids))
+  random_tokens = jax.random.randint(
+      token_rng, (batch, length), first_regular_id, vocab_size, dtype=input_ids.dtype
+  )
+  replaced = jnp.where(
+      kind < mask_frac,
+      jnp.asarray(mask_id, input_ids.dtype),
+      jnp.where(kind < mask_frac + random_frac, random_tokens, input_ids),
+  )
   masked_ids = jnp.where(chosen, replaced, input_ids)
   full_labels = jnp.where(chosen, input_ids, -1)
   # Positions of the chosen tokens first (stable order), padded with non-chosen ones.
@@ -109,5 +137,6 @@ def mask_tokens(rng: jax.Array, input_ids: jax.Array, *, vocab_size: int,
   weights = jnp.take_along_axis(chosen, order, axis=1)
   positions = jnp.where(weights, order, 0)
   labels = jnp.where(weights, jnp.take_along_axis(input_ids, order, axis=1), 0)
-  return MaskedTokens(masked_ids, positions.astype(jnp.int32), labels,
-                      weights.astype(jnp.float32), full_labels)
+  return MaskedTokens(
+      masked_ids, positions.astype(jnp.int32), labels, weights.astype(jnp.float32), full_labels
+  )

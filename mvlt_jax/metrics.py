@@ -25,6 +25,7 @@ Conventions (each tested in ``tests/test_metrics.py``):
   (sigma 1.5), K1 = 0.01, K2 = 0.03, 'valid' filtering, the SSIM map averaged over space
   and channels. Identical images give 1.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,8 +51,13 @@ RELEASE_PSNR_OFFSET_DB = 20.0 * math.log10(RELEASE_PSNR_PEAK)  # 48.1308... dB
 # ----------------------------------------------------------------------------- retrieval
 
 
-def partner_ranks(scores: np.ndarray, partner_index: np.ndarray, *,
-                  valid: np.ndarray | None = None, ties: str = 'pessimistic') -> np.ndarray:
+def partner_ranks(
+    scores: np.ndarray,
+    partner_index: np.ndarray,
+    *,
+    valid: np.ndarray | None = None,
+    ties: str = 'pessimistic',
+) -> np.ndarray:
   """1-based rank of each query's true partner among its candidates.
 
   Args:
@@ -73,8 +79,10 @@ def partner_ranks(scores: np.ndarray, partner_index: np.ndarray, *,
   scores = np.asarray(scores)
   partner_index = np.asarray(partner_index)
   if scores.ndim != 2 or partner_index.shape != scores.shape[:1]:
-    raise ValueError(f'scores must be [Q, C] and partner_index [Q]; got {scores.shape} and '
-                     f'{partner_index.shape}.')
+    raise ValueError(
+        f'scores must be [Q, C] and partner_index [Q]; got {scores.shape} and '
+        f'{partner_index.shape}.'
+    )
   num_queries, num_candidates = scores.shape
   valid = np.ones(scores.shape, bool) if valid is None else np.asarray(valid, bool)
   if valid.shape != scores.shape:
@@ -118,18 +126,20 @@ def mean_and_std(values: Sequence[float]) -> tuple[float, float]:
 # ----------------------------------------------------------------------------- classification
 
 
-def confusion_matrix(labels: np.ndarray, predictions: np.ndarray,
-                     num_classes: int) -> np.ndarray:
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
   """int64 [num_classes, num_classes]; entry [t, p] counts items of class t predicted p."""
   labels = np.asarray(labels)
   predictions = np.asarray(predictions)
   if labels.shape != predictions.shape or labels.ndim != 1:
-    raise ValueError(f'labels and predictions must be 1-D of one shape, got {labels.shape} '
-                     f'and {predictions.shape}.')
+    raise ValueError(
+        f'labels and predictions must be 1-D of one shape, got {labels.shape} '
+        f'and {predictions.shape}.'
+    )
   for name, values in (('labels', labels), ('predictions', predictions)):
     if values.size and (values.min() < 0 or values.max() >= num_classes):
-      raise ValueError(f'{name} must lie in [0, {num_classes}); found '
-                       f'[{values.min()}, {values.max()}].')
+      raise ValueError(
+          f'{name} must lie in [0, {num_classes}); found ' f'[{values.min()}, {values.max()}].'
+      )
   flat = labels.astype(np.int64) * num_classes + predictions.astype(np.int64)
   return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
@@ -141,6 +151,7 @@ class ClassificationReport:
   The per-class arrays cover all ``num_classes``; ``present`` marks the classes that occur
   in the labels or the predictions (the ones macro-F1 averages over).
   """
+
   num_examples: int
   accuracy: float
   macro_f1: float
@@ -155,10 +166,17 @@ class ClassificationReport:
     """One dict per present class: index, name, support, predicted, precision, recall, f1."""
     rows = []
     for k in np.flatnonzero(self.present):
-      rows.append(dict(index=int(k), name=class_names[k] if class_names else str(k),
-                       support=int(self.support[k]), predicted=int(self.predicted[k]),
-                       precision=float(self.precision[k]), recall=float(self.recall[k]),
-                       f1=float(self.f1[k])))
+      rows.append(
+          dict(
+              index=int(k),
+              name=class_names[k] if class_names else str(k),
+              support=int(self.support[k]),
+              predicted=int(self.predicted[k]),
+              precision=float(self.precision[k]),
+              recall=float(self.recall[k]),
+              f1=float(self.f1[k]),
+          )
+      )
     return rows
 
 
@@ -169,8 +187,9 @@ def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
   return out
 
 
-def classification_report(labels: np.ndarray, predictions: np.ndarray,
-                          num_classes: int) -> ClassificationReport:
+def classification_report(
+    labels: np.ndarray, predictions: np.ndarray, num_classes: int
+) -> ClassificationReport:
   """Accuracy, macro-F1 (see the module docstring) and per-class precision / recall / F1."""
   counts = confusion_matrix(labels, predictions, num_classes)
   total = int(counts.sum())
@@ -184,9 +203,16 @@ def classification_report(labels: np.ndarray, predictions: np.ndarray,
   f1 = _safe_divide(2 * precision * recall, precision + recall)
   present = (support > 0) | (predicted > 0)
   return ClassificationReport(
-      num_examples=total, accuracy=float(true_positives.sum() / total),
-      macro_f1=float(np.mean(f1[present])), precision=precision, recall=recall, f1=f1,
-      support=support, predicted=predicted, present=present)
+      num_examples=total,
+      accuracy=float(true_positives.sum() / total),
+      macro_f1=float(np.mean(f1[present])),
+      precision=precision,
+      recall=recall,
+      f1=f1,
+      support=support,
+      predicted=predicted,
+      present=present,
+  )
 
 
 # ----------------------------------------------------------------------------- images
@@ -211,7 +237,7 @@ def masked_mse(a, b, pixel_mask, xp: Any = np):
 def psnr_from_mse(error, data_range: float = 1.0, xp: Any = np):
   """10 log10(range^2 / MSE) in dB; ``inf`` where the MSE is 0."""
   safe = xp.where(error > 0, error, 1)
-  return xp.where(error > 0, 10.0 * xp.log10(data_range ** 2 / safe), xp.inf)
+  return xp.where(error > 0, 10.0 * xp.log10(data_range**2 / safe), xp.inf)
 
 
 def psnr(a, b, data_range: float = 1.0, xp: Any = np):
@@ -231,8 +257,10 @@ def summarize_psnr(values: np.ndarray) -> dict[str, Any]:
   """``{'mean': mean of the finite values (None if none), 'infinite': count}``."""
   values = np.asarray(values, np.float64)
   finite = values[np.isfinite(values)]
-  return {'mean': float(finite.mean()) if finite.size else None,
-          'infinite': int(values.size - finite.size)}
+  return {
+      'mean': float(finite.mean()) if finite.size else None,
+      'infinite': int(values.size - finite.size),
+  }
 
 
 def gaussian_window(size: int = SSIM_WINDOW_SIZE, sigma: float = SSIM_SIGMA) -> np.ndarray:
@@ -247,28 +275,38 @@ def _filter_valid(x, window: np.ndarray):
   size = len(window)
   height = x.shape[-3] - size + 1
   width = x.shape[-2] - size + 1
-  rows = sum(float(w) * x[..., i:i + height, :, :] for i, w in enumerate(window))
-  return sum(float(w) * rows[..., :, i:i + width, :] for i, w in enumerate(window))
+  rows = sum(float(w) * x[..., i : i + height, :, :] for i, w in enumerate(window))
+  return sum(float(w) * rows[..., :, i : i + width, :] for i, w in enumerate(window))
 
 
-def ssim(a, b, data_range: float = 1.0, *, window_size: int = SSIM_WINDOW_SIZE,
-         sigma: float = SSIM_SIGMA, k1: float = SSIM_K1, k2: float = SSIM_K2,
-         xp: Any = np):
+def ssim(
+    a,
+    b,
+    data_range: float = 1.0,
+    *,
+    window_size: int = SSIM_WINDOW_SIZE,
+    sigma: float = SSIM_SIGMA,
+    k1: float = SSIM_K1,
+    k2: float = SSIM_K2,
+    xp: Any = np,
+):
   """Structural similarity per image: [..., H, W, C] x2 -> [...] (see the module docstring)."""
   if a.shape != b.shape:
     raise ValueError(f'ssim of images of different shapes {a.shape} and {b.shape}.')
   if min(a.shape[-3], a.shape[-2]) < window_size:
-    raise ValueError(f'ssim needs images of at least {window_size}x{window_size} pixels, '
-                     f'got {a.shape[-3]}x{a.shape[-2]}.')
+    raise ValueError(
+        f'ssim needs images of at least {window_size}x{window_size} pixels, '
+        f'got {a.shape[-3]}x{a.shape[-2]}.'
+    )
   window = gaussian_window(window_size, sigma)
   c1 = (k1 * data_range) ** 2
   c2 = (k2 * data_range) ** 2
   mean_a = _filter_valid(a, window)
   mean_b = _filter_valid(b, window)
-  var_a = _filter_valid(a * a, window) - mean_a ** 2
-  var_b = _filter_valid(b * b, window) - mean_b ** 2
+  var_a = _filter_valid(a * a, window) - mean_a**2
+  var_b = _filter_valid(b * b, window) - mean_b**2
   covariance = _filter_valid(a * b, window) - mean_a * mean_b
-  luminance = (2 * mean_a * mean_b + c1) / (mean_a ** 2 + mean_b ** 2 + c1)
+  luminance = (2 * mean_a * mean_b + c1) / (mean_a**2 + mean_b**2 + c1)
   structure = (2 * covariance + c2) / (var_a + var_b + c2)
   return xp.mean(luminance * structure, axis=(-3, -2, -1))
 

@@ -1,4 +1,5 @@
 """AdamW with the release's recipe: warm-up, cosine over the absolute epoch, decay groups."""
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -24,8 +25,9 @@ POSITION_EMBEDDING_PREFIXES = ('pos_embed', 'text_pos_embed')
 LR_SCHEDULE_UNITS = ('step', 'release_epoch')
 
 
-def learning_rate_schedule(optimizer_config, global_batch_size: int, steps_per_epoch: int,
-                           total_steps: int) -> optax.Schedule:
+def learning_rate_schedule(
+    optimizer_config, global_batch_size: int, steps_per_epoch: int, total_steps: int
+) -> optax.Schedule:
   """timm's ``CosineLRScheduler`` as the release configures it, over epochs ``t``:
 
   ``t < warmup``: linear from ``warmup_init_lr`` to the peak (``base_learning_rate`` x
@@ -35,8 +37,9 @@ def learning_rate_schedule(optimizer_config, global_batch_size: int, steps_per_e
   """
   unit = optimizer_config.get('lr_schedule_unit', 'step')
   if unit not in LR_SCHEDULE_UNITS:
-    raise ConfigError(f'config.optimizer.lr_schedule_unit={unit!r}; use one of '
-                      f'{LR_SCHEDULE_UNITS}.')
+    raise ConfigError(
+        f'config.optimizer.lr_schedule_unit={unit!r}; use one of ' f'{LR_SCHEDULE_UNITS}.'
+    )
   peak = optimizer_config.base_learning_rate * global_batch_size / optimizer_config.base_batch_size
   warmup_init = optimizer_config.warmup_init_lr
   final = min(optimizer_config.final_lr, peak)
@@ -61,8 +64,9 @@ def learning_rate_schedule(optimizer_config, global_batch_size: int, steps_per_e
 def weight_decay_mask(params, groups: str = 'release'):
   """True for the leaves that weight decay applies to (see ``WEIGHT_DECAY_GROUPS``)."""
   if groups not in WEIGHT_DECAY_GROUPS:
-    raise ConfigError(f'config.optimizer.weight_decay_groups={groups!r}; use one of '
-                      f'{WEIGHT_DECAY_GROUPS}.')
+    raise ConfigError(
+        f'config.optimizer.weight_decay_groups={groups!r}; use one of ' f'{WEIGHT_DECAY_GROUPS}.'
+    )
   flat = traverse_util.flatten_dict(params)
 
   def decays(path, leaf) -> bool:
@@ -75,9 +79,14 @@ def weight_decay_mask(params, groups: str = 'release'):
 
 def make_optimizer(optimizer_config, schedule: optax.Schedule) -> optax.GradientTransformation:
   groups = optimizer_config.get('weight_decay_groups', 'release')
-  adamw = optax.adamw(schedule, b1=optimizer_config.b1, b2=optimizer_config.b2,
-                      eps=optimizer_config.eps, weight_decay=optimizer_config.weight_decay,
-                      mask=lambda params: weight_decay_mask(params, groups))
+  adamw = optax.adamw(
+      schedule,
+      b1=optimizer_config.b1,
+      b2=optimizer_config.b2,
+      eps=optimizer_config.eps,
+      weight_decay=optimizer_config.weight_decay,
+      mask=lambda params: weight_decay_mask(params, groups),
+  )
   if optimizer_config.grad_clip_norm > 0:
     return optax.chain(optax.clip_by_global_norm(optimizer_config.grad_clip_norm), adamw)
   return adamw

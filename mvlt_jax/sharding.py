@@ -4,6 +4,7 @@ The mesh has two axes, ``data`` and ``fsdp``; the batch is split over both. Para
 (and optimizer state) are replicated, or with ``mesh.fsdp > 1`` sharded along their
 largest dimension that the ``fsdp`` axis divides.
 """
+
 import jax
 import numpy as np
 from jax.sharding import NamedSharding
@@ -30,10 +31,13 @@ def check_global_batch(global_batch_size: int, mesh: jax.sharding.Mesh) -> None:
   if global_batch_size % mesh.size:
     raise ValueError(
         f'global_batch_size={global_batch_size} does not divide over the {mesh.size} devices '
-        f'of the mesh; use a multiple of {mesh.size}.')
+        f'of the mesh; use a multiple of {mesh.size}.'
+    )
   if global_batch_size % jax.process_count():
-    raise ValueError(f'global_batch_size={global_batch_size} does not divide over the '
-                     f'{jax.process_count()} processes.')
+    raise ValueError(
+        f'global_batch_size={global_batch_size} does not divide over the '
+        f'{jax.process_count()} processes.'
+    )
 
 
 def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
@@ -56,15 +60,15 @@ def _leaf_spec(shape, fsdp_size: int, min_size: int) -> P:
   return P()
 
 
-def state_shardings(abstract_state, mesh: jax.sharding.Mesh, min_fsdp_size: int = 2 ** 14):
+def state_shardings(abstract_state, mesh: jax.sharding.Mesh, min_fsdp_size: int = 2**14):
   """NamedShardings for every leaf of an (abstract) state pytree."""
   fsdp_size = mesh.shape['fsdp']
   return jax.tree.map(
       lambda leaf: NamedSharding(mesh, _leaf_spec(leaf.shape, fsdp_size, min_fsdp_size)),
-      abstract_state)
+      abstract_state,
+  )
 
 
 def to_global_batch(local_batch: dict, sharding: NamedSharding) -> dict:
   """Host-local numpy batch (this process's rows) -> global jax arrays on the mesh."""
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x),
-                      local_batch)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)

@@ -4,6 +4,7 @@ A training batch holds ``images`` uint8 [B, H, W, 3], ``input_ids`` int32 [B, L]
 ``itm_labels`` int32 [B], for recognition ``main_labels`` / ``sub_labels`` int32 [B], and for
 the attribute heads ``caption_attribute_labels`` / ``image_attribute_labels`` int32 [B, K].
 """
+
 from typing import Any, Callable
 
 import jax
@@ -35,23 +36,33 @@ def feeds_masked_image(step: jax.Array, loss_schedule: str) -> jax.Array:
   raise ConfigError(f'config.loss_schedule={loss_schedule!r}; use alternate or sum.')
 
 
-def make_pretrain_inputs(rng: jax.Array, batch: Batch, feed_masked: jax.Array, config,
-                         token_spec: masking.TokenSpec) -> dict[str, Any]:
+def make_pretrain_inputs(
+    rng: jax.Array, batch: Batch, feed_masked: jax.Array, config, token_spec: masking.TokenSpec
+) -> dict[str, Any]:
   """Masks images and words of a batch as the pre-training recipe says; the model is fed the
   masked image where ``feed_masked`` (a bool scalar) holds, else the unmasked one."""
   image_rng, word_rng = jax.random.split(rng)
   images = images_to_float(batch['images'])
   masked_images, cell_mask = masking.mask_image_grid(
-      image_rng, images, unit=config.masking.image_unit, ratio=config.masking.image_ratio,
+      image_rng,
+      images,
+      unit=config.masking.image_unit,
+      ratio=config.masking.image_ratio,
       fill=config.masking.image_fill,
-      distribution=config.masking.get('image_distribution', 'exact'))
+      distribution=config.masking.get('image_distribution', 'exact'),
+  )
   feed = jnp.where(feed_masked, masked_images, images)
   tokens = masking.mask_tokens(
-      word_rng, batch['input_ids'], vocab_size=token_spec.vocab_size,
-      special_ids=token_spec.special_ids, mask_id=token_spec.mask_id,
-      prob=config.masking.word_prob, mask_frac=config.masking.word_mask_frac,
+      word_rng,
+      batch['input_ids'],
+      vocab_size=token_spec.vocab_size,
+      special_ids=token_spec.special_ids,
+      mask_id=token_spec.mask_id,
+      prob=config.masking.word_prob,
+      mask_frac=config.masking.word_mask_frac,
       random_frac=config.masking.word_random_frac,
-      max_predictions=config.masking.mlm_max_predictions)
+      max_predictions=config.masking.mlm_max_predictions,
+  )
   return dict(images=images, feed=feed, cell_mask=cell_mask, tokens=tokens)
 
 
@@ -70,13 +81,15 @@ def compute_losses(outputs: dict, batch: Batch, inputs: dict, config) -> dict[st
     else:
       terms['mlm'] = losses.mlm_loss_full(outputs['mlm_logits'], tokens.full_labels)
   if 'main_logits' in outputs:
-    terms['recognition'] = (losses.classification_loss(outputs['main_logits'], batch['main_labels'])
-                            + losses.classification_loss(outputs['sub_logits'], batch['sub_labels']))
+    terms['recognition'] = losses.classification_loss(
+        outputs['main_logits'], batch['main_labels']
+    ) + losses.classification_loss(outputs['sub_logits'], batch['sub_labels'])
   if 'caption_attribute_logits' in outputs:
     terms['attributes'] = sum(
         losses.classification_loss(logits, batch[label_key][:, index])
         for side, label_key in ATTRIBUTE_LABELS.items()
-        for index, logits in enumerate(outputs[f'{side}_attribute_logits']))
+        for index, logits in enumerate(outputs[f'{side}_attribute_logits'])
+    )
   total = sum(weights[name] * value for name, value in terms.items())
   return {**{f'loss_{name}': value for name, value in terms.items()}, 'loss': total}
 
@@ -85,8 +98,14 @@ def is_pretraining(model) -> bool:
   return any(head in model.heads for head in ('mlm', 'mir'))
 
 
-def model_inputs(rng: jax.Array, batch: Batch, feed_masked: jax.Array, config,
-                 token_spec: masking.TokenSpec, pretraining: bool):
+def model_inputs(
+    rng: jax.Array,
+    batch: Batch,
+    feed_masked: jax.Array,
+    config,
+    token_spec: masking.TokenSpec,
+    pretraining: bool,
+):
   """``(inputs, images fed, input_ids fed, MLM positions or None)`` of a batch.
 
   Pre-training masks images and words (``make_pretrain_inputs``); fine-tuning feeds the
@@ -100,9 +119,13 @@ def model_inputs(rng: jax.Array, batch: Batch, feed_masked: jax.Array, config,
   return inputs, inputs['feed'], inputs['tokens'].input_ids, positions
 
 
-def make_train_step(model, config, token_spec: masking.TokenSpec,
-                    optimizer: optax.GradientTransformation,
-                    schedule: optax.Schedule) -> Callable[[TrainState, Batch], tuple]:
+def make_train_step(
+    model,
+    config,
+    token_spec: masking.TokenSpec,
+    optimizer: optax.GradientTransformation,
+    schedule: optax.Schedule,
+) -> Callable[[TrainState, Batch], tuple]:
   """Returns ``train_step(state, batch) -> (new_state, metrics)``, a pure function."""
   pretraining = is_pretraining(model)
 
@@ -110,24 +133,39 @@ def make_train_step(model, config, token_spec: masking.TokenSpec,
     step_rng = jax.random.fold_in(state.key, state.step)
     mask_rng, dropout_rng = jax.random.split(step_rng)
     inputs, feed, input_ids, positions = model_inputs(
-        mask_rng, batch, feeds_masked_image(state.step, config.loss_schedule), config,
-        token_spec, pretraining)
+        mask_rng,
+        batch,
+        feeds_masked_image(state.step, config.loss_schedule),
+        config,
+        token_spec,
+        pretraining,
+    )
 
     def loss_fn(params):
       outputs, new_model_state = model.apply(
-          {'params': params, 'batch_stats': state.batch_stats}, feed, input_ids, train=True,
-          mlm_positions=positions, rngs={'dropout': dropout_rng}, mutable=['batch_stats'])
+          {'params': params, 'batch_stats': state.batch_stats},
+          feed,
+          input_ids,
+          train=True,
+          mlm_positions=positions,
+          rngs={'dropout': dropout_rng},
+          mutable=['batch_stats'],
+      )
       loss_terms = compute_losses(outputs, batch, inputs, config)
       return loss_terms['loss'], (loss_terms, new_model_state)
 
     grads, (loss_terms, new_model_state) = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    new_state = state.replace(step=state.step + 1, params=params,
-                              batch_stats=new_model_state.get('batch_stats', state.batch_stats),
-                              opt_state=opt_state)
-    metrics = dict(loss_terms, grad_norm=optim.global_norm(grads),
-                   learning_rate=schedule(state.step))
+    new_state = state.replace(
+        step=state.step + 1,
+        params=params,
+        batch_stats=new_model_state.get('batch_stats', state.batch_stats),
+        opt_state=opt_state,
+    )
+    metrics = dict(
+        loss_terms, grad_norm=optim.global_norm(grads), learning_rate=schedule(state.step)
+    )
     return new_state, metrics
 
   return train_step
@@ -141,10 +179,13 @@ RELEASE_METRICS = ('clean_mlm_accuracy', 'clean_itm_accuracy', 'release_score')
 
 # The metrics that each head of ``HEAD_NAMES`` adds to ``make_eval_step``'s, besides ``loss``
 # (tests/test_convert.py checks that every head has its entry).
-_HEAD_METRICS = {'mir': ('loss_mir',), 'itm': ('loss_itm', 'itm_accuracy'),
-                 'mlm': ('loss_mlm', 'mlm_accuracy'),
-                 'recognition': ('loss_recognition', 'main_accuracy', 'sub_accuracy'),
-                 'attributes': ('loss_attributes',)}
+_HEAD_METRICS = {
+    'mir': ('loss_mir',),
+    'itm': ('loss_itm', 'itm_accuracy'),
+    'mlm': ('loss_mlm', 'mlm_accuracy'),
+    'recognition': ('loss_recognition', 'main_accuracy', 'sub_accuracy'),
+    'attributes': ('loss_attributes',),
+}
 
 
 def eval_metric_names(heads, release_metrics: bool = False) -> set[str]:
@@ -170,8 +211,9 @@ def _mlm_accuracy(outputs: dict, tokens: masking.MaskedTokens, config) -> jax.Ar
   return jnp.sum((predicted == labels) * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
-def make_eval_step(model, config, token_spec: masking.TokenSpec,
-                   release_metrics: bool = False) -> Callable:
+def make_eval_step(
+    model, config, token_spec: masking.TokenSpec, release_metrics: bool = False
+) -> Callable:
   """Returns ``eval_step(variables, batch, rng) -> metrics``, a pure function.
 
   The losses of the training step without dropout or parameter updates, on the masked
@@ -185,24 +227,30 @@ def make_eval_step(model, config, token_spec: masking.TokenSpec,
 
   def eval_step(variables, batch: Batch, rng: jax.Array) -> dict[str, jax.Array]:
     inputs, feed, input_ids, positions = model_inputs(
-        rng, batch, jnp.ones((), bool), config, token_spec, pretraining)
+        rng, batch, jnp.ones((), bool), config, token_spec, pretraining
+    )
     outputs = model.apply(variables, feed, input_ids, train=False, mlm_positions=positions)
     metrics = compute_losses(outputs, batch, inputs, config)
-    for logits, labels, name in (('itm_logits', 'itm_labels', 'itm_accuracy'),
-                                 ('main_logits', 'main_labels', 'main_accuracy'),
-                                 ('sub_logits', 'sub_labels', 'sub_accuracy')):
+    for logits, labels, name in (
+        ('itm_logits', 'itm_labels', 'itm_accuracy'),
+        ('main_logits', 'main_labels', 'main_accuracy'),
+        ('sub_logits', 'sub_labels', 'sub_accuracy'),
+    ):
       if logits in outputs:
         metrics[name] = jnp.mean(jnp.argmax(outputs[logits], -1) == batch[labels])
     if 'mlm_logits' in outputs:
       metrics['mlm_accuracy'] = _mlm_accuracy(outputs, inputs['tokens'], config)
     if release_metrics:
-      clean_words = model.apply(variables, inputs['images'], input_ids, train=False,
-                                mlm_positions=positions)
+      clean_words = model.apply(
+          variables, inputs['images'], input_ids, train=False, mlm_positions=positions
+      )
       metrics['clean_mlm_accuracy'] = _mlm_accuracy(clean_words, inputs['tokens'], config)
-      clean_pairs = model.apply(variables, inputs['images'], batch['input_ids'], train=False,
-                                mlm_positions=positions)
+      clean_pairs = model.apply(
+          variables, inputs['images'], batch['input_ids'], train=False, mlm_positions=positions
+      )
       metrics['clean_itm_accuracy'] = jnp.mean(
-          jnp.argmax(clean_pairs['itm_logits'], -1) == batch['itm_labels'])
+          jnp.argmax(clean_pairs['itm_logits'], -1) == batch['itm_labels']
+      )
       metrics['release_score'] = metrics['clean_mlm_accuracy'] + metrics['clean_itm_accuracy']
     return metrics
 
@@ -214,11 +262,14 @@ def make_reconstruct_step(model, config) -> Callable:
 
   def reconstruct(variables, images, input_ids, rng):
     images = images_to_float(images)
-    masked, _ = masking.mask_image_grid(rng, images, unit=config.masking.image_unit,
-                                        ratio=config.masking.image_ratio,
-                                        fill=config.masking.image_fill,
-                                        distribution=config.masking.get('image_distribution',
-                                                                        'exact'))
+    masked, _ = masking.mask_image_grid(
+        rng,
+        images,
+        unit=config.masking.image_unit,
+        ratio=config.masking.image_ratio,
+        fill=config.masking.image_fill,
+        distribution=config.masking.get('image_distribution', 'exact'),
+    )
     outputs = model.apply(variables, masked, input_ids, train=False)
     return masked, jnp.clip(outputs['reconstruction'], 0.0, 1.0)
 

@@ -1,4 +1,5 @@
 """Parameter table of a configured model (``config.task = 'summary'``), with no compile."""
+
 import collections
 
 import jax
@@ -13,7 +14,8 @@ def abstract_variables(model_config, batch_size: int = 1):
   """Shapes and dtypes of the model's variables, from ``jax.eval_shape`` (no FLOPs)."""
   model = build_model(model_config)
   return jax.eval_shape(
-      lambda rng: init_variables(model, model_config, rng, batch_size), jax.random.key(0))
+      lambda rng: init_variables(model, model_config, rng, batch_size), jax.random.key(0)
+  )
 
 
 def count_parameters(params) -> int:
@@ -46,8 +48,11 @@ def format_summary(model_config) -> str:
   lines += [f'{name:<{width}}  {count:>12,}' for name, count in rows]
   lines.append('-' * (width + 14))
   lines.append(f'parameters: {count_parameters(variables["params"]):,}')
-  if 'recognition' in model_config.heads and not (model_config.num_main_classes
-                                                  and model_config.num_sub_classes):
-    lines.append('(recognition heads sized from the dataset at training time; counted here '
-                 'with 0 classes: set model.num_main_classes / num_sub_classes to include them)')
+  if 'recognition' in model_config.heads and not (
+      model_config.num_main_classes and model_config.num_sub_classes
+  ):
+    lines.append(
+        '(recognition heads sized from the dataset at training time; counted here '
+        'with 0 classes: set model.num_main_classes / num_sub_classes to include them)'
+    )
   return '\n'.join(lines)

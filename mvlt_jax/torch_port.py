@@ -16,6 +16,7 @@ visual keys/values spatially. Heads read stage 4's text tokens (MLM, ITM, recogn
 or the visual maps of stages 2-4 (MIR decoder); the demo's attribute heads (not in the
 release) read the [CLS] token and the pooled stage-4 visual tokens.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,15 +43,24 @@ KNOWN_HEADS = frozenset(HEAD_NAMES)
 # Blocks per stage of the published variants; widths are PVT-v1's for all of them.
 # Mirrors ``mvlt_jax.models.variants`` (kept separate so that this module imports
 # without JAX; ``tests/test_convert.py`` checks that both tables agree).
-_PVT_WIDTHS = dict(embed_dims=(64, 128, 320, 512), num_heads=(1, 2, 5, 8),
-                   mlp_ratios=(8, 8, 4, 4), sr_ratios=(8, 4, 2, 1))
+_PVT_WIDTHS = dict(
+    embed_dims=(64, 128, 320, 512),
+    num_heads=(1, 2, 5, 8),
+    mlp_ratios=(8, 8, 4, 4),
+    sr_ratios=(8, 4, 2, 1),
+)
 VARIANTS = {
     'pvlt_tiny': dict(depths=(2, 2, 2, 2), **_PVT_WIDTHS),
     'pvlt_small': dict(depths=(3, 4, 6, 3), **_PVT_WIDTHS),
     'pvlt_medium': dict(depths=(3, 4, 18, 3), **_PVT_WIDTHS),
     'pvlt_large': dict(depths=(3, 8, 27, 3), **_PVT_WIDTHS),
-    'pvlt_micro': dict(embed_dims=(32, 64, 96, 128), num_heads=(1, 2, 3, 4),
-                       mlp_ratios=(4, 4, 4, 4), depths=(1, 1, 1, 1), sr_ratios=(8, 4, 2, 1)),
+    'pvlt_micro': dict(
+        embed_dims=(32, 64, 96, 128),
+        num_heads=(1, 2, 3, 4),
+        mlp_ratios=(4, 4, 4, 4),
+        depths=(1, 1, 1, 1),
+        sr_ratios=(8, 4, 2, 1),
+    ),
 }
 
 
@@ -80,6 +90,7 @@ class TorchPortConfigError(MVLTError, ValueError):
 @dataclasses.dataclass(frozen=True)
 class MVLTConfig:
   """Hyper-parameters of the port; defaults are the release's pvlt_tiny pre-training model."""
+
   embed_dims: tuple[int, ...] = (64, 128, 320, 512)
   num_heads: tuple[int, ...] = (1, 2, 5, 8)
   mlp_ratios: tuple[int, ...] = (8, 8, 4, 4)
@@ -90,8 +101,8 @@ class MVLTConfig:
   pos_grid_size: int = 224
   text_length: int = 128
   vocab_size: int = 30522
-  text_width: int = 768          # BERT embedding width (also the MLM head's)
-  head_width: int = 768          # hidden width of the ITM / recognition heads
+  text_width: int = 768  # BERT embedding width (also the MLM head's)
+  head_width: int = 768  # hidden width of the ITM / recognition heads
   text_max_positions: int = 512  # rows of the BERT position-embedding table
   type_vocab_size: int = 2
   # The [PAD] id: ``nn.Embedding(padding_idx=...)`` of the word table, so [PAD] lookups add
@@ -102,13 +113,13 @@ class MVLTConfig:
   num_sub_classes: int = 122
   # Classes per attribute of the 'attributes' heads (not in the release; the demo's).
   attribute_classes: tuple[int, ...] = ()
-  mir_channels: int = 64         # c of the MIR decoder
-  drop_path_rate: float = 0.1    # rises linearly from 0 over all blocks
+  mir_channels: int = 64  # c of the MIR decoder
+  drop_path_rate: float = 0.1  # rises linearly from 0 over all blocks
   text_dropout_rate: float = 0.1  # after the BERT embedding LayerNorm
   stage_dropout_rate: float = 0.0  # after concatenating visual and text tokens
   text_layer_norm_eps: float = 1e-12
   block_layer_norm_eps: float = 1e-6
-  layer_norm_eps: float = 1e-5   # patch embed, text embed, SR, heads
+  layer_norm_eps: float = 1e-5  # patch embed, text embed, SR, heads
   batch_norm_eps: float = 1e-5
   batch_norm_momentum: float = 0.1  # PyTorch convention (weight of the new batch)
   decoder_upsample_factor: int = 8  # the MIR output's upsampling from the stage-2 grid
@@ -118,8 +129,9 @@ class MVLTConfig:
     for name in per_stage:
       value = tuple(int(v) for v in getattr(self, name))
       if len(value) != 4:
-        raise TorchPortConfigError(f'MVLTConfig.{name} needs 4 entries (one per stage), '
-                                   f'got {value}.')
+        raise TorchPortConfigError(
+            f'MVLTConfig.{name} needs 4 entries (one per stage), ' f'got {value}.'
+        )
       object.__setattr__(self, name, value)
     heads = tuple(self.heads)
     unknown = sorted(set(heads) - KNOWN_HEADS)
@@ -128,21 +140,27 @@ class MVLTConfig:
     object.__setattr__(self, 'heads', heads)
     attribute_classes = tuple(int(n) for n in self.attribute_classes)
     if 'attributes' in heads and not attribute_classes:
-      raise TorchPortConfigError("The 'attributes' heads need attribute_classes (classes per "
-                                 'attribute).')
+      raise TorchPortConfigError(
+          "The 'attributes' heads need attribute_classes (classes per " 'attribute).'
+      )
     if any(n < 1 for n in attribute_classes):
-      raise TorchPortConfigError(f'attribute_classes {attribute_classes}: every attribute '
-                                 'needs at least one class.')
+      raise TorchPortConfigError(
+          f'attribute_classes {attribute_classes}: every attribute ' 'needs at least one class.'
+      )
     object.__setattr__(self, 'attribute_classes', attribute_classes)
     for dim, heads_k in zip(self.embed_dims, self.num_heads):
       if dim % heads_k:
         raise TorchPortConfigError(f'Width {dim} is not divisible by {heads_k} heads.')
     if not -1 <= self.word_padding_idx < self.vocab_size:
-      raise TorchPortConfigError(f'word_padding_idx {self.word_padding_idx} is neither -1 '
-                                 f'(none) nor an id of the {self.vocab_size}-word vocabulary.')
+      raise TorchPortConfigError(
+          f'word_padding_idx {self.word_padding_idx} is neither -1 '
+          f'(none) nor an id of the {self.vocab_size}-word vocabulary.'
+      )
     if self.pos_grid_size % self.total_stride:
-      raise TorchPortConfigError(f'pos_grid_size {self.pos_grid_size} is not a multiple of '
-                                 f'the total stride {self.total_stride}.')
+      raise TorchPortConfigError(
+          f'pos_grid_size {self.pos_grid_size} is not a multiple of '
+          f'the total stride {self.total_stride}.'
+      )
 
   @classmethod
   def for_variant(cls, variant: str, **overrides) -> 'MVLTConfig':
@@ -157,7 +175,7 @@ class MVLTConfig:
 
   def stored_grid(self, stage: int) -> int:
     """Side of the grid that ``pos_embed{stage+1}`` is stored for (0-based ``stage``)."""
-    return self.pos_grid_size // math.prod(self.patch_sizes[:stage + 1])
+    return self.pos_grid_size // math.prod(self.patch_sizes[: stage + 1])
 
 
 def config_from_model_config(model_config: Any) -> MVLTConfig:
@@ -172,8 +190,9 @@ def config_from_model_config(model_config: Any) -> MVLTConfig:
   get = model_config.get
   variant = get('variant', 'pvlt_tiny')
   if variant not in VARIANTS:
-    raise TorchPortConfigError(f'Unknown model.variant {variant!r}; '
-                               f'choose one of {sorted(VARIANTS)}.')
+    raise TorchPortConfigError(
+        f'Unknown model.variant {variant!r}; ' f'choose one of {sorted(VARIANTS)}.'
+    )
   fields = dict(VARIANTS[variant])
   for field in dataclasses.fields(MVLTConfig):
     value = get(field.name)
@@ -187,6 +206,7 @@ def config_from_model_config(model_config: Any) -> MVLTConfig:
 # ---------------------------------------------------------------------------------------
 # Building blocks (names follow the release: PVT-v1 + HF-BERT-style embeddings).
 # ---------------------------------------------------------------------------------------
+
 
 class DropPath(nn.Module):
   """Stochastic depth per example: drops the residual branch with probability ``rate``."""
@@ -261,8 +281,15 @@ class SpatialReductionAttention(nn.Module):
 class Block(nn.Module):
   """Pre-norm transformer block with spatial-reduction attention and DropPath."""
 
-  def __init__(self, dim: int, num_heads: int, mlp_ratio: int, sr_ratio: int,
-               drop_path_rate: float, config: MVLTConfig):
+  def __init__(
+      self,
+      dim: int,
+      num_heads: int,
+      mlp_ratio: int,
+      sr_ratio: int,
+      drop_path_rate: float,
+      config: MVLTConfig,
+  ):
     super().__init__()
     self.norm1 = nn.LayerNorm(dim, eps=config.block_layer_norm_eps)
     self.attn = SpatialReductionAttention(dim, num_heads, sr_ratio, config.layer_norm_eps)
@@ -298,8 +325,9 @@ class TextEmbeddings(nn.Module):
     # gives it one); PyTorch also zeroes that row at construction, which ``init_weights_``
     # overwrites when the decoder exists (see ``MVLT.reset_parameters``).
     padding_idx = config.word_padding_idx if config.word_padding_idx >= 0 else None
-    self.word_embeddings = nn.Embedding(config.vocab_size, config.text_width,
-                                        padding_idx=padding_idx)
+    self.word_embeddings = nn.Embedding(
+        config.vocab_size, config.text_width, padding_idx=padding_idx
+    )
     self.position_embeddings = nn.Embedding(config.text_max_positions, config.text_width)
     self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.text_width)
     self.LayerNorm = nn.LayerNorm(config.text_width, eps=config.text_layer_norm_eps)  # pylint: disable=invalid-name
@@ -308,8 +336,11 @@ class TextEmbeddings(nn.Module):
   def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
     length = input_ids.shape[1]
     positions = torch.arange(length, device=input_ids.device)
-    x = (self.word_embeddings(input_ids) + self.position_embeddings(positions)[None]
-         + self.token_type_embeddings.weight[0])
+    x = (
+        self.word_embeddings(input_ids)
+        + self.position_embeddings(positions)[None]
+        + self.token_type_embeddings.weight[0]
+    )
     return self.dropout(self.LayerNorm(x))  # [B, L, text_width]
 
 
@@ -352,8 +383,8 @@ def conv_bn(in_channels: int, out_channels: int, config: MVLTConfig) -> nn.Seque
   """3x3 conv (padding 1, no bias) + BatchNorm; no activation."""
   return nn.Sequential(
       nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
-      nn.BatchNorm2d(out_channels, eps=config.batch_norm_eps,
-                     momentum=config.batch_norm_momentum))
+      nn.BatchNorm2d(out_channels, eps=config.batch_norm_eps, momentum=config.batch_norm_momentum),
+  )
 
 
 def upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -392,8 +423,9 @@ class MIRDecoder(nn.Module):
     return upsample(out, self.upsample_factor)  # [B, 3, H, W]
 
 
-def resize_pos_embed(pos_embed: torch.Tensor, stored_grid: int, height: int,
-                     width: int) -> torch.Tensor:
+def resize_pos_embed(
+    pos_embed: torch.Tensor, stored_grid: int, height: int, width: int
+) -> torch.Tensor:
   """[1, g*g, D] stored for a g x g grid -> [1, H*W, D], bilinear, ``align_corners=False``."""
   dim = pos_embed.shape[-1]
   grid = pos_embed.reshape(1, stored_grid, stored_grid, dim).permute(0, 3, 1, 2)
@@ -404,6 +436,7 @@ def resize_pos_embed(pos_embed: torch.Tensor, stored_grid: int, height: int,
 # ---------------------------------------------------------------------------------------
 # The model.
 # ---------------------------------------------------------------------------------------
+
 
 class MVLT(nn.Module):
   """MVLT with the release's module names; ``forward`` returns a dict of head outputs.
@@ -419,25 +452,41 @@ class MVLT(nn.Module):
     super().__init__()
     self.config = config
     num_blocks = sum(config.depths)
-    drop_path_rates = [config.drop_path_rate * i / max(num_blocks - 1, 1)
-                       for i in range(num_blocks)]
+    drop_path_rates = [
+        config.drop_path_rate * i / max(num_blocks - 1, 1) for i in range(num_blocks)
+    ]
     in_channels, text_in = 3, config.text_width
     block_index = 0
     # Registered in the release's order (it fixes the state_dict order).
     for k, dim in enumerate(config.embed_dims, start=1):
       stored_tokens = config.stored_grid(k - 1) ** 2 + (1 if k == 4 else 0)
       setattr(self, f'pos_embed{k}', nn.Parameter(torch.zeros(1, stored_tokens, dim)))
-      setattr(self, f'text_pos_embed{k}',
-              nn.Parameter(torch.zeros(1, config.text_length, dim)))
+      setattr(self, f'text_pos_embed{k}', nn.Parameter(torch.zeros(1, config.text_length, dim)))
     for k, dim in enumerate(config.embed_dims, start=1):
       i = k - 1
-      setattr(self, f'patch_embed{k}',
-              PatchEmbed(in_channels, dim, config.patch_sizes[i], config.layer_norm_eps))
+      setattr(
+          self,
+          f'patch_embed{k}',
+          PatchEmbed(in_channels, dim, config.patch_sizes[i], config.layer_norm_eps),
+      )
       setattr(self, f'text_embed{k}', _linear_layer_norm(text_in, dim, config.layer_norm_eps))
-      setattr(self, f'block{k}', nn.ModuleList([
-          Block(dim, config.num_heads[i], config.mlp_ratios[i], config.sr_ratios[i],
-                drop_path_rates[block_index + j], config)
-          for j in range(config.depths[i])]))
+      setattr(
+          self,
+          f'block{k}',
+          nn.ModuleList(
+              [
+                  Block(
+                      dim,
+                      config.num_heads[i],
+                      config.mlp_ratios[i],
+                      config.sr_ratios[i],
+                      drop_path_rates[block_index + j],
+                      config,
+                  )
+                  for j in range(config.depths[i])
+              ]
+          ),
+      )
       block_index += config.depths[i]
       in_channels = text_in = dim
     self.pos_drop = nn.Dropout(config.stage_dropout_rate)
@@ -462,8 +511,7 @@ class MVLT(nn.Module):
     if 'attributes' in config.heads:
       for side in ATTRIBUTE_SIDES:
         for index, num_classes in enumerate(config.attribute_classes):
-          setattr(self, f'{side}_attr{index}_head_embed',
-                  _linear_layer_norm(last_dim, width, eps))
+          setattr(self, f'{side}_attr{index}_head_embed', _linear_layer_norm(last_dim, width, eps))
           setattr(self, f'{side}_attr{index}_head', ClassifierHead(width, num_classes))
     self.reset_parameters()
 
@@ -504,17 +552,23 @@ class MVLT(nn.Module):
     if images.ndim != 4 or images.shape[1] != 3:
       raise TorchPortConfigError(f'images must be [B, 3, H, W], got {tuple(images.shape)}.')
     if images.shape[2] % stride or images.shape[3] % stride:
-      raise TorchPortConfigError(f'Image size {tuple(images.shape[2:])} is not a multiple of '
-                                 f'the total stride {stride}.')
+      raise TorchPortConfigError(
+          f'Image size {tuple(images.shape[2:])} is not a multiple of '
+          f'the total stride {stride}.'
+      )
     if input_ids.ndim != 2 or input_ids.shape[1] > self.config.text_length:
-      raise TorchPortConfigError(f'input_ids must be [B, L] with L <= text_length '
-                                 f'{self.config.text_length}, got {tuple(input_ids.shape)}.')
+      raise TorchPortConfigError(
+          f'input_ids must be [B, L] with L <= text_length '
+          f'{self.config.text_length}, got {tuple(input_ids.shape)}.'
+      )
     if input_ids.shape[0] != images.shape[0]:
-      raise TorchPortConfigError(f'Batch sizes differ: images {images.shape[0]}, '
-                                 f'input_ids {input_ids.shape[0]}.')
+      raise TorchPortConfigError(
+          f'Batch sizes differ: images {images.shape[0]}, ' f'input_ids {input_ids.shape[0]}.'
+      )
 
-  def encode(self, images: torch.Tensor,
-             input_ids: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+  def encode(
+      self, images: torch.Tensor, input_ids: torch.Tensor
+  ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Runs the four stages: visual maps [B, D_k, H_k, W_k] per stage and stage-4 text."""
     self._check_inputs(images, input_ids)
     visual = images
@@ -525,7 +579,7 @@ class MVLT(nn.Module):
       tokens, height, width = getattr(self, f'patch_embed{k}')(visual)  # [B, HW, D_k]
       tokens = tokens + self._visual_pos_embed(stage, height, width)
       # The release needs L == text_length; a shorter text uses the first L positions.
-      text_pos_embed = getattr(self, f'text_pos_embed{k}')[:, :text.shape[1]]
+      text_pos_embed = getattr(self, f'text_pos_embed{k}')[:, : text.shape[1]]
       text = getattr(self, f'text_embed{k}')(text) + text_pos_embed  # [B, L, D_k]
       x = self.pos_drop(torch.cat([tokens, text], dim=1))  # [B, HW + L, D_k]
       for block in getattr(self, f'block{k}'):
@@ -553,13 +607,18 @@ class MVLT(nn.Module):
     if 'attributes' in self.config.heads:
       # As mvlt_jax.models.mvlt: the caption's attributes from [CLS], the image's from the
       # pooled stage-4 visual tokens ('image') and from [CLS] ('imagecls').
-      features = {'caption': cls_token, 'image': visual_maps[-1].mean(dim=(2, 3)),
-                  'imagecls': cls_token}  # each [B, D_4]
+      features = {
+          'caption': cls_token,
+          'image': visual_maps[-1].mean(dim=(2, 3)),
+          'imagecls': cls_token,
+      }  # each [B, D_4]
       for side in ATTRIBUTE_SIDES:
         outputs[f'{side}_attribute_logits'] = tuple(
             getattr(self, f'{side}_attr{index}_head')(
-                getattr(self, f'{side}_attr{index}_head_embed')(features[side]))
-            for index in range(len(self.config.attribute_classes)))
+                getattr(self, f'{side}_attr{index}_head_embed')(features[side])
+            )
+            for index in range(len(self.config.attribute_classes))
+        )
     return outputs
 
 
@@ -579,4 +638,3 @@ def count_parameters(model: nn.Module) -> int:
 def state_dict_shapes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
   """``{key: shape}`` of a state dict (for comparisons with the reference listings)."""
   return {key: tuple(value.shape) for key, value in state_dict.items()}
-

@@ -3,6 +3,7 @@
 Sharded ``jax.jit`` over a (data, fsdp) mesh, donated state, orbax checkpoints that
 survive preemption, a progress bar, TensorBoard, and a guard against non-finite losses.
 """
+
 import functools
 import os
 import signal
@@ -19,8 +20,12 @@ from mvlt_jax import data, distributed, optim, sharding, steps, summary
 from mvlt_jax.errors import ConfigError, NonFiniteLossError
 from mvlt_jax.masking import TokenSpec
 from mvlt_jax.models import build_model
-from mvlt_jax.train_state import (TrainState, create_train_state, load_init_from,
-                                  warn_if_vision_from_scratch)
+from mvlt_jax.train_state import (
+    TrainState,
+    create_train_state,
+    load_init_from,
+    warn_if_vision_from_scratch,
+)
 
 
 def recipe_summary(config) -> str:
@@ -36,9 +41,14 @@ def recipe_summary(config) -> str:
       word_init_std=('release' if m.get('word_init_std') is None else m.word_init_std),
       weight_decay=f"{opt.weight_decay}/{opt.get('weight_decay_groups', 'release')}",
       lr_schedule_unit=opt.get('lr_schedule_unit', 'step'),
-      best=(f"{config.best_metric}/{config.best_mode} from "
-            f"{config.get('best_from_fraction', 0.0):.0%}" if config.best_metric else 'none'),
-      init_from=config.init_from or 'none')
+      best=(
+          f'{config.best_metric}/{config.best_mode} from '
+          f"{config.get('best_from_fraction', 0.0):.0%}"
+          if config.best_metric
+          else 'none'
+      ),
+      init_from=config.init_from or 'none',
+  )
   return 'recipe: ' + ', '.join(f'{key}={value}' for key, value in choices.items())
 
 
@@ -64,8 +74,9 @@ def check_finite(step: int, metrics: dict) -> None:
   losses = {k: float(v) for k, v in metrics.items() if k.startswith('loss')}
   if not all(np.isfinite(v) for v in losses.values()):
     details = ', '.join(f'{k}={v:.6g}' for k, v in sorted(losses.items()))
-    raise NonFiniteLossError(f'Non-finite loss at step {step}: {details}. Stopping; the last '
-                             'good checkpoint is kept.')
+    raise NonFiniteLossError(
+        f'Non-finite loss at step {step}: {details}. Stopping; the last ' 'good checkpoint is kept.'
+    )
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
@@ -80,8 +91,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       f.write(config.to_json_best_effort(indent=2))
 
   if not 0.0 <= config.get('best_from_fraction', 0.0) <= 1.0:
-    raise ConfigError(f'config.best_from_fraction={config.best_from_fraction}; use a share of '
-                      'training in [0, 1].')
+    raise ConfigError(
+        f'config.best_from_fraction={config.best_from_fraction}; use a share of '
+        'training in [0, 1].'
+    )
   recipe = recipe_summary(config)
   logging.info(recipe)
   if is_chief:
@@ -92,8 +105,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   token_spec = TokenSpec.from_tokenizer(prepared.tokenizer)
   steps_per_epoch = data.steps_per_epoch(config)
   total_steps = config.total_steps or int(config.num_epochs * steps_per_epoch)
-  schedule = optim.learning_rate_schedule(config.optimizer, config.global_batch_size,
-                                          steps_per_epoch, total_steps)
+  schedule = optim.learning_rate_schedule(
+      config.optimizer, config.global_batch_size, steps_per_epoch, total_steps
+  )
   optimizer = optim.make_optimizer(config.optimizer, schedule)
 
   with jax.set_mesh(mesh):
@@ -113,7 +127,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if latest is not None:
       abstract = jax.tree.map(
           lambda leaf, s: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=s),
-          abstract_state, state_shardings)
+          abstract_state,
+          state_shardings,
+      )
       state, _ = checkpoint_lib.restore(manager, latest, abstract)  # data position = step
       logging.info('Resuming from step %d (checkpoint %s).', latest, checkpoint_dir)
       if is_chief:
@@ -127,21 +143,42 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     start_step = int(state.step)
 
     batch_sharding = sharding.batch_sharding(mesh)
-    train_step = jax.jit(steps.make_train_step(model, config, token_spec, optimizer, schedule),
-                         in_shardings=(state_shardings, batch_sharding),
-                         out_shardings=(state_shardings, None), donate_argnums=(0,))
+    train_step = jax.jit(
+        steps.make_train_step(model, config, token_spec, optimizer, schedule),
+        in_shardings=(state_shardings, batch_sharding),
+        out_shardings=(state_shardings, None),
+        donate_argnums=(0,),
+    )
     # Replicated outputs: every process can read the pictures (process 0 writes them).
-    reconstruct = jax.jit(steps.make_reconstruct_step(model, config),
-                          out_shardings=sharding.replicated(mesh))
+    reconstruct = jax.jit(
+        steps.make_reconstruct_step(model, config), out_shardings=sharding.replicated(mesh)
+    )
     batches = data.train_batches(config, start_step)
     validation = None
     if config.validation_every:
-      validation = Validation(config, model, token_spec, batch_sharding,
-                              os.path.join(workdir, BEST_CHECKPOINT_DIR),
-                              keep_from_step=int(config.best_from_fraction * total_steps))
+      validation = Validation(
+          config,
+          model,
+          token_spec,
+          batch_sharding,
+          os.path.join(workdir, BEST_CHECKPOINT_DIR),
+          keep_from_step=int(config.best_from_fraction * total_steps),
+      )
     try:
-      state = _loop(config, workdir, state, train_step, reconstruct, batches, batch_sharding,
-                    manager, start_step, total_steps, steps_per_epoch, validation)
+      state = _loop(
+          config,
+          workdir,
+          state,
+          train_step,
+          reconstruct,
+          batches,
+          batch_sharding,
+          manager,
+          start_step,
+          total_steps,
+          steps_per_epoch,
+          validation,
+      )
     finally:
       batches.close()  # stops the reader threads now, not at interpreter exit
       manager.wait_until_finished()
@@ -166,25 +203,39 @@ class Validation:
   100 of 150 on: ``config.best_from_fraction``).
   """
 
-  def __init__(self, config, model, token_spec: TokenSpec, batch_sharding, best_dir: str,
-               keep_from_step: int = 0):
+  def __init__(
+      self,
+      config,
+      model,
+      token_spec: TokenSpec,
+      batch_sharding,
+      best_dir: str,
+      keep_from_step: int = 0,
+  ):
     self._config = config
     self._batch_sharding = batch_sharding
     self._keep_from_step = keep_from_step
     release_metrics = config.best_metric in steps.RELEASE_METRICS
-    self._step = jax.jit(steps.make_eval_step(model, config, token_spec,
-                                              release_metrics=release_metrics))
+    self._step = jax.jit(
+        steps.make_eval_step(model, config, token_spec, release_metrics=release_metrics)
+    )
     self.best_manager = None
     if config.best_metric:
       if config.best_mode not in ('min', 'max'):
         raise ConfigError(f'config.best_mode={config.best_mode!r}; use min or max.')
       names = steps.eval_metric_names(config.model.heads, release_metrics=release_metrics)
       if config.best_metric not in names:
-        raise ConfigError(f'config.best_metric={config.best_metric!r} is not among the '
-                          f'validation metrics of this model: {sorted(names)}.')
+        raise ConfigError(
+            f'config.best_metric={config.best_metric!r} is not among the '
+            f'validation metrics of this model: {sorted(names)}.'
+        )
       self.best_manager = checkpoint_lib.make_manager(
-          best_dir, keep=1, best_metric=config.best_metric, best_mode=config.best_mode,
-          barrier_prefix='best')
+          best_dir,
+          keep=1,
+          best_metric=config.best_metric,
+          best_mode=config.best_mode,
+          barrier_prefix='best',
+      )
       checkpoint_lib.write_run_files(best_dir, config, data.tokenizer_dir(config))
       # The best value so far (of an earlier run of this workdir too): only a better
       # evaluation is written, instead of saving every one and letting orbax drop the worse.
@@ -207,14 +258,15 @@ class Validation:
       batches.close()
     return {key: float(value) / config.validation_batches for key, value in sums.items()}
 
-  def keep_if_best(self, step: int, state: TrainState, data_state: dict,
-                   metrics: dict[str, float]) -> None:
+  def keep_if_best(
+      self, step: int, state: TrainState, data_state: dict, metrics: dict[str, float]
+  ) -> None:
     if self.best_manager is None or step < self._keep_from_step:
       return
     value = metrics[self._config.best_metric]
-    if self._best_value is not None and not (value < self._best_value
-                                             if self._config.best_mode == 'min'
-                                             else value > self._best_value):
+    if self._best_value is not None and not (
+        value < self._best_value if self._config.best_mode == 'min' else value > self._best_value
+    ):
       return
     checkpoint_lib.save(self.best_manager, step, state, data_state, metrics=metrics, force=True)
     self._best_value = value
@@ -225,9 +277,20 @@ class Validation:
       self.best_manager.close()
 
 
-def _loop(config, workdir, state, train_step, reconstruct, batches, batch_sharding, manager,
-          start_step: int, total_steps: int, steps_per_epoch: int,
-          validation: Optional['Validation']) -> TrainState:
+def _loop(
+    config,
+    workdir,
+    state,
+    train_step,
+    reconstruct,
+    batches,
+    batch_sharding,
+    manager,
+    start_step: int,
+    total_steps: int,
+    steps_per_epoch: int,
+    validation: Optional['Validation'],
+) -> TrainState:
   is_chief = jax.process_index() == 0
   writer = _summary_writer(workdir) if is_chief else None
   progress = _progress_bar(start_step, total_steps) if is_chief else None
@@ -260,8 +323,11 @@ def _loop(config, workdir, state, train_step, reconstruct, batches, batch_shardi
         checkpoint_lib.save(manager, step, state, _data_state(step, steps_per_epoch), force=True)
         # Every process runs the (collective) computation; process 0 writes.
         _image_summaries(writer, step, state, batch, reconstruct, config)
-      if (validation is not None and not stop
-          and (step % config.validation_every == 0 or step == total_steps)):
+      if (
+          validation is not None
+          and not stop
+          and (step % config.validation_every == 0 or step == total_steps)
+      ):
         if pending is not None:
           _report(*pending, writer, progress)
           pending = None
@@ -323,12 +389,20 @@ def _report(step: int, metrics, writer, progress, throughput: Optional[float] = 
 
 def _progress_bar(start_step: int, total_steps: int):
   from tqdm import tqdm  # pylint: disable=import-outside-toplevel
-  return tqdm(total=total_steps, initial=start_step, desc='train', unit='step',
-              dynamic_ncols=True, mininterval=1.0)
+
+  return tqdm(
+      total=total_steps,
+      initial=start_step,
+      desc='train',
+      unit='step',
+      dynamic_ncols=True,
+      mininterval=1.0,
+  )
 
 
 def _summary_writer(workdir: str):
   from flax.metrics import tensorboard  # pylint: disable=import-outside-toplevel
+
   return tensorboard.SummaryWriter(workdir)
 
 
@@ -336,8 +410,9 @@ def _image_summaries(writer, step, state, batch, reconstruct, config, count: int
   """Masked inputs and reconstructions of the first training images (MIR models only)."""
   if 'mir' not in config.model.heads:
     return
-  masked, reconstruction = reconstruct(state.variables, batch['images'][:count],
-                                       batch['input_ids'][:count], jax.random.key(step))
+  masked, reconstruction = reconstruct(
+      state.variables, batch['images'][:count], batch['input_ids'][:count], jax.random.key(step)
+  )
   if writer is not None:
     writer.image('train/masked_input', np.asarray(masked), step, max_outputs=count)
     writer.image('train/reconstruction', np.asarray(reconstruction), step, max_outputs=count)

@@ -4,6 +4,7 @@
 checkpoint or a PyTorch file over a fresh state) and ``init_variables`` (the one model
 initialiser, shared with the summary and the converter).
 """
+
 import os
 from typing import Any
 
@@ -50,10 +51,13 @@ def create_train_state(model, config, optimizer) -> TrainState:
   init_rng = jax.random.key(config.seed, impl=config.init_prng_impl)
   variables = init_variables(model, config.model, init_rng)
   params = variables['params']
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    batch_stats=variables.get('batch_stats', {}),
-                    opt_state=optimizer.init(params),
-                    rng=jax.random.key_data(jax.random.key(config.seed + 1)))
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      batch_stats=variables.get('batch_stats', {}),
+      opt_state=optimizer.init(params),
+      rng=jax.random.key_data(jax.random.key(config.seed + 1)),
+  )
 
 
 def load_init_from(state: TrainState, config) -> tuple[TrainState, set[str]]:
@@ -67,15 +71,18 @@ def load_init_from(state: TrainState, config) -> tuple[TrainState, set[str]]:
   initialisation; shapes of shared modules must agree.
   """
   from mvlt_jax import convert  # pylint: disable=import-outside-toplevel
+
   path = config.init_from
   class_mapping = None
   if 'recognition' in config.model.heads and path.endswith(convert.TORCH_FILE_SUFFIXES):
     # A release recognition checkpoint: its head rows follow the release's class order; map
     # them by name to the classes of the dataset this run trains on.
     class_mapping = convert.make_class_mapping(
-        os.path.join(config.dataset.data_dir, config.dataset.name))
-  variables, description = convert.load_init_variables(path, config.model,
-                                                       class_mapping=class_mapping)
+        os.path.join(config.dataset.data_dir, config.dataset.name)
+    )
+  variables, description = convert.load_init_variables(
+      path, config.model, class_mapping=class_mapping
+  )
   merged, loaded_params = {}, set()
   for collection in ('params', 'batch_stats'):
     current = getattr(state, collection)
@@ -84,8 +91,14 @@ def load_init_from(state: TrainState, config) -> tuple[TrainState, set[str]]:
     merged[collection] = new
     if collection == 'params':
       loaded_params = set(used)
-    logging.info('init_from %s (%s): %s: took %d modules, kept %d fresh', path, description,
-                 collection, len(used), len(set(current) - set(used)))
+    logging.info(
+        'init_from %s (%s): %s: took %d modules, kept %d fresh',
+        path,
+        description,
+        collection,
+        len(used),
+        len(set(current) - set(used)),
+    )
   if jax.process_index() == 0:
     print(f'init_from {path}: {description}', flush=True)
   return state.replace(**merged), loaded_params
@@ -101,9 +114,11 @@ def warn_if_vision_from_scratch(config, loaded_params: set[str]) -> None:
     return
   if VISION_MARKER in loaded_params:
     return
-  message = ('warning: the vision path starts from scratch (no PVT ImageNet weights: pass '
-             '--config.init_from=pvt_tiny.pth); the paper\'s Table 4 reports retrieval about '
-             '6 points of R@5 lower without them. Running on.')
+  message = (
+      'warning: the vision path starts from scratch (no PVT ImageNet weights: pass '
+      "--config.init_from=pvt_tiny.pth); the paper's Table 4 reports retrieval about "
+      '6 points of R@5 lower without them. Running on.'
+  )
   logging.warning(message)
   if jax.process_index() == 0:
     print(message, flush=True)
@@ -117,8 +132,10 @@ def _merge(current: dict, loaded: dict, path: str):
     shapes_now = jax.tree.map(lambda x: x.shape, current[name])
     shapes_loaded = jax.tree.map(lambda x: tuple(np.shape(x)), value)
     if shapes_now != shapes_loaded:
-      raise ConfigError(f'init_from: {path}/{name} has other shapes in the checkpoint than in '
-                        'the configured model.')
+      raise ConfigError(
+          f'init_from: {path}/{name} has other shapes in the checkpoint than in '
+          'the configured model.'
+      )
     out[name] = jax.tree.map(lambda new, old: jnp.asarray(new, old.dtype), value, current[name])
     used.append(name)
   return out, used

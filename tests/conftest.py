@@ -1,11 +1,13 @@
 """Shared fixtures: a tiny model config so that CPU compiles stay short."""
+
 import os
 import sys
 
 # Tests run tiny models: XLA's backend optimisations cost more compile time than they save.
 if '--xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
-                             + ' --xla_backend_optimization_level=0').strip()
+  os.environ['XLA_FLAGS'] = (
+      os.environ.get('XLA_FLAGS', '') + ' --xla_backend_optimization_level=0'
+  ).strip()
 
 # Make the repository importable when pytest is started from anywhere.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -14,8 +16,9 @@ import pytest  # noqa: E402
 
 # The spec's listings and tools: ../shared beside the repository (as on developer machines
 # and in CI).
-SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__)))), 'shared')
+SHARED = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'shared'
+)
 
 from configs import pretrain  # noqa: E402
 
@@ -53,11 +56,21 @@ def random_variables(model, image_size=64, text_length=16, seed=0):
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   from flax import traverse_util  # pylint: disable=import-outside-toplevel
-  abstract = jax.eval_shape(lambda: model.init(
-      jax.random.key(0), jnp.zeros((1, image_size, image_size, 3)),
-      jnp.zeros((1, text_length), jnp.int32)))
+
+  abstract = jax.eval_shape(
+      lambda: model.init(
+          jax.random.key(0),
+          jnp.zeros((1, image_size, image_size, 3)),
+          jnp.zeros((1, text_length), jnp.int32),
+      )
+  )
   rng = np.random.default_rng(seed)
-  flat = {path: (np.ones(leaf.shape, np.float32) if path[-1] in ('var', 'scale')
-                 else (0.05 * rng.standard_normal(leaf.shape)).astype(np.float32))
-          for path, leaf in traverse_util.flatten_dict(abstract).items()}
+  flat = {
+      path: (
+          np.ones(leaf.shape, np.float32)
+          if path[-1] in ('var', 'scale')
+          else (0.05 * rng.standard_normal(leaf.shape)).astype(np.float32)
+      )
+      for path, leaf in traverse_util.flatten_dict(abstract).items()
+  }
   return traverse_util.unflatten_dict(flat)

@@ -30,18 +30,22 @@ _SPECIAL_IDS = tokenizer.BERT_UNCASED_SPECIAL_IDS
 _FIRST_WORD_ID = 1000
 
 
-def write_contract_dataset(data_dir: str, name: str, *,
-                           split_sizes: dict[str, int],
-                           views_per_product: int = 2,
-                           num_categories: int = 4,
-                           subcategories_per_category: int = 3,
-                           image_size: int = DEFAULT_STORED_IMAGE_SIZE,
-                           text_length: int = DEFAULT_TEXT_LENGTH,
-                           image_encoding: str = "jpeg",
-                           file_format: str = "tfrecord",
-                           marked_images: bool = False,
-                           attribute_classes: tuple[int, ...] = (),
-                           seed: int = 0) -> str:
+def write_contract_dataset(
+    data_dir: str,
+    name: str,
+    *,
+    split_sizes: dict[str, int],
+    views_per_product: int = 2,
+    num_categories: int = 4,
+    subcategories_per_category: int = 3,
+    image_size: int = DEFAULT_STORED_IMAGE_SIZE,
+    text_length: int = DEFAULT_TEXT_LENGTH,
+    image_encoding: str = 'jpeg',
+    file_format: str = 'tfrecord',
+    marked_images: bool = False,
+    attribute_classes: tuple[int, ...] = (),
+    seed: int = 0,
+) -> str:
   """Writes a stand-in dataset in the prepared-dataset format; returns its dir.
 
   Records are stored in generation order. Record `i` of a split belongs to
@@ -62,22 +66,33 @@ def write_contract_dataset(data_dir: str, name: str, *,
   """
   num_subcategories = num_categories * subcategories_per_category
   rng = np.random.default_rng(seed)
-  features = tfds.features.FeaturesDict({
-      schema.ID: tfds.features.Text(),
-      schema.PRODUCT_ID: tfds.features.Text(),
-      schema.IMAGE: tfds.features.Image(shape=(image_size, image_size, 3),
-                                        encoding_format=image_encoding),
-      schema.CAPTION: tfds.features.Text(),
-      schema.INPUT_IDS: tfds.features.Tensor(shape=(text_length,), dtype=np.int32),
-      schema.CATEGORY: tfds.features.ClassLabel(
-          names=[f"category_{c}" for c in range(num_categories)]),
-      schema.SUBCATEGORY: tfds.features.ClassLabel(
-          names=[f"subcategory_{s}" for s in range(num_subcategories)]),
-      schema.POSE: tfds.features.Text(),
-      **({schema.ATTRIBUTES: tfds.features.Tensor(shape=(len(attribute_classes),),
-                                                  dtype=np.int32)}
-         if attribute_classes else {}),
-  })
+  features = tfds.features.FeaturesDict(
+      {
+          schema.ID: tfds.features.Text(),
+          schema.PRODUCT_ID: tfds.features.Text(),
+          schema.IMAGE: tfds.features.Image(
+              shape=(image_size, image_size, 3), encoding_format=image_encoding
+          ),
+          schema.CAPTION: tfds.features.Text(),
+          schema.INPUT_IDS: tfds.features.Tensor(shape=(text_length,), dtype=np.int32),
+          schema.CATEGORY: tfds.features.ClassLabel(
+              names=[f'category_{c}' for c in range(num_categories)]
+          ),
+          schema.SUBCATEGORY: tfds.features.ClassLabel(
+              names=[f'subcategory_{s}' for s in range(num_subcategories)]
+          ),
+          schema.POSE: tfds.features.Text(),
+          **(
+              {
+                  schema.ATTRIBUTES: tfds.features.Tensor(
+                      shape=(len(attribute_classes),), dtype=np.int32
+                  )
+              }
+              if attribute_classes
+              else {}
+          ),
+      }
+  )
 
   def examples(split: str, size: int):
     for i in range(size):
@@ -86,28 +101,32 @@ def write_contract_dataset(data_dir: str, name: str, *,
       input_ids = np.full((text_length,), _SPECIAL_IDS.pad, np.int32)
       extra_words = rng.integers(0, max(1, text_length - 3))
       words = [_FIRST_WORD_ID + product, _FIRST_WORD_ID + i]
-      words += list(rng.integers(_FIRST_WORD_ID, DEFAULT_VOCAB_SIZE,
-                                 size=extra_words))
-      tokens = [_SPECIAL_IDS.cls] + words[:text_length - 2] + [_SPECIAL_IDS.sep]
-      input_ids[:len(tokens)] = tokens
+      words += list(rng.integers(_FIRST_WORD_ID, DEFAULT_VOCAB_SIZE, size=extra_words))
+      tokens = [_SPECIAL_IDS.cls] + words[: text_length - 2] + [_SPECIAL_IDS.sep]
+      input_ids[: len(tokens)] = tokens
       if marked_images:
         image = np.zeros((image_size, image_size, 3), np.uint8)
         image[..., 0], image[..., 1] = i % 256, i // 256
       else:
         image = _photo_like_image(image_size, rng)
       yield i, {
-          schema.ID: f"{split}_{i}",
-          schema.PRODUCT_ID: f"{split}_product_{product}",
+          schema.ID: f'{split}_{i}',
+          schema.PRODUCT_ID: f'{split}_product_{product}',
           schema.IMAGE: image,
-          schema.CAPTION: f"product {product} view {i % views_per_product}",
+          schema.CAPTION: f'product {product} view {i % views_per_product}',
           schema.INPUT_IDS: input_ids,
           schema.CATEGORY: subcategory // subcategories_per_category,
           schema.SUBCATEGORY: subcategory,
-          schema.POSE: f"view_{i % views_per_product}",
-          **({schema.ATTRIBUTES: np.array([(product + k) % n
-                                           for k, n in enumerate(attribute_classes)],
-                                          np.int32)}
-             if attribute_classes else {}),
+          schema.POSE: f'view_{i % views_per_product}',
+          **(
+              {
+                  schema.ATTRIBUTES: np.array(
+                      [(product + k) % n for k, n in enumerate(attribute_classes)], np.int32
+                  )
+              }
+              if attribute_classes
+              else {}
+          ),
       }
 
   class _Builder(tfds.dataset_builders.AdhocBuilder, skip_registration=True):
@@ -116,10 +135,13 @@ def write_contract_dataset(data_dir: str, name: str, *,
     url_infos = None
 
   builder = _Builder(
-      name=name, version="1.0.0", features=features,
-      split_datasets={split: examples(split, size)
-                      for split, size in split_sizes.items()},
-      data_dir=data_dir, disable_shuffling=True)
+      name=name,
+      version='1.0.0',
+      features=features,
+      split_datasets={split: examples(split, size) for split, size in split_sizes.items()},
+      data_dir=data_dir,
+      disable_shuffling=True,
+  )
   builder.download_and_prepare(file_format=file_format)
   return os.fspath(builder.data_dir)
 

@@ -1,4 +1,5 @@
 """Tiny inputs for the preparation tests: images of every mode, catalogs, Fashion-Gen h5 files."""
+
 import io
 import json
 import os
@@ -18,7 +19,7 @@ def product_array(size=(40, 56), color=RED, margin=6) -> np.ndarray:
   """uint8 [H, W, 3]: a ``color`` rectangle with a white margin of ``margin`` px."""
   height, width = size
   image = np.full((height, width, 3), 255, np.uint8)
-  image[margin:height - margin, margin:width - margin] = color
+  image[margin : height - margin, margin : width - margin] = color
   return image
 
 
@@ -98,8 +99,15 @@ def write_images(folder: str, images: dict[str, bytes]) -> None:
       f.write(data)
 
 
-def catalog_record(index: int, image: str, *, product: int | None = None,
-                   category='TOPS', subcategory='SHIRTS', **overrides) -> dict:
+def catalog_record(
+    index: int,
+    image: str,
+    *,
+    product: int | None = None,
+    category='TOPS',
+    subcategory='SHIRTS',
+    **overrides,
+) -> dict:
   record = {
       'id': f'item{index}',
       'product_id': f'prod{index if product is None else product}',
@@ -124,21 +132,30 @@ def write_jsonl(path: str, records: list) -> None:
       f.write(record + b'\n')
 
 
-def write_csv(path: str, rows: list, header=('id', 'product_id', 'image', 'caption',
-                                               'category', 'subcategory', 'pose')) -> None:
+def write_csv(
+    path: str,
+    rows: list,
+    header=('id', 'product_id', 'image', 'caption', 'category', 'subcategory', 'pose'),
+) -> None:
   """``rows``: dicts (quoted values joined by commas) or raw bytes lines."""
   lines = [','.join(header).encode('utf-8')]
   for row in rows:
     if isinstance(row, dict):
-      row = ','.join('"' + str(row.get(k, '')).replace('"', '""') + '"'
-                     for k in header).encode('utf-8')
+      row = ','.join('"' + str(row.get(k, '')).replace('"', '""') + '"' for k in header).encode(
+          'utf-8'
+      )
     lines.append(row)
   with open(path, 'wb') as f:
     f.write(b'\r\n'.join(lines) + b'\r\n')
 
 
-FASHION_GEN_TEXT_FIELDS = ('input_name', 'input_description', 'input_category',
-                           'input_subcategory', 'input_pose')
+FASHION_GEN_TEXT_FIELDS = (
+    'input_name',
+    'input_description',
+    'input_category',
+    'input_subcategory',
+    'input_pose',
+)
 
 
 def write_fashion_gen_h5(path: str, rows: list[dict], drop=()) -> None:
@@ -161,11 +178,24 @@ def write_fashion_gen_h5(path: str, rows: list[dict], drop=()) -> None:
     f['input_brand'] = np.array([[b'ACME']] * len(rows), dtype='S4')
 
 
-def fashion_gen_row(product_id: int, name: str, category='TOPS', subcategory='SHIRTS',
-                    pose='id_gridfs_1', description='A shirt.', color=RED) -> dict:
-  return dict(product_id=product_id, name=name, description=description, category=category,
-              subcategory=subcategory, pose=pose,
-              image=product_array((256, 256), color=color, margin=40))
+def fashion_gen_row(
+    product_id: int,
+    name: str,
+    category='TOPS',
+    subcategory='SHIRTS',
+    pose='id_gridfs_1',
+    description='A shirt.',
+    color=RED,
+) -> dict:
+  return dict(
+      product_id=product_id,
+      name=name,
+      description=description,
+      category=category,
+      subcategory=subcategory,
+      pose=pose,
+      image=product_array((256, 256), color=color, margin=40),
+  )
 
 
 def write_bert_vocab(path, special_ids=tok.BERT_UNCASED_SPECIAL_IDS, words=()) -> list[str]:

@@ -4,6 +4,7 @@ Run in a process of its own with 8 host devices
 (``XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m tests.sharded_check``): the
 device count is fixed when jax starts, so the test suite's process cannot run it itself.
 """
+
 import ml_collections
 import jax
 import numpy as np
@@ -21,12 +22,15 @@ def main() -> None:
   model = build_model(config.model)
   schedule = optim.learning_rate_schedule(config.optimizer, 16, 10, 100)
   optimizer = optim.make_optimizer(config.optimizer, schedule)
-  step_fn = steps.make_train_step(model, config, TokenSpec(64, (0, 1, 2, 3, 4), 4), optimizer,
-                                  schedule)
+  step_fn = steps.make_train_step(
+      model, config, TokenSpec(64, (0, 1, 2, 3, 4), 4), optimizer, schedule
+  )
   rng = np.random.default_rng(0)
-  batch = dict(images=rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8),
-               input_ids=rng.integers(5, 64, (16, 16)).astype(np.int32),
-               itm_labels=rng.integers(0, 2, (16,)).astype(np.int32))
+  batch = dict(
+      images=rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8),
+      input_ids=rng.integers(5, 64, (16, 16)).astype(np.int32),
+      itm_labels=rng.integers(0, 2, (16,)).astype(np.int32),
+  )
 
   def run(devices, fsdp):
     mesh_config = ml_collections.ConfigDict(dict(data=-1, fsdp=fsdp))
@@ -37,8 +41,12 @@ def main() -> None:
       state = jax.jit(make_state, out_shardings=shardings)()
       batch_sharding = sharding.batch_sharding(mesh)
       global_batch = sharding.to_global_batch(batch, batch_sharding)
-      fn = jax.jit(step_fn, in_shardings=(shardings, batch_sharding),
-                   out_shardings=(shardings, None), donate_argnums=(0,))
+      fn = jax.jit(
+          step_fn,
+          in_shardings=(shardings, batch_sharding),
+          out_shardings=(shardings, None),
+          donate_argnums=(0,),
+      )
       for _ in range(2):
         state, metrics = fn(state, global_batch)
       kernel = state.params['block1']['0']['attn']['q']['kernel']

@@ -6,6 +6,7 @@ run in the middle (kill -9, SIGTERM) instead of at its end:
 The delay is the test's, not the training loop's: ``mvlt_jax.data.train_batches`` is wrapped
 here, before ``main`` runs.
 """
+
 import sys
 import time
 
@@ -20,6 +21,7 @@ def _late(train_batches, delay_s: float):
     for batch in train_batches(*args, **kwargs):
       time.sleep(delay_s)
       yield batch
+
   return batches
 
 
@@ -27,5 +29,6 @@ if __name__ == '__main__':
   delay = float(sys.argv.pop(1))
   data.train_batches = _late(data.train_batches, delay)
   import main  # pylint: disable=g-import-not-at-top  (defines the flags of main.py)
+
   logging.set_verbosity(logging.INFO)
   app.run(main.main)

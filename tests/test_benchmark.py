@@ -1,4 +1,5 @@
 """The training-throughput benchmark: the command's JSON line, synthetic batches, FLOP count."""
+
 import json
 import math
 import os
@@ -17,13 +18,21 @@ from tests.conftest import tiny_config
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAKE_DEVICES = 2
 TINY_FLAGS = (
-    '--config.model.variant=pvlt_micro', '--config.model.image_size=64',
-    '--config.model.text_length=16', '--config.model.vocab_size=64',
-    '--config.model.pos_grid_size=64', '--config.model.text_width=32',
-    '--config.model.head_width=32', '--config.model.mir_channels=8',
-    '--config.model.dtype=float32', '--config.masking.image_unit=8',
-    '--config.masking.mlm_max_predictions=4', '--config.global_batch_size=4',
-    '--steps=3', '--warmup=1')
+    '--config.model.variant=pvlt_micro',
+    '--config.model.image_size=64',
+    '--config.model.text_length=16',
+    '--config.model.vocab_size=64',
+    '--config.model.pos_grid_size=64',
+    '--config.model.text_width=32',
+    '--config.model.head_width=32',
+    '--config.model.mir_channels=8',
+    '--config.model.dtype=float32',
+    '--config.masking.image_unit=8',
+    '--config.masking.mlm_max_predictions=4',
+    '--config.global_batch_size=4',
+    '--steps=3',
+    '--warmup=1',
+)
 # PERFORMANCE.md: pvlt_tiny at 256x256, L=128, forward + backward with full MLM logits.
 RELEASE_GFLOP_PER_EXAMPLE = 50.35
 
@@ -34,18 +43,29 @@ def result(tmp_path_factory):
   blocker = tmp_path_factory.mktemp('no_tensorflow') / 'tensorflow'
   blocker.mkdir()
   (blocker / '__init__.py').write_text(
-      "raise ImportError('the benchmark must not import TensorFlow')\n")
+      "raise ImportError('the benchmark must not import TensorFlow')\n"
+  )
   env = dict(os.environ)
-  env.update({
-      'XLA_FLAGS': (f'--xla_force_host_platform_device_count={FAKE_DEVICES} '
-                    '--xla_backend_optimization_level=0'),
-      'JAX_PLATFORMS': 'cpu',
-      'PYTHONPATH': os.pathsep.join([str(blocker.parent), REPO]),
-  })
-  command = [sys.executable, '-m', 'mvlt_jax.benchmark', '--config=configs/pretrain.py',
-             *TINY_FLAGS]
-  completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                             timeout=600)
+  env.update(
+      {
+          'XLA_FLAGS': (
+              f'--xla_force_host_platform_device_count={FAKE_DEVICES} '
+              '--xla_backend_optimization_level=0'
+          ),
+          'JAX_PLATFORMS': 'cpu',
+          'PYTHONPATH': os.pathsep.join([str(blocker.parent), REPO]),
+      }
+  )
+  command = [
+      sys.executable,
+      '-m',
+      'mvlt_jax.benchmark',
+      '--config=configs/pretrain.py',
+      *TINY_FLAGS,
+  ]
+  completed = subprocess.run(
+      command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+  )
   assert completed.returncode == 0, completed.stderr[-3000:]
   lines = completed.stdout.strip().splitlines()
   assert len(lines) == 1, completed.stdout
@@ -82,9 +102,19 @@ def test_flops_and_unknown_peaks_on_cpu(result):
 
 def test_synthetic_batch_looks_like_captions():
   ids = benchmark.BERT_IDS
-  batch = jax.jit(lambda rng: benchmark.synthetic_batch(
-      rng, batch_size=8, image_size=16, text_length=32, vocab_size=30522, ids=ids,
-      caption_tokens=(5, 12), num_main_classes=3, num_sub_classes=4))(jax.random.key(0))
+  batch = jax.jit(
+      lambda rng: benchmark.synthetic_batch(
+          rng,
+          batch_size=8,
+          image_size=16,
+          text_length=32,
+          vocab_size=30522,
+          ids=ids,
+          caption_tokens=(5, 12),
+          num_main_classes=3,
+          num_sub_classes=4,
+      )
+  )(jax.random.key(0))
   batch = jax.tree.map(np.asarray, batch)
   assert batch['images'].shape == (8, 16, 16, 3) and batch['images'].dtype == np.uint8
   assert batch['input_ids'].shape == (8, 32) and batch['input_ids'].dtype == np.int32
@@ -95,7 +125,7 @@ def test_synthetic_batch_looks_like_captions():
     assert row[0] == ids.cls
     assert 5 <= sep - 1 <= 12  # real words between [CLS] and [SEP]
     assert np.all(row[1:sep] > ids.mask) and np.all(row[1:sep] < 30522)
-    assert np.all(row[sep + 1:] == ids.pad)
+    assert np.all(row[sep + 1 :] == ids.pad)
 
 
 def test_caption_ids_follow_the_vocabulary():
@@ -129,8 +159,15 @@ def test_attribute_heads_without_class_counts_fail_clearly():
 
 def test_synthetic_batch_has_attribute_labels_in_range():
   batch = benchmark.synthetic_batch(
-      jax.random.key(0), batch_size=64, image_size=8, text_length=8, vocab_size=64,
-      ids=benchmark.caption_ids_for(64), caption_tokens=(2, 4), attribute_classes=(16, 3))
+      jax.random.key(0),
+      batch_size=64,
+      image_size=8,
+      text_length=8,
+      vocab_size=64,
+      ids=benchmark.caption_ids_for(64),
+      caption_tokens=(2, 4),
+      attribute_classes=(16, 3),
+  )
   for side in ('caption', 'image'):
     labels = np.asarray(batch[f'{side}_attribute_labels'])
     assert labels.shape == (64, 2)
@@ -138,11 +175,14 @@ def test_synthetic_batch_has_attribute_labels_in_range():
     assert labels[:, 1].max() == 2  # the range is used, per attribute
 
 
-@pytest.mark.parametrize('options, message', [
-    (dict(num_steps=0, warmup=0), '--steps'),
-    (dict(num_steps=1, warmup=-1), '--warmup'),
-    (dict(num_steps=1, warmup=0, caption_tokens=(9, 3)), 'caption lengths'),
-])
+@pytest.mark.parametrize(
+    'options, message',
+    [
+        (dict(num_steps=0, warmup=0), '--steps'),
+        (dict(num_steps=1, warmup=-1), '--warmup'),
+        (dict(num_steps=1, warmup=0, caption_tokens=(9, 3)), 'caption lengths'),
+    ],
+)
 def test_bad_options_fail_clearly(options, message):
   with pytest.raises(ConfigError, match=message):
     benchmark.run_benchmark(tiny_config(), count_flops=False, **options)

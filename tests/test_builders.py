@@ -1,4 +1,5 @@
 """Image preprocessing and the three dataset builders, end to end on tiny data."""
+
 import os
 import random
 import time
@@ -53,18 +54,21 @@ def test_crop_can_be_turned_off():
   assert (out[:10] == 255).all() and (out[20, 20] == data.RED).all()
 
 
-@pytest.mark.parametrize('name, expected', [
-    ('rgb.jpg', data.RED),
-    ('gray.png', None),
-    ('palette.png', data.RED),
-    ('bilevel.png', None),  # A dithered red: black and white dots.
-    ('transparent.png', data.BLUE),  # The transparent red surround becomes white: cropped.
-    ('gray_alpha.png', None),
-    ('palette_transparent.png', data.BLUE),
-    ('cmyk.jpg', (255, 0, 0)),
-    ('sixteen_bit.png', (64, 64, 64)),
-    ('thumbnail.png', data.RED),
-])
+@pytest.mark.parametrize(
+    'name, expected',
+    [
+        ('rgb.jpg', data.RED),
+        ('gray.png', None),
+        ('palette.png', data.RED),
+        ('bilevel.png', None),  # A dithered red: black and white dots.
+        ('transparent.png', data.BLUE),  # The transparent red surround becomes white: cropped.
+        ('gray_alpha.png', None),
+        ('palette_transparent.png', data.BLUE),
+        ('cmyk.jpg', (255, 0, 0)),
+        ('sixteen_bit.png', (64, 64, 64)),
+        ('thumbnail.png', data.RED),
+    ],
+)
 def test_every_image_mode_becomes_rgb_on_white_cropped(name, expected):
   out = image_ops.decode_and_preprocess(data.images_of_every_mode()[name], SIZE)
   assert out.shape == (SIZE, SIZE, 3) and out.dtype == np.uint8
@@ -86,7 +90,7 @@ def test_exif_orientation_is_applied():
 
 def test_undecodable_images_raise():
   png = data.images_of_every_mode()['gray.png']
-  for bad in (b'not an image at all', png[:len(png) // 2], b''):
+  for bad in (b'not an image at all', png[: len(png) // 2], b''):
     with pytest.raises(ImageDecodeError, match='cannot decode image'):
       image_ops.decode_and_preprocess(bad, SIZE)
 
@@ -129,12 +133,20 @@ def catalog_dirs(tmp_path_factory):
   manual = root / 'manual'
   images = data.images_of_every_mode()
   data.write_images(str(manual / 'images'), images)
-  train = [data.catalog_record(i, f'images/{name}', product=i // 2,
-                               category='TOPS' if i % 3 else 'SHOES',
-                               subcategory='SHIRTS' if i % 3 else 'BOOTS')
-           for i, name in enumerate(sorted(images))]
-  validation = [data.catalog_record(100 + i, f'images/{name}', category='TOPS')
-                for i, name in enumerate(['rgb.jpg', 'cmyk.jpg'])]
+  train = [
+      data.catalog_record(
+          i,
+          f'images/{name}',
+          product=i // 2,
+          category='TOPS' if i % 3 else 'SHOES',
+          subcategory='SHIRTS' if i % 3 else 'BOOTS',
+      )
+      for i, name in enumerate(sorted(images))
+  ]
+  validation = [
+      data.catalog_record(100 + i, f'images/{name}', category='TOPS')
+      for i, name in enumerate(['rgb.jpg', 'cmyk.jpg'])
+  ]
   data.write_jsonl(str(manual / 'train.jsonl'), train)
   data.write_jsonl(str(manual / 'validation.jsonl'), validation)
   return str(root / 'data'), str(manual), train, validation
@@ -143,8 +155,9 @@ def catalog_dirs(tmp_path_factory):
 @pytest.fixture(scope='module')
 def catalog_summary(catalog_dirs):
   data_dir, manual, _, _ = catalog_dirs
-  return prepare.prepare_dataset('catalog', data_dir, manual_dir=manual, vocab_size=60,
-                                 text_length=TEXT_LENGTH, num_workers=1)
+  return prepare.prepare_dataset(
+      'catalog', data_dir, manual_dir=manual, vocab_size=60, text_length=TEXT_LENGTH, num_workers=1
+  )
 
 
 def test_catalog_prepares_every_image_mode(catalog_dirs, catalog_summary):
@@ -154,9 +167,11 @@ def test_catalog_prepares_every_image_mode(catalog_dirs, catalog_summary):
   assert catalog_summary.category_counts['train'] == {'SHOES': 4, 'TOPS': 7}
   text = catalog_summary.format()
   assert 'train 11, validation 2' in text and 'skipped records: 0' in text
-  assert ('split: train 11 records, 6 products, 2 categories, 2 sub-categories; validation '
-          '2 records, 2 products, 1 category, 1 sub-category (1 sub-category, 1 category '
-          'only in train)') in text.splitlines()
+  assert (
+      'split: train 11 records, 6 products, 2 categories, 2 sub-categories; validation '
+      '2 records, 2 products, 1 category, 1 sub-category (1 sub-category, 1 category '
+      'only in train)'
+  ) in text.splitlines()
 
   builder = tfds.builder('catalog', data_dir=data_dir)
   features = builder.info.features
@@ -165,8 +180,16 @@ def test_catalog_prepares_every_image_mode(catalog_dirs, catalog_summary):
   assert features['input_ids'].np_dtype == np.int32
   assert features['category'].names == ['SHOES', 'TOPS']
   assert features['subcategory'].names == ['BOOTS', 'SHIRTS']
-  assert set(features.keys()) == {'id', 'product_id', 'image', 'caption', 'input_ids',
-                                  'category', 'subcategory', 'pose'}
+  assert set(features.keys()) == {
+      'id',
+      'product_id',
+      'image',
+      'caption',
+      'input_ids',
+      'category',
+      'subcategory',
+      'pose',
+  }
 
   prepared = prepare.load_prepared('catalog', data_dir)
   by_id = {r['id']: r for r in train}
@@ -179,8 +202,9 @@ def test_catalog_prepares_every_image_mode(catalog_dirs, catalog_summary):
     assert example['product_id'].decode() == record['product_id']
     assert features['category'].int2str(example['category']) == record['category']
     assert example['pose'].decode() == 'front'
-    np.testing.assert_array_equal(example['input_ids'],
-                                  prepared.tokenizer.encode(record['caption'], TEXT_LENGTH))
+    np.testing.assert_array_equal(
+        example['input_ids'], prepared.tokenizer.encode(record['caption'], TEXT_LENGTH)
+    )
     assert prepared.tokenizer.decode(example['input_ids']) == record['caption'].lower()
     if record['image'].endswith('transparent.png') and 'palette' not in record['image']:
       np.testing.assert_allclose(mean_colour(example['image']), data.BLUE, atol=3)
@@ -199,7 +223,8 @@ def test_catalog_metadata_and_tokenizer(catalog_dirs, catalog_summary):
   assert metadata['split_counts'] == {
       'train': {'records': 11, 'products': 6, 'categories': 2, 'subcategories': 2},
       'validation': {'records': 2, 'products': 2, 'categories': 1, 'subcategories': 1},
-      'only_in_train': {'categories': 1, 'subcategories': 1}}
+      'only_in_train': {'categories': 1, 'subcategories': 1},
+  }
   tokenizer_info = metadata['tokenizer']
   assert tokenizer_info['kind'] == 'sentencepiece'
   assert tokenizer_info['special_ids'] == {'pad': 0, 'unk': 1, 'cls': 2, 'sep': 3, 'mask': 4}
@@ -211,23 +236,33 @@ def test_catalog_metadata_and_tokenizer(catalog_dirs, catalog_summary):
 
 def test_preparing_again_reuses_or_refuses(catalog_dirs, catalog_summary):
   data_dir, manual, _, _ = catalog_dirs
-  again = prepare.prepare_dataset('catalog', data_dir, manual_dir=manual, vocab_size=60,
-                                  text_length=TEXT_LENGTH)
+  again = prepare.prepare_dataset(
+      'catalog', data_dir, manual_dir=manual, vocab_size=60, text_length=TEXT_LENGTH
+  )
   assert again.already_prepared and again.num_examples == catalog_summary.num_examples
-  with pytest.raises(PrepareError, match=r"other options.*text_length.*--overwrite"):
-    prepare.prepare_dataset('catalog', data_dir, manual_dir=manual, vocab_size=60,
-                            text_length=TEXT_LENGTH + 1)
+  with pytest.raises(PrepareError, match=r'other options.*text_length.*--overwrite'):
+    prepare.prepare_dataset(
+        'catalog', data_dir, manual_dir=manual, vocab_size=60, text_length=TEXT_LENGTH + 1
+    )
 
 
 def test_single_csv_catalog_is_split_by_product(tmp_path):
   manual = tmp_path / 'manual'
   data.write_images(str(manual / 'img'), {'a.png': data.images_of_every_mode()['gray.png']})
-  rows = [data.catalog_record(i, 'img/a.png', product=i // 2, caption=f'Shirt, "size" {i}')
-          for i in range(24)]
+  rows = [
+      data.catalog_record(i, 'img/a.png', product=i // 2, caption=f'Shirt, "size" {i}')
+      for i in range(24)
+  ]
   data.write_csv(str(manual / 'catalog.csv'), rows)
-  summary = prepare.prepare_dataset('catalog', str(tmp_path / 'data'), manual_dir=str(manual),
-                                    vocab_size=40, text_length=16, validation_fraction=0.3,
-                                    num_workers=1)
+  summary = prepare.prepare_dataset(
+      'catalog',
+      str(tmp_path / 'data'),
+      manual_dir=str(manual),
+      vocab_size=40,
+      text_length=16,
+      validation_fraction=0.3,
+      num_workers=1,
+  )
   assert sum(summary.num_examples.values()) == 24
   assert summary.num_examples['validation'] > 0 and summary.num_examples['train'] > 0
   builder = tfds.builder('catalog', data_dir=str(tmp_path / 'data'))
@@ -272,7 +307,7 @@ def long_tail_catalog(num_products=200):
   start = 0
   for k, size in enumerate(sizes):
     subcategory = 'SHIRTS' if k == 0 else f'SUB{k}'
-    for product in rest[start:start + size]:
+    for product in rest[start : start + size]:
       classes[product] = [(LONG_TAIL_CATEGORIES[k % 5], subcategory)]
     start += size
   for product in rest[start:]:
@@ -282,11 +317,17 @@ def long_tail_catalog(num_products=200):
     for view in range(1 + i % 3):
       category, subcategory = classes[product][view % len(classes[product])]
       thumbnail = (i + view) % 2 == 0
-      records.append({
-          'id': f'{product}-{view}', 'product_id': product,
-          'image': f'images/{product}-{view}.{"png" if thumbnail else "jpg"}',
-          'caption': f'{subcategory.lower()} number {i} in {category.lower()} view {view}',
-          'category': category, 'subcategory': subcategory, 'pose': str(view)})
+      records.append(
+          {
+              'id': f'{product}-{view}',
+              'product_id': product,
+              'image': f'images/{product}-{view}.{"png" if thumbnail else "jpg"}',
+              'caption': f'{subcategory.lower()} number {i} in {category.lower()} view {view}',
+              'category': category,
+              'subcategory': subcategory,
+              'pose': str(view),
+          }
+      )
   random.Random(0).shuffle(records)
   return records
 
@@ -317,8 +358,7 @@ def classes_by_split(split_of_product, records):
   return out
 
 
-def test_long_tail_single_file_catalog_keeps_every_validation_class_in_train(
-    tmp_path, capsys):
+def test_long_tail_single_file_catalog_keeps_every_validation_class_in_train(tmp_path, capsys):
   records = long_tail_catalog()
   manual = tmp_path / 'manual'
   write_long_tail_images(str(manual / 'images'), records)
@@ -327,19 +367,31 @@ def test_long_tail_single_file_catalog_keeps_every_validation_class_in_train(
 
   # The hash alone would put lone products (of a sub-category, of a category) in
   # validation: the old split fails --strict (and loses them without it).
-  old_split = {p: 'validation' if catalog._is_validation_product(p, LONG_TAIL_FRACTION)
-               else 'train' for p in products}
+  old_split = {
+      p: 'validation' if catalog._is_validation_product(p, LONG_TAIL_FRACTION) else 'train'
+      for p in products
+  }
   old = classes_by_split(old_split, records)
   assert 'EYEWEAR' in old['validation'][0] - old['train'][0]
   assert {f'LONE-V{k}' for k in range(5)} | {'PAIR', 'SHIRT-DETAIL'} <= (
-      old['validation'][1] - old['train'][1])
+      old['validation'][1] - old['train'][1]
+  )
 
   data_dir = str(tmp_path / 'data')
   start = time.perf_counter()
-  code = prepare.main(['catalog', f'--data_dir={data_dir}', f'--manual_dir={manual}',
-                       '--strict', f'--validation_fraction={LONG_TAIL_FRACTION}',
-                       '--image_size=32', '--text_length=16', '--vocab_size=80',
-                       '--num_workers=2'])
+  code = prepare.main(
+      [
+          'catalog',
+          f'--data_dir={data_dir}',
+          f'--manual_dir={manual}',
+          '--strict',
+          f'--validation_fraction={LONG_TAIL_FRACTION}',
+          '--image_size=32',
+          '--text_length=16',
+          '--vocab_size=80',
+          '--num_workers=2',
+      ]
+  )
   out, err = capsys.readouterr()
   assert code == 0, err
   print(f'prepared {len(records)} records in {time.perf_counter() - start:.1f} s')
@@ -349,23 +401,26 @@ def test_long_tail_single_file_catalog_keeps_every_validation_class_in_train(
   written = {}  # split -> examples as (id, product, category, sub-category)
   for split in ('train', 'validation'):
     written[split] = [
-        (e['id'].decode(), e['product_id'].decode(),
-         features['category'].int2str(e['category']),
-         features['subcategory'].int2str(e['subcategory']))
-        for e in tfds.as_numpy(builder.as_dataset(split=split))]
+        (
+            e['id'].decode(),
+            e['product_id'].decode(),
+            features['category'].int2str(e['category']),
+            features['subcategory'].int2str(e['subcategory']),
+        )
+        for e in tfds.as_numpy(builder.as_dataset(split=split))
+    ]
   # No record lost, every product in one split.
   assert sorted(i for split in written.values() for i, _, _, _ in split) == sorted(
-      r['id'] for r in records)
-  split_of_product = {p: split for split, examples in written.items()
-                      for _, p, _, _ in examples}
+      r['id'] for r in records
+  )
+  split_of_product = {p: split for split, examples in written.items() for _, p, _, _ in examples}
   assert len(split_of_product) == len(products)
   for split, examples in written.items():
     assert all(split_of_product[p] == split for _, p, _, _ in examples)
   # Every class of validation is in train; only candidates moved, and only to train.
   new = classes_by_split(split_of_product, records)
   assert new['validation'][0] <= new['train'][0] and new['validation'][1] <= new['train'][1]
-  assert all(old_split[p] == 'validation' for p, s in split_of_product.items()
-             if s == 'validation')
+  assert all(old_split[p] == 'validation' for p, s in split_of_product.items() if s == 'validation')
   moved = {p for p, s in split_of_product.items() if s != old_split[p]}
   assert 8 <= len(moved) < 21  # The lone ones, not every candidate.
 
@@ -377,25 +432,36 @@ def test_long_tail_single_file_catalog_keeps_every_validation_class_in_train(
   random.Random(1).shuffle(lines)
   data.write_jsonl(str(shuffled / 'catalog.jsonl'), lines)
   source = catalog.CatalogSource(
-      str(shuffled), catalog.CatalogOptions(validation_fraction=LONG_TAIL_FRACTION))
+      str(shuffled), catalog.CatalogOptions(validation_fraction=LONG_TAIL_FRACTION)
+  )
   again = source.read_records(SkippedRecords(strict=True))
-  assert {split: sorted(r.id for r in split_records) for split, split_records in again.items()
-          } == {split: sorted(i for i, _, _, _ in examples) for split, examples in written.items()}
+  assert {split: sorted(r.id for r in split_records) for split, split_records in again.items()} == {
+      split: sorted(i for i, _, _, _ in examples) for split, examples in written.items()
+  }
 
   # The printed counts, checked against the examples written.
   def plural(n, one, many):
     return f'{n:,} {one if n == 1 else many}'
+
   parts = []
   for split, examples in written.items():
-    parts.append(f'{split} ' + ', '.join((
-        plural(len(examples), 'record', 'records'),
-        plural(len({p for _, p, _, _ in examples}), 'product', 'products'),
-        plural(len({c for _, _, c, _ in examples}), 'category', 'categories'),
-        plural(len({s for _, _, _, s in examples}), 'sub-category', 'sub-categories'))))
+    parts.append(
+        f'{split} '
+        + ', '.join(
+            (
+                plural(len(examples), 'record', 'records'),
+                plural(len({p for _, p, _, _ in examples}), 'product', 'products'),
+                plural(len({c for _, _, c, _ in examples}), 'category', 'categories'),
+                plural(len({s for _, _, _, s in examples}), 'sub-category', 'sub-categories'),
+            )
+        )
+    )
   only_sub = len(new['train'][1] - new['validation'][1])
   only_main = len(new['train'][0] - new['validation'][0])
-  line = (f'split: {"; ".join(parts)} ({plural(only_sub, "sub-category", "sub-categories")}, '
-          f'{plural(only_main, "category", "categories")} only in train)')
+  line = (
+      f'split: {"; ".join(parts)} ({plural(only_sub, "sub-category", "sub-categories")}, '
+      f'{plural(only_main, "category", "categories")} only in train)'
+  )
   assert line in out.splitlines(), out
   print(line)
 
@@ -409,9 +475,17 @@ def test_split_products_moves_only_candidates_and_keeps_a_split_that_is_fine():
       category = f'C{rng.randint(0, 3)}'
       for view in range(rng.randint(1, 3)):
         subcategory = f'S{rng.randint(0, 12 if view == 0 else 30)}'
-        records.append(SourceRecord(id=f'{trial}-{i}-{view}', product_id=f'{trial}-{i}',
-                                    caption='x', category=category, subcategory=subcategory,
-                                    pose='', where=''))
+        records.append(
+            SourceRecord(
+                id=f'{trial}-{i}-{view}',
+                product_id=f'{trial}-{i}',
+                caption='x',
+                category=category,
+                subcategory=subcategory,
+                pose='',
+                where='',
+            )
+        )
     split = catalog.split_products(records, fraction)
     assert sorted(r.id for s in split.values() for r in s) == sorted(r.id for r in records)
     validation_products = {r.product_id for r in split['validation']}
@@ -419,22 +493,31 @@ def test_split_products_moves_only_candidates_and_keeps_a_split_that_is_fine():
     assert not validation_products & train_products
     assert all(catalog._is_validation_product(p, fraction) for p in validation_products)
     for level in ('category', 'subcategory'):
-      assert ({getattr(r, level) for r in split['validation']}
-              <= {getattr(r, level) for r in split['train']})
+      assert {getattr(r, level) for r in split['validation']} <= {
+          getattr(r, level) for r in split['train']
+      }
     # Where the hash split already had every validation class in train, it is kept.
-    old = {s: [r for r in records
-               if catalog._is_validation_product(r.product_id, fraction) == (s == 'validation')]
-           for s in ('train', 'validation')}
-    if all({getattr(r, level) for r in old['validation']}
-           <= {getattr(r, level) for r in old['train']} for level in ('category', 'subcategory')):
+    old = {
+        s: [
+            r
+            for r in records
+            if catalog._is_validation_product(r.product_id, fraction) == (s == 'validation')
+        ]
+        for s in ('train', 'validation')
+    }
+    if all(
+        {getattr(r, level) for r in old['validation']} <= {getattr(r, level) for r in old['train']}
+        for level in ('category', 'subcategory')
+    ):
       assert split == old
 
 
 def test_single_file_catalog_checks_text_and_class_file_before_splitting(tmp_path):
   manual = tmp_path / 'manual'
   data.write_images(str(manual / 'img'), {'a.png': data.images_of_every_mode()['gray.png']})
-  rows = [data.catalog_record(i, 'img/a.png', product=i, subcategory=f'S{i % 4}')
-          for i in range(40)]
+  rows = [
+      data.catalog_record(i, 'img/a.png', product=i, subcategory=f'S{i % 4}') for i in range(40)
+  ]
   # The lone product of sub-category LONE has an empty caption: it is no training product.
   rows.append(data.catalog_record(40, 'img/a.png', product=40, subcategory='LONE', caption=' '))
   rows.append(data.catalog_record(41, 'img/a.png', product=41, subcategory='LONE'))
@@ -443,8 +526,9 @@ def test_single_file_catalog_checks_text_and_class_file_before_splitting(tmp_pat
   with open(manual / 'classes.json', 'w') as f:
     f.write('{"categories": ["TOPS"], "subcategories": ["S0", "S1", "S2", "S3", "LONE"]}')
   skips = SkippedRecords()
-  source = catalog.CatalogSource(str(manual), catalog.CatalogOptions(
-      validation_fraction=0.5, class_file='classes.json'))
+  source = catalog.CatalogSource(
+      str(manual), catalog.CatalogOptions(validation_fraction=0.5, class_file='classes.json')
+  )
   split = source.read_records(skips)
   assert skips.as_dict() == {'catalog': {'empty_caption': 1, 'unknown_category': 1}}
   assert [r.id for r in split['train'] if r.subcategory == 'LONE'] == ['item41']
@@ -459,8 +543,11 @@ def test_single_file_catalog_too_small_to_split_is_fatal(tmp_path):
   rows = [data.catalog_record(i, 'img/a.png', product=i, subcategory=f'S{i}') for i in range(8)]
   data.write_jsonl(str(manual / 'catalog.jsonl'), rows)
   source = catalog.CatalogSource(str(manual), catalog.CatalogOptions(validation_fraction=0.5))
-  with pytest.raises(PrepareError, match=r'catalog.jsonl: no product can go to validation '
-                     r'\(the \d+ candidate product\(s\) are each needed in training'):
+  with pytest.raises(
+      PrepareError,
+      match=r'catalog.jsonl: no product can go to validation '
+      r'\(the \d+ candidate product\(s\) are each needed in training',
+  ):
     source.read_records(SkippedRecords())
 
 
@@ -490,18 +577,41 @@ def fashion_gen_dirs(tmp_path_factory):
 def test_fashion_gen_from_h5_files(fashion_gen_dirs, tmp_path):
   data_dir, manual = fashion_gen_dirs
   vocab_file = tmp_path / 'vocab.txt'
-  data.write_bert_vocab(str(vocab_file), words=['cafe', 'shirt', 'leather', 'boots', 'a', '.',
-                                          'wool', 'hat', 'red', 'no', 'title', 'here'])
+  data.write_bert_vocab(
+      str(vocab_file),
+      words=[
+          'cafe',
+          'shirt',
+          'leather',
+          'boots',
+          'a',
+          '.',
+          'wool',
+          'hat',
+          'red',
+          'no',
+          'title',
+          'here',
+      ],
+  )
   summary = prepare.prepare_dataset(
-      'fashion_gen', data_dir, manual_dir=manual, tokenizer='wordpiece',
-      vocab_file=str(vocab_file), caption_fields='title+description', text_length=16,
-      num_workers=1)
+      'fashion_gen',
+      data_dir,
+      manual_dir=manual,
+      tokenizer='wordpiece',
+      vocab_file=str(vocab_file),
+      caption_fields='title+description',
+      text_length=16,
+      num_workers=1,
+  )
   assert summary.num_examples == {'train': 3, 'validation': 2}
   assert summary.skipped == {'train': {'empty_caption': 1}}
   assert "fashiongen_256_256_train.h5 row 3 (id '1003_0')" in summary.format()
-  assert ('split: train 3 records, 2 products, 2 categories, 2 sub-categories; validation 2 '
-          'records, 2 products, 2 categories, 2 sub-categories (1 sub-category, 1 category '
-          'only in train)') in summary.format().splitlines()
+  assert (
+      'split: train 3 records, 2 products, 2 categories, 2 sub-categories; validation 2 '
+      'records, 2 products, 2 categories, 2 sub-categories (1 sub-category, 1 category '
+      'only in train)'
+  ) in summary.format().splitlines()
 
   prepared = prepare.load_prepared('fashion_gen', data_dir)
   # Classes are counted over train and validation.
@@ -509,8 +619,9 @@ def test_fashion_gen_from_h5_files(fashion_gen_dirs, tmp_path):
   assert prepared.metadata['sub_categories'] == ['BEANIES', 'BOOTS', 'SHIRTS']
   assert prepared.metadata['tokenizer']['kind'] == 'wordpiece'
   assert prepared.metadata['tokenizer']['special_ids']['cls'] == 101
-  examples = {e['id'].decode(): e for e in tfds.as_numpy(
-      prepared.builder.as_dataset(split='train'))}
+  examples = {
+      e['id'].decode(): e for e in tfds.as_numpy(prepared.builder.as_dataset(split='train'))
+  }
   assert sorted(examples) == ['1001_0', '1001_1', '1002_0']
   shirt = examples['1001_1']
   assert shirt['caption'].decode() == 'Café shirt A shirt.'  # latin-1 decoded
@@ -530,25 +641,46 @@ def test_synthetic_records_are_those_of_generate_catalog():
   views = list(synthetic_render.generate_catalog(3, 5, image_size=64, max_views=3))
   assert [r.id for r in records] == [v['id'] for v in views]
   for record, view in zip(records, views):
-    assert (record.product_id, record.caption, record.category, record.subcategory,
-            record.pose) == (view['product_id'], view['caption'], view['category'],
-                             view['subcategory'], str(view['pose']))
-  np.testing.assert_array_equal(records[-1].image_ref(),
-                                synthetic_render.render_view(
-                                    synthetic_render.sample_product(2, 5),
-                                    int(views[-1]['pose']), 5, options.image_size))
+    assert (
+        record.product_id,
+        record.caption,
+        record.category,
+        record.subcategory,
+        record.pose,
+    ) == (
+        view['product_id'],
+        view['caption'],
+        view['category'],
+        view['subcategory'],
+        str(view['pose']),
+    )
+  np.testing.assert_array_equal(
+      records[-1].image_ref(),
+      synthetic_render.render_view(
+          synthetic_render.sample_product(2, 5), int(views[-1]['pose']), 5, options.image_size
+      ),
+  )
 
 
 def test_synthetic_fashion_builds_with_workers_and_jpeg(tmp_path):
   data_dir = str(tmp_path / 'data')
   summary = prepare.prepare_dataset(
-      'synthetic_fashion', data_dir, num_products=3, num_validation_products=2, max_views=2,
-      vocab_size=120, text_length=32, image_size=64, image_encoding='jpeg', num_workers=2)
+      'synthetic_fashion',
+      data_dir,
+      num_products=3,
+      num_validation_products=2,
+      max_views=2,
+      vocab_size=120,
+      text_length=32,
+      image_size=64,
+      image_encoding='jpeg',
+      num_workers=2,
+  )
   assert summary.num_examples['train'] >= 3 and summary.num_examples['validation'] >= 2
-  assert (f'split: train {summary.num_examples["train"]} records, 3 products, '
-          in summary.format())
-  examples = list(tfds.as_numpy(tfds.load('synthetic_fashion', data_dir=data_dir,
-                                          split='validation')))
+  assert f'split: train {summary.num_examples["train"]} records, 3 products, ' in summary.format()
+  examples = list(
+      tfds.as_numpy(tfds.load('synthetic_fashion', data_dir=data_dir, split='validation'))
+  )
   assert len(examples) == summary.num_examples['validation']
   prepared = prepare.load_prepared('synthetic_fashion', data_dir)
   assert prepared.metadata['main_categories'] == synthetic_render.main_categories()

@@ -5,6 +5,7 @@ product ``i // VIEWS``, its (lossless) image encodes ``i`` in its pixels and its
 starts with ``[CLS] 1000 + product``, so an "oracle" scorer can tell matching pairs apart
 and the tests can check that every row reaches the right record.
 """
+
 import json
 import os
 import socket
@@ -47,8 +48,14 @@ PICTURE_GAP = 2
 
 
 def stack_trees(trees):
-  return {key: (stack_trees([t[key] for t in trees]) if isinstance(trees[0][key], dict)
-                else np.stack([t[key] for t in trees])) for key in trees[0]}
+  return {
+      key: (
+          stack_trees([t[key] for t in trees])
+          if isinstance(trees[0][key], dict)
+          else np.stack([t[key] for t in trees])
+      )
+      for key in trees[0]
+  }
 
 
 def gather_in_simulated_processes(locals_and_valid, capacity):
@@ -86,8 +93,11 @@ def test_shares_cover_every_item_once_and_gather_in_order(num_items, process_cou
   locals_and_valid = []
   for share in shares:
     items = np.arange(share.start, share.stop)
-    local = {'item': items, 'square': (items ** 2).astype(np.float32),
-             'vector': np.stack([items, -items], axis=1)}
+    local = {
+        'item': items,
+        'square': (items**2).astype(np.float32),
+        'vector': np.stack([items, -items], axis=1),
+    }
     locals_and_valid.append((local, np.ones(len(items), bool)))
   for result in gather_in_simulated_processes(locals_and_valid, capacity):
     np.testing.assert_array_equal(result['item'], np.arange(num_items))
@@ -99,14 +109,15 @@ def test_gather_drops_invalid_rows():
   local_a = {'item': np.array([0, 1, 99])}
   local_b = {'item': np.array([2, 98, 97])}
   results = gather_in_simulated_processes(
-      [(local_a, np.array([True, True, False])), (local_b, np.array([True, False, False]))], 3)
+      [(local_a, np.array([True, True, False])), (local_b, np.array([True, False, False]))], 3
+  )
   for result in results:
     np.testing.assert_array_equal(result['item'], [0, 1, 2])
   with pytest.raises(ValueError, match='rows'):
     common.gather_results({'item': np.arange(3)}, np.ones(2, bool), 3)
 
 
-_TWO_PROCESS_SCRIPT = textwrap.dedent('''
+_TWO_PROCESS_SCRIPT = textwrap.dedent("""
     import json, sys
     import jax
     import numpy as np
@@ -120,7 +131,7 @@ _TWO_PROCESS_SCRIPT = textwrap.dedent('''
                                    np.ones(len(items), bool), common.process_capacity(7, 2))
     print('RESULT ' + json.dumps({k: v.tolist() for k, v in result.items()}), flush=True)
     jax.distributed.shutdown()
-''')
+""")
 
 
 @pytest.mark.slow
@@ -129,14 +140,22 @@ def test_gather_across_two_real_processes_with_uneven_shares():
     s.bind(('localhost', 0))
     port = s.getsockname()[1]
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=REPO)
-  processes = [subprocess.Popen([sys.executable, '-c', _TWO_PROCESS_SCRIPT, str(p), str(port)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=env, cwd=REPO) for p in range(2)]
+  processes = [
+      subprocess.Popen(
+          [sys.executable, '-c', _TWO_PROCESS_SCRIPT, str(p), str(port)],
+          stdout=subprocess.PIPE,
+          stderr=subprocess.PIPE,
+          text=True,
+          env=env,
+          cwd=REPO,
+      )
+      for p in range(2)
+  ]
   outputs = [p.communicate(timeout=180) for p in processes]
   for process, (stdout, stderr) in zip(processes, outputs):
     assert process.returncode == 0, stderr[-3000:]
     line = [l for l in stdout.splitlines() if l.startswith('RESULT ')][0]
-    result = json.loads(line[len('RESULT '):])
+    result = json.loads(line[len('RESULT ') :])
     assert result['item'] == list(range(7))  # shares of 4 and 3, each item once, in order
     assert result['value'] == [10.0 * i for i in range(7)]
 
@@ -178,12 +197,21 @@ def eval_config(data_dir, checkpoint_dir):
 def setup(tmp_path_factory):
   from input_pipeline import tokenizer as tok
   from tests.contract_dataset import write_contract_dataset
+
   root = tmp_path_factory.mktemp('evaluate')
   data_dir = str(root / 'data')
-  write_contract_dataset(data_dir, NAME, split_sizes={'train': 4, 'validation': NUM_RECORDS},
-                         views_per_product=VIEWS, num_categories=2,
-                         subcategories_per_category=1, image_size=IMAGE_SIZE,
-                         text_length=TEXT_LENGTH, image_encoding='png', marked_images=True)
+  write_contract_dataset(
+      data_dir,
+      NAME,
+      split_sizes={'train': 4, 'validation': NUM_RECORDS},
+      views_per_product=VIEWS,
+      num_categories=2,
+      subcategories_per_category=1,
+      image_size=IMAGE_SIZE,
+      text_length=TEXT_LENGTH,
+      image_encoding='png',
+      marked_images=True,
+  )
   vocab = str(root / 'vocab.txt')
   write_bert_vocab(vocab, words=['red', 'shirt'])
   tokenizer_dir = str(root / 'tokenizer')
@@ -195,20 +223,29 @@ def setup(tmp_path_factory):
   workdir = str(root / 'workdir')
   demo = evaluators.run_demo_evaluation(config, workdir)
   recognition = evaluators.eval_recognition(config, workdir)
-  return dict(config=config, workdir=workdir, data_dir=data_dir, root=root,
-              checkpoint=checkpoint_dir, retrieval=demo['retrieval'],
-              reconstruction=demo['reconstruction'], recognition=recognition)
+  return dict(
+      config=config,
+      workdir=workdir,
+      data_dir=data_dir,
+      root=root,
+      checkpoint=checkpoint_dir,
+      retrieval=demo['retrieval'],
+      reconstruction=demo['reconstruction'],
+      recognition=recognition,
+  )
 
 
 @pytest.fixture(scope='module')
 def parts(setup):
   """The pieces the tasks are made of, for runs with controlled scorers."""
   from input_pipeline import pipeline
+
   loaded = common.load_checkpoint(setup['checkpoint'], ('itm',))
   data = common.open_eval_split(setup['config'], loaded)
   metadata = pipeline.read_metadata(data.data_dir, data.name, data.split)
-  view = pipeline.SplitView(data.data_dir, data.name, data.split, image_size=IMAGE_SIZE,
-                            metadata=metadata)
+  view = pipeline.SplitView(
+      data.data_dir, data.name, data.split, image_size=IMAGE_SIZE, metadata=metadata
+  )
   runner = common.LocalRunner(loaded.variables)
   yield dict(loaded=loaded, data=data, metadata=metadata, view=view, runner=runner)
   view.close()
@@ -256,14 +293,23 @@ def test_retrieval_json(setup):
     r1 = [e[direction]['r1'] for e in result['per_resample']]
     assert result[direction]['r1'] == pytest.approx(np.mean(r1))
     assert result[f'{direction}_std']['r1'] == pytest.approx(np.std(r1, ddof=1))
-  assert result['directions']['tir'] == {'name': 'TIR', 'direction': 'text -> image',
-                                         'query': 'caption', 'candidates': 'images'}
-  assert result['directions']['itr'] == {'name': 'ITR', 'direction': 'image -> text',
-                                         'query': 'image', 'candidates': 'captions'}
+  assert result['directions']['tir'] == {
+      'name': 'TIR',
+      'direction': 'text -> image',
+      'query': 'caption',
+      'candidates': 'images',
+  }
+  assert result['directions']['itr'] == {
+      'name': 'ITR',
+      'direction': 'image -> text',
+      'query': 'image',
+      'candidates': 'captions',
+  }
   for entry in result['per_resample']:
     assert os.path.exists(entry['sets_file'])
-    assert os.path.dirname(entry['sets_file']) == os.path.join(setup['data_dir'], NAME,
-                                                               'retrieval_sets')
+    assert os.path.dirname(entry['sets_file']) == os.path.join(
+        setup['data_dir'], NAME, 'retrieval_sets'
+    )
 
 
 def test_retrieval_report_names_the_directions(setup):
@@ -280,6 +326,7 @@ def test_retrieval_report_names_the_directions(setup):
 
 def test_candidate_sets_are_reused(setup, parts):
   from input_pipeline import retrieval_sets as rs
+
   records = rs.records_from_metadata(parts['metadata'])
   sets, path = retrieval.load_retrieval_sets(setup['config'], parts['data'], records, seed=0)
   assert sets == rs.load(path)
@@ -303,8 +350,15 @@ def test_full_gallery_json(setup):
 def _run_protocol(setup, parts, scorer, **overrides):
   config = setup['config'].copy_and_resolve_references()
   config.eval.update(overrides)
-  return retrieval.retrieval_protocol(config, parts['loaded'], parts['data'], parts['runner'],
-                                      scorer, parts['view'], parts['metadata'])
+  return retrieval.retrieval_protocol(
+      config,
+      parts['loaded'],
+      parts['data'],
+      parts['runner'],
+      scorer,
+      parts['view'],
+      parts['metadata'],
+  )
 
 
 def test_oracle_ranks_every_partner_first(setup, parts):
@@ -330,8 +384,15 @@ def test_ties_rank_pessimistically(setup, parts):
 def _run_gallery(setup, parts, scorer, **overrides):
   config = setup['config'].copy_and_resolve_references()
   config.eval.update(overrides)
-  return retrieval.full_gallery_retrieval(config, parts['loaded'], parts['data'], parts['runner'],
-                                          scorer, parts['view'], parts['metadata'])
+  return retrieval.full_gallery_retrieval(
+      config,
+      parts['loaded'],
+      parts['data'],
+      parts['runner'],
+      scorer,
+      parts['view'],
+      parts['metadata'],
+  )
 
 
 def test_full_gallery_with_an_oracle(setup, parts):
@@ -340,8 +401,14 @@ def test_full_gallery_with_an_oracle(setup, parts):
   for direction in ('tir', 'itr'):
     assert exhaustive[direction]['r1'] == 1.0
     assert exhaustive[direction]['first_stage_recall'] == 1.0
-  two_stage = _run_gallery(setup, parts, oracle_scorer(), first_stage='pooled_features',
-                           first_stage_top_k=4, full_gallery_queries=10)
+  two_stage = _run_gallery(
+      setup,
+      parts,
+      oracle_scorer(),
+      first_stage='pooled_features',
+      first_stage_top_k=4,
+      full_gallery_queries=10,
+  )
   assert two_stage['queries'] == 10 and two_stage['cost']['cross_encoder_pairs'] == 2 * 10 * 4
   for direction in ('tir', 'itr'):  # the oracle finds the partner iff stage 1 kept it
     assert two_stage[direction]['r1'] == two_stage[direction]['first_stage_recall']
@@ -375,9 +442,16 @@ def test_split_pass_reaches_every_record_once(setup, parts):
     return {'echo': record_index, 'marked': record_of_image(images)}
 
   rows, pictures = common.run_over_split(
-      config, parts['data'], parts['runner'], step, input_keys=('images', 'input_ids'),
-      output_keys=('echo', 'marked'), picture_keys=('marked',), num_pictures=3,
-      vocab_size=VOCAB_SIZE)
+      config,
+      parts['data'],
+      parts['runner'],
+      step,
+      input_keys=('images', 'input_ids'),
+      output_keys=('echo', 'marked'),
+      picture_keys=('marked',),
+      num_pictures=3,
+      vocab_size=VOCAB_SIZE,
+  )
   np.testing.assert_array_equal(rows['record_index'], np.arange(45))
   np.testing.assert_array_equal(rows['echo'], np.arange(45))
   np.testing.assert_array_equal(rows['marked'], np.arange(45))
@@ -389,8 +463,9 @@ def test_masks_depend_on_the_record_only():
   config.masking.image_distribution = 'exact'  # exactly 50% of the units, checked below
   images = jnp.asarray(np.random.default_rng(0).random((4, 32, 32, 3)), jnp.float32)
   index = jnp.array([5, 9, 2, 7])
-  mask = jax.jit(lambda x, i: reconstruction.mask_items(x, i, seed=3,
-                                                        masking_config=config.masking))
+  mask = jax.jit(
+      lambda x, i: reconstruction.mask_items(x, i, seed=3, masking_config=config.masking)
+  )
   masked, cells = mask(images, index)
   order = jnp.array([2, 0, 3, 1])
   masked_again, cells_again = mask(images[order], index[order])
@@ -398,8 +473,9 @@ def test_masks_depend_on_the_record_only():
   np.testing.assert_array_equal(masked_again, masked[order])
   assert np.all(cells.reshape(4, -1).sum(axis=1) == 8)  # 50% of the 4x4 units
   assert len({np.asarray(c).tobytes() for c in cells}) == 4  # records differ
-  _, other_seed = jax.jit(lambda x, i: reconstruction.mask_items(
-      x, i, seed=4, masking_config=config.masking))(images, index)
+  _, other_seed = jax.jit(
+      lambda x, i: reconstruction.mask_items(x, i, seed=4, masking_config=config.masking)
+  )(images, index)
   assert not np.array_equal(other_seed, cells)
 
 
@@ -430,8 +506,9 @@ def test_reconstruction_json_and_picture(setup, parts):
   assert np.isfinite(result['psnr']) and -1.0 <= result['ssim'] <= 1.0
   # The release's scale (peak 255 on images in [0, 1]): + 20 log10(255) = 48.13 dB.
   assert result['psnr_release_scale'] == result['psnr'] + 20 * math.log10(255)
-  assert (result['masked_input']['psnr_release_scale']
-          == result['masked_input']['psnr'] + 20 * math.log10(255))
+  assert result['masked_input']['psnr_release_scale'] == result['masked_input'][
+      'psnr'
+  ] + 20 * math.log10(255)
   assert 'release' in result['psnr_release_scale_note']
   text = reconstruction.format_reconstruction(result)
   header = next(line for line in text.splitlines() if line.startswith('|  | PSNR'))
@@ -441,14 +518,14 @@ def test_reconstruction_json_and_picture(setup, parts):
   assert 'PSNR + 48.13 dB' in text and "only this column compares with the release's" in text
   assert result['mask']['seed'] == 0 and result['picture']['records'] == [0, 1, 2, 3]
   assert result['mask']['unit'] == parts['loaded'].masking_config.image_unit == 8
-  picture = np.asarray(Image.open(os.path.join(setup['workdir'], 'results',
-                                               'reconstruction.png')))
+  picture = np.asarray(Image.open(os.path.join(setup['workdir'], 'results', 'reconstruction.png')))
   side = IMAGE_SIZE + PICTURE_GAP
   assert picture.shape == (NUM_PICTURES * side - PICTURE_GAP, 3 * side - PICTURE_GAP, 3)
   originals = parts['view'].images([f'validation_{i}' for i in range(NUM_PICTURES)])
   for i in range(NUM_PICTURES):
-    np.testing.assert_array_equal(picture[i * side:i * side + IMAGE_SIZE, :IMAGE_SIZE],
-                                  originals[i])
+    np.testing.assert_array_equal(
+        picture[i * side : i * side + IMAGE_SIZE, :IMAGE_SIZE], originals[i]
+    )
 
 
 # ----------------------------------------------------------------------------- errors
@@ -491,9 +568,13 @@ def test_main_knows_the_tasks():
   # Read main.py's task list without importing it (its absl flags may already be defined
   # by another module imported in this test process).
   import ast  # pylint: disable=import-outside-toplevel
+
   path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'main.py')
   tree = ast.parse(open(path).read())
-  tasks = next(ast.literal_eval(node.value) for node in tree.body
-               if isinstance(node, ast.Assign) and node.targets[0].id == 'EVALUATION_TASKS')
+  tasks = next(
+      ast.literal_eval(node.value)
+      for node in tree.body
+      if isinstance(node, ast.Assign) and node.targets[0].id == 'EVALUATION_TASKS'
+  )
   assert set(tasks) == {'eval_retrieval', 'eval_recognition', 'reconstruct'}
   assert all(callable(getattr(evaluators, task)) for task in tasks)

@@ -1,4 +1,5 @@
 """The scripts behind docs/ figures stay runnable: docs/experiments/itm_binding_toy.py."""
+
 import importlib.util
 import os
 
@@ -25,8 +26,12 @@ def test_toy_batches_pair_colours_as_labelled(toy, supervise):
   colours = np.array([[200, 0, 0], [0, 200, 0], [0, 0, 200]], np.uint8)
   batch = toy.make_batch(np.random.default_rng(0), colours, config.model.text_length, supervise)
   centre = toy.IMAGE_SIZE // 2
-  image_colour = np.array([np.flatnonzero((colours == pixel).all(axis=1))[0]
-                           for pixel in batch['images'][:, centre, centre]])
+  image_colour = np.array(
+      [
+          np.flatnonzero((colours == pixel).all(axis=1))[0]
+          for pixel in batch['images'][:, centre, centre]
+      ]
+  )
   text_colour = batch['input_ids'][:, 1] - toy.FIRST_COLOUR_ID
   np.testing.assert_array_equal(batch['itm_labels'], (image_colour == text_colour).astype(int))
   assert 0 < batch['itm_labels'].mean() < 1

@@ -3,6 +3,7 @@
 Three compiles in all (the float32 Predictor, a float32 reference, a bfloat16 Predictor);
 the other checks only build models.
 """
+
 import functools
 
 import jax
@@ -41,8 +42,9 @@ def setup(tmp_path_factory):
   rng = np.random.default_rng(1)
   images = rng.uniform(size=(2, IMAGE_SIZE, IMAGE_SIZE, 3)).astype(np.float32)  # [B, H, W, 3]
   input_ids = rng.integers(1, config.model.vocab_size, (2, TEXT_LENGTH)).astype(np.int32)
-  return dict(config=config, variables=variables, checkpoint=directory, images=images,
-              input_ids=input_ids)
+  return dict(
+      config=config, variables=variables, checkpoint=directory, images=images, input_ids=input_ids
+  )
 
 
 def test_float32_by_default_over_a_bfloat16_checkpoint(setup):
@@ -54,15 +56,17 @@ def test_float32_by_default_over_a_bfloat16_checkpoint(setup):
   float32_config = setup['config'].copy_and_resolve_references()
   float32_config.model.dtype = 'float32'
   reference = jax.jit(functools.partial(build_model(float32_config.model).apply, train=False))
-  expected = reference(setup['variables'], jnp.asarray(setup['images']),
-                       jnp.asarray(setup['input_ids']))
+  expected = reference(
+      setup['variables'], jnp.asarray(setup['images']), jnp.asarray(setup['input_ids'])
+  )
   assert set(outputs) == set(expected)
   for key in ('mlm_logits', 'itm_logits'):
     assert outputs[key].dtype == np.float32
     np.testing.assert_array_equal(outputs[key], np.asarray(expected[key]), err_msg=key)
   # Parameters stay as stored.
-  for stored, used in zip(jax.tree.leaves(setup['variables']),
-                          jax.tree.leaves(predictor.variables)):
+  for stored, used in zip(
+      jax.tree.leaves(setup['variables']), jax.tree.leaves(predictor.variables)
+  ):
     assert used.dtype == stored.dtype == np.float32
     np.testing.assert_array_equal(used, stored)
   setup['float32_outputs'] = outputs
@@ -73,12 +77,14 @@ def test_bfloat16_on_request(setup):
   assert predictor.dtype == 'bfloat16' and predictor.model.dtype == jnp.bfloat16
   assert predictor.variables is setup['variables']
   outputs = predictor.forward(setup['images'], setup['input_ids'])
-  float32 = setup.get('float32_outputs') or Predictor(
-      setup['config'], setup['variables']).forward(setup['images'], setup['input_ids'])
+  float32 = setup.get('float32_outputs') or Predictor(setup['config'], setup['variables']).forward(
+      setup['images'], setup['input_ids']
+  )
   difference = np.abs(np.asarray(outputs['mlm_logits'], np.float32) - float32['mlm_logits'])
   assert difference.max() > 0  # bfloat16 compute rounds
-  np.testing.assert_allclose(np.asarray(outputs['mlm_logits'], np.float32),
-                             float32['mlm_logits'], atol=0.1)
+  np.testing.assert_allclose(
+      np.asarray(outputs['mlm_logits'], np.float32), float32['mlm_logits'], atol=0.1
+  )
 
 
 def test_dtype_choices(setup):

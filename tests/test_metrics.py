@@ -1,4 +1,5 @@
 """Metric functions (mvlt_jax.metrics) on hand-computed cases."""
+
 import math
 
 import numpy as np
@@ -6,18 +7,22 @@ import pytest
 
 from mvlt_jax import metrics
 
-
 # ----------------------------------------------------------------------------- ranks
 
 
 def test_ranks_with_ties_pessimistic_and_optimistic():
-  scores = np.array([[0.5, 0.9, 0.5, 0.1],   # partner 0 ties with column 2, below column 1
-                     [0.2, 0.3, 0.4, 0.9],   # partner 3 is the unique best
-                     [0.7, 0.7, 0.7, 0.7]])  # everything ties
+  scores = np.array(
+      [
+          [0.5, 0.9, 0.5, 0.1],  # partner 0 ties with column 2, below column 1
+          [0.2, 0.3, 0.4, 0.9],  # partner 3 is the unique best
+          [0.7, 0.7, 0.7, 0.7],
+      ]
+  )  # everything ties
   partner = np.array([0, 3, 2])
   np.testing.assert_array_equal(metrics.partner_ranks(scores, partner), [3, 1, 4])
-  np.testing.assert_array_equal(metrics.partner_ranks(scores, partner, ties='optimistic'),
-                                [2, 1, 1])
+  np.testing.assert_array_equal(
+      metrics.partner_ranks(scores, partner, ties='optimistic'), [2, 1, 1]
+  )
 
 
 def test_padding_candidates_never_rank():
@@ -34,14 +39,23 @@ def test_recall_at_k_boundaries():
   assert metrics.recalls_by_name(recalls) == {'r1': 1 / 6, 'r5': 2 / 6, 'r10': 4 / 6}
 
 
-@pytest.mark.parametrize('kwargs,message', [
-    (dict(scores=np.array([[0.1, np.nan]]), partner_index=np.array([0])), 'NaN'),
-    (dict(scores=np.zeros((1, 3)), partner_index=np.array([3])), 'out of'),
-    (dict(scores=np.zeros((1, 3)), partner_index=np.array([0]),
-          valid=np.array([[False, True, True]])), 'padding'),
-    (dict(scores=np.zeros((1, 3)), partner_index=np.array([0]), ties='average'), 'ties'),
-    (dict(scores=np.zeros(3), partner_index=np.array([0])), 'must be'),
-])
+@pytest.mark.parametrize(
+    'kwargs,message',
+    [
+        (dict(scores=np.array([[0.1, np.nan]]), partner_index=np.array([0])), 'NaN'),
+        (dict(scores=np.zeros((1, 3)), partner_index=np.array([3])), 'out of'),
+        (
+            dict(
+                scores=np.zeros((1, 3)),
+                partner_index=np.array([0]),
+                valid=np.array([[False, True, True]]),
+            ),
+            'padding',
+        ),
+        (dict(scores=np.zeros((1, 3)), partner_index=np.array([0]), ties='average'), 'ties'),
+        (dict(scores=np.zeros(3), partner_index=np.array([0])), 'must be'),
+    ],
+)
 def test_rank_errors(kwargs, message):
   with pytest.raises(ValueError, match=message):
     metrics.partner_ranks(**kwargs)
@@ -79,8 +93,15 @@ def test_classification_report_hand_computed_with_absent_classes():
   np.testing.assert_array_equal(report.predicted, [1, 3, 0, 1, 0])
   rows = report.per_class(['a', 'b', 'c', 'd', 'e'])
   assert [r['name'] for r in rows] == ['a', 'b', 'c', 'd']
-  assert rows[1] == dict(index=1, name='b', support=2, predicted=3, precision=pytest.approx(2 / 3),
-                         recall=1.0, f1=pytest.approx(0.8))
+  assert rows[1] == dict(
+      index=1,
+      name='b',
+      support=2,
+      predicted=3,
+      precision=pytest.approx(2 / 3),
+      recall=1.0,
+      f1=pytest.approx(0.8),
+  )
 
 
 def test_perfect_classifier():
@@ -107,8 +128,7 @@ def test_psnr_known_values_and_identical_images():
   b = np.stack([np.full((16, 16, 3), 0.6), np.full((16, 16, 3), 0.5)])
   np.testing.assert_allclose(metrics.psnr(b, a), [20.0, np.inf])  # MSE 0.01 -> 20 dB
   assert metrics.psnr(a * 255, b * 255, data_range=255.0)[0] == pytest.approx(20.0)
-  assert metrics.summarize_psnr(metrics.psnr(b, a)) == {'mean': pytest.approx(20.0),
-                                                        'infinite': 1}
+  assert metrics.summarize_psnr(metrics.psnr(b, a)) == {'mean': pytest.approx(20.0), 'infinite': 1}
   assert metrics.summarize_psnr(np.array([np.inf])) == {'mean': None, 'infinite': 1}
   assert metrics.as_json_number(np.inf) is None
 
@@ -126,8 +146,9 @@ def test_psnr_on_the_release_scale():
   b = np.stack([np.full((16, 16, 3), 0.6), np.full((16, 16, 3), 0.3)])
   standard = metrics.psnr(b, a)
   np.testing.assert_array_equal(metrics.psnr_release_scale(standard), standard + offset)
-  np.testing.assert_allclose(metrics.psnr_release_scale(standard),
-                             metrics.psnr(b, a, data_range=255.0), rtol=0, atol=1e-12)
+  np.testing.assert_allclose(
+      metrics.psnr_release_scale(standard), metrics.psnr(b, a, data_range=255.0), rtol=0, atol=1e-12
+  )
 
 
 def test_masked_mse():
@@ -170,11 +191,15 @@ def test_image_metrics_run_in_jax():
   a = rng.random((2, 16, 16, 3)).astype(np.float32)
   b = np.clip(a + 0.05 * rng.standard_normal(a.shape), 0, 1).astype(np.float32)
   mask = rng.random((2, 16, 16)) < 0.5
-  ours = jax.jit(lambda x, y, m: (metrics.ssim(x, y, xp=jnp), metrics.psnr(x, y, xp=jnp),
-                                  metrics.masked_mse(x, y, m, xp=jnp),
-                                  metrics.psnr(x, x, xp=jnp)))(a, b, mask)
+  ours = jax.jit(
+      lambda x, y, m: (
+          metrics.ssim(x, y, xp=jnp),
+          metrics.psnr(x, y, xp=jnp),
+          metrics.masked_mse(x, y, m, xp=jnp),
+          metrics.psnr(x, x, xp=jnp),
+      )
+  )(a, b, mask)
   np.testing.assert_allclose(ours[0], metrics.ssim(a.astype(np.float64), b), atol=1e-5)
   np.testing.assert_allclose(ours[1], metrics.psnr(a.astype(np.float64), b), atol=1e-3)
-  np.testing.assert_allclose(ours[2], metrics.masked_mse(a.astype(np.float64), b, mask),
-                             rtol=1e-5)
+  np.testing.assert_allclose(ours[2], metrics.masked_mse(a.astype(np.float64), b, mask), rtol=1e-5)
   assert np.all(np.isinf(ours[3]))

@@ -1,4 +1,5 @@
 """The MVLT model: shapes, parameter counts, determinism, dtypes, MLM gathering, train flag."""
+
 import functools
 import os
 import subprocess
@@ -72,8 +73,18 @@ def test_variants_differ_only_in_depth():
 
 def test_summary_command_prints_total():
   result = subprocess.run(
-      [sys.executable, 'main.py', '--config=configs/pretrain.py', '--workdir=/tmp/unused',
-       '--config.task=summary'], cwd=REPO, capture_output=True, text=True, timeout=300)
+      [
+          sys.executable,
+          'main.py',
+          '--config=configs/pretrain.py',
+          '--workdir=/tmp/unused',
+          '--config.task=summary',
+      ],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert result.returncode == 0, result.stderr
   assert 'parameters: 40,025,089' in result.stdout
   assert 'block1' in result.stdout and 't2i_head' in result.stdout
@@ -122,14 +133,23 @@ def test_bfloat16_forward_close_to_float32(tiny_setup):
 
 def test_masked_position_mlm_loss_equals_full_loss(tiny_setup):
   config, model, variables, images, input_ids = tiny_setup
-  tokens = masking.mask_tokens(jax.random.key(3), input_ids, vocab_size=64,
-                               special_ids=SPECIAL_IDS, mask_id=MASK_ID, prob=0.5,
-                               mask_frac=0.8, random_frac=0.1, max_predictions=6)
+  tokens = masking.mask_tokens(
+      jax.random.key(3),
+      input_ids,
+      vocab_size=64,
+      special_ids=SPECIAL_IDS,
+      mask_id=MASK_ID,
+      prob=0.5,
+      mask_frac=0.8,
+      random_frac=0.1,
+      max_predictions=6,
+  )
   assert int(tokens.weights.sum()) > 0
   apply = jax.jit(model.apply)
   full = apply(variables, images, tokens.input_ids)['mlm_logits']
-  gathered = apply(variables, images, tokens.input_ids,
-                   mlm_positions=tokens.positions)['mlm_logits']
+  gathered = apply(variables, images, tokens.input_ids, mlm_positions=tokens.positions)[
+      'mlm_logits'
+  ]
   assert gathered.shape == (2, 6, 64)
   loss_full = losses.mlm_loss_full(full, tokens.full_labels)
   loss_gathered = losses.mlm_loss(gathered, tokens.labels, tokens.weights)
@@ -142,14 +162,23 @@ def test_train_flag_switches_stochastic_depth_and_dropout(tiny_setup):
   config.model.text_dropout_rate = 0.5
   model = build_model(config.model)
   _, _, variables, images, input_ids = tiny_setup
-  variables = {'params': {k: v for k, v in variables['params'].items()
-                          if not k.startswith(('sup_', 'sub_'))},
-               'batch_stats': variables['batch_stats']}
+  variables = {
+      'params': {
+          k: v for k, v in variables['params'].items() if not k.startswith(('sup_', 'sub_'))
+      },
+      'batch_stats': variables['batch_stats'],
+  }
 
   @functools.partial(jax.jit, static_argnums=0)
   def itm(train, seed):
-    out = model.apply(variables, images, input_ids, train=train,
-                      rngs={'dropout': jax.random.key(seed)}, mutable=['batch_stats'])
+    out = model.apply(
+        variables,
+        images,
+        input_ids,
+        train=train,
+        rngs={'dropout': jax.random.key(seed)},
+        mutable=['batch_stats'],
+    )
     return out[0]['itm_logits']
 
   np.testing.assert_array_equal(itm(False, 0), itm(False, 1))
@@ -162,8 +191,9 @@ def test_resize_matches_pytorch_semantics():
   for out_hw in ((8, 8), (14, 3), (7, 5)):
     for align in (False, True):
       ours = np.asarray(resize_bilinear(jnp.asarray(x), out_hw, align_corners=align))
-      ref = torch.nn.functional.interpolate(torch.from_numpy(x).permute(0, 3, 1, 2), size=out_hw,
-                                            mode='bilinear', align_corners=align)
+      ref = torch.nn.functional.interpolate(
+          torch.from_numpy(x).permute(0, 3, 1, 2), size=out_hw, mode='bilinear', align_corners=align
+      )
       np.testing.assert_allclose(ours, ref.permute(0, 2, 3, 1).numpy(), atol=1e-6)
   # x8 with corners aligned keeps the corner values.
   m = interpolation_matrix(32, 256, True)
@@ -171,7 +201,7 @@ def test_resize_matches_pytorch_semantics():
 
 
 def test_model_imports_without_tensorflow():
-  code = textwrap.dedent('''
+  code = textwrap.dedent("""
       import sys
       class Block:
           def find_spec(self, name, path=None, target=None):
@@ -181,9 +211,10 @@ def test_model_imports_without_tensorflow():
       import mvlt_jax.models, mvlt_jax.losses, mvlt_jax.masking, mvlt_jax.inference
       assert 'tensorflow' not in sys.modules
       print('ok')
-  ''')
-  result = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+  """)
+  result = subprocess.run(
+      [sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, timeout=300
+  )
   assert result.returncode == 0, result.stderr
   assert result.stdout.strip().endswith('ok')
 
@@ -193,13 +224,17 @@ def test_word_grad_impls_agree_and_pad_gets_no_lookup_gradient(dtype):
   """'one_hot' and 'scatter' give the same word-table gradient, and it is the gradient of the
   release's ``nn.Embedding(padding_idx=0)``: nothing from the [PAD] positions."""
   from mvlt_jax.models import layers
+
   vocab, width = 50, 16
   # Many repeats of id 0 (the [PAD]s that made the scatter slow on GPUs), and every id.
-  ids = jnp.concatenate([jnp.zeros((3, 40), jnp.int32),
-                         jax.random.randint(jax.random.key(1), (3, 24), 1, vocab)], axis=1)
+  ids = jnp.concatenate(
+      [jnp.zeros((3, 40), jnp.int32), jax.random.randint(jax.random.key(1), (3, 24), 1, vocab)],
+      axis=1,
+  )
   ids = ids.at[0, 1:vocab].set(jnp.arange(1, vocab))
-  make = lambda impl, pad: layers.TextEmbeddings(vocab, width, 128, 2, 0.0, dtype,
-                                                 word_grad_impl=impl, padding_idx=pad)
+  make = lambda impl, pad: layers.TextEmbeddings(
+      vocab, width, 128, 2, 0.0, dtype, word_grad_impl=impl, padding_idx=pad
+  )
   params = make('scatter', 0).init(jax.random.key(0), ids, True)
   cotangent = jax.random.normal(jax.random.key(2), ids.shape + (width,))
 
@@ -208,21 +243,27 @@ def test_word_grad_impls_agree_and_pad_gets_no_lookup_gradient(dtype):
     return jax.jit(jax.value_and_grad(loss))(params)
 
   (value_scatter, grad_scatter), (value_dense, grad_dense), (value_all, grad_all) = map(
-      grads, (make('scatter', 0), make('one_hot', 0), make('scatter', -1)))
+      grads, (make('scatter', 0), make('one_hot', 0), make('scatter', -1))
+  )
   np.testing.assert_array_equal(value_dense, value_scatter)
   np.testing.assert_array_equal(value_all, value_scatter)  # padding_idx changes no value
   tol = 1e-5 if dtype == jnp.float32 else 3e-2  # bf16: the scatter adds in bf16
   for path in ('word_embeddings', 'position_embeddings', 'LayerNorm'):
-    for a, b in zip(jax.tree.leaves(grad_dense['params'][path]),
-                    jax.tree.leaves(grad_scatter['params'][path])):
+    for a, b in zip(
+        jax.tree.leaves(grad_dense['params'][path]), jax.tree.leaves(grad_scatter['params'][path])
+    ):
       np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(np.max(np.abs(b))))
   word_grad = lambda g: np.asarray(g['params']['word_embeddings']['embedding'], np.float32)
   for grad in (grad_scatter, grad_dense):
     assert np.all(word_grad(grad)[0] == 0)  # [PAD]: nothing from lookups
     assert np.all(np.abs(word_grad(grad)[1:]).sum(axis=1) > 0)  # every caption word: some
     # The other rows are exactly those of the gradient that includes [PAD].
-    np.testing.assert_allclose(word_grad(grad)[1:], word_grad(grad_all)[1:], rtol=tol,
-                               atol=tol * float(np.max(np.abs(word_grad(grad_all)))))
+    np.testing.assert_allclose(
+        word_grad(grad)[1:],
+        word_grad(grad_all)[1:],
+        rtol=tol,
+        atol=tol * float(np.max(np.abs(word_grad(grad_all)))),
+    )
   assert np.abs(word_grad(grad_all)[0]).sum() > 0  # padding_idx=-1: [PAD] gets its gradient
 
 
@@ -285,6 +326,7 @@ def test_initial_statistics_and_mlm_loss():
 def test_word_table_without_the_mlm_head_keeps_pytorchs_embedding_init():
   """The release's recognition model has no tied decoder: N(0, 1) with the [PAD] row zero."""
   from mvlt_jax.models import layers
+
   ids = jnp.zeros((1, 4), jnp.int32)
   tables = {}
   for tied in (True, False):
@@ -295,13 +337,15 @@ def test_word_table_without_the_mlm_head_keeps_pytorchs_embedding_init():
   assert abs(tables[False].std() - 1.0) < 0.02 and np.all(tables[False][0] == 0)
   # model.word_init_std overrides the release's rule.
   module = layers.TextEmbeddings(500, 64, 16, 2, 0.0, jnp.float32, word_init_std=1.0)
-  table = np.asarray(module.init(jax.random.key(0), ids, True)['params']['word_embeddings'][
-      'embedding'])
+  table = np.asarray(
+      module.init(jax.random.key(0), ids, True)['params']['word_embeddings']['embedding']
+  )
   assert abs(table.std() - 1.0) < 0.02
 
 
 def test_word_embedding_grad_resolution():
   from mvlt_jax.models import word_embedding_grad
+
   model_config = pretrain.model_config()
   assert model_config.word_embedding_grad == 'auto'
   assert word_embedding_grad(model_config, 'gpu') == 'one_hot'
@@ -321,11 +365,16 @@ def test_attribute_heads_shapes_and_names():
   assert [x.shape for x in out['image_attribute_logits']] == [(2, 16), (2, 6)]
   assert [x.shape for x in out['imagecls_attribute_logits']] == [(2, 16), (2, 6)]
   model = build_model(config.model)
-  params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)),
-                          jnp.zeros((1, 16), jnp.int32))['params']
+  params = jax.eval_shape(
+      model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)), jnp.zeros((1, 16), jnp.int32)
+  )['params']
   names = {name for name in params if '_attr' in name}
-  assert names == {f'{side}_attr{i}_head{suffix}' for side in ('caption', 'image', 'imagecls')
-                   for i in (0, 1) for suffix in ('', '_embed')}
+  assert names == {
+      f'{side}_attr{i}_head{suffix}'
+      for side in ('caption', 'image', 'imagecls')
+      for i in (0, 1)
+      for suffix in ('', '_embed')
+  }
   config.model.attribute_classes = ()
   with pytest.raises(ValueError, match='attribute_classes'):
     _abstract_forward(config.model, 64)

@@ -1,5 +1,6 @@
 """The release's pre-training recipe around the model: weight-decay groups, the learning-rate
 curve, repeated sampling, the vision-initialisation warning and the recipe line."""
+
 import math
 
 import jax
@@ -23,25 +24,37 @@ def test_weight_decay_groups_are_the_releases():
   params = summary.abstract_variables(pretrain.model_config())['params']
   decayed = _decayed(params, 'release')
   name = lambda *path: ''.join(f"['{p}']" for p in path)
-  for path in (('pos_embed1',), ('pos_embed4',), ('text_pos_embed2',),
-               ('text_embeddings', 'word_embeddings', 'embedding'),
-               ('text_embeddings', 'position_embeddings', 'embedding'),
-               ('text_embeddings', 'token_type_embeddings', 'embedding'),
-               ('patch_embed1', 'proj', 'kernel'), ('block1', '0', 'attn', 'sr', 'kernel'),
-               ('block2', '1', 'mlp', 'fc1', 'kernel'), ('t2i_head', 'conv4', '0', 'kernel')):
+  for path in (
+      ('pos_embed1',),
+      ('pos_embed4',),
+      ('text_pos_embed2',),
+      ('text_embeddings', 'word_embeddings', 'embedding'),
+      ('text_embeddings', 'position_embeddings', 'embedding'),
+      ('text_embeddings', 'token_type_embeddings', 'embedding'),
+      ('patch_embed1', 'proj', 'kernel'),
+      ('block1', '0', 'attn', 'sr', 'kernel'),
+      ('block2', '1', 'mlp', 'fc1', 'kernel'),
+      ('t2i_head', 'conv4', '0', 'kernel'),
+  ):
     assert name(*path) in decayed, path
-  for path in (('patch_embed1', 'proj', 'bias'), ('patch_embed1', 'norm', 'scale'),
-               ('block1', '0', 'norm1', 'scale'), ('itm_head', 'linear_bias'),
-               ('mlm_head', 'bias'), ('t2i_head', 'conv4', '1', 'scale'),
-               ('text_embeddings', 'LayerNorm', 'scale')):
+  for path in (
+      ('patch_embed1', 'proj', 'bias'),
+      ('patch_embed1', 'norm', 'scale'),
+      ('block1', '0', 'norm1', 'scale'),
+      ('itm_head', 'linear_bias'),
+      ('mlm_head', 'bias'),
+      ('t2i_head', 'conv4', '1', 'scale'),
+      ('text_embeddings', 'LayerNorm', 'scale'),
+  ):
     assert name(*path) not in decayed, path
   flat = jax.tree_util.tree_leaves_with_path(params)
   for path, leaf in flat:  # the rule itself, leaf by leaf
     key = jax.tree_util.keystr(path)
     assert (key in decayed) == (leaf.ndim > 1 and not key.endswith("bias']")), key
   pvt = _decayed(params, 'pvt')
-  assert decayed - pvt == {name(f'{p}{k}') for p in ('pos_embed', 'text_pos_embed')
-                           for k in range(1, 5)}
+  assert decayed - pvt == {
+      name(f'{p}{k}') for p in ('pos_embed', 'text_pos_embed') for k in range(1, 5)
+  }
   with pytest.raises(ConfigError, match='weight_decay_groups'):
     optim.weight_decay_mask(params, 'timm')
 
@@ -77,6 +90,7 @@ def test_learning_rate_follows_timms_curve_per_step_or_per_epoch_late():
 def test_repeated_sampling_order_is_the_releases():
   """Each record k times in a row, an epoch of N entries over about N / k records."""
   from input_pipeline import pipeline  # pylint: disable=import-outside-toplevel
+
   order = pipeline.epoch_order(seed=3, epoch=2, num_examples=100, repeats=3)
   assert order.shape == (100,)
   groups = order.reshape(-1)[:99].reshape(33, 3)
@@ -105,14 +119,23 @@ def test_vision_from_scratch_is_said_in_one_line(capsys):
 
 def test_recipe_line_names_every_choice():
   line = train.recipe_summary(pretrain.get_config())
-  for part in ('loss_schedule=alternate', 'image_mask=release', 'repeated_sampling=3',
-               'word_padding_idx=0', 'word_init_std=release', 'weight_decay=0.01/release', 'lr_schedule_unit=step',
-               'best=release_score/max from 67%', 'init_from=none'):
+  for part in (
+      'loss_schedule=alternate',
+      'image_mask=release',
+      'repeated_sampling=3',
+      'word_padding_idx=0',
+      'word_init_std=release',
+      'weight_decay=0.01/release',
+      'lr_schedule_unit=step',
+      'best=release_score/max from 67%',
+      'init_from=none',
+  ):
     assert part in line, (part, line)
 
 
 def test_unknown_loss_schedule_is_a_config_error():
   from mvlt_jax import steps  # pylint: disable=import-outside-toplevel
+
   assert bool(steps.feeds_masked_image(jnp.asarray(3), 'alternate'))
   assert not bool(steps.feeds_masked_image(jnp.asarray(4), 'alternate'))
   assert bool(steps.feeds_masked_image(jnp.asarray(4), 'sum'))

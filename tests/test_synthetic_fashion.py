@@ -14,11 +14,21 @@ import pytest
 from input_pipeline import synthetic_render as sf
 from input_pipeline.synthetic_render import contact_sheets
 
-SIZE = 64          # small images keep the tests fast
+SIZE = 64  # small images keep the tests fast
 NUM_PRODUCTS = 24
 SEED = 3
-RECORD_KEYS = {'id', 'product_id', 'image', 'caption', 'title', 'description', 'category',
-               'subcategory', 'pose', 'attributes'}
+RECORD_KEYS = {
+    'id',
+    'product_id',
+    'image',
+    'caption',
+    'title',
+    'description',
+    'category',
+    'subcategory',
+    'pose',
+    'attributes',
+}
 
 
 @pytest.fixture(scope='module')
@@ -45,6 +55,7 @@ def _non_white(image: np.ndarray) -> np.ndarray:
 
 # --- the catalog ------------------------------------------------------------
 
+
 def test_catalog_has_enough_categories_colours_and_patterns():
   assert len(sf.main_categories()) >= 6
   assert len(sf.sub_categories()) >= 20
@@ -67,6 +78,7 @@ def test_every_subcategory_has_attributes_with_several_values():
 
 
 # --- records ----------------------------------------------------------------
+
 
 def test_records_have_the_documented_fields(records):
   assert len({r['product_id'] for r in records}) == NUM_PRODUCTS
@@ -95,9 +107,11 @@ def test_titles_name_the_colour_and_every_attribute_value(records):
   for r in records:
     title = r['title'].lower()
     sub = next(s for m in sf.CATALOG for s in m.subcategories if s.name == r['subcategory'])
-    assert set(r['attributes']) == ({'colour', 'pattern'} | {k for k, _ in sub.attributes}
-                                    | ({'pattern_colour'} if r['attributes']['pattern'] != sf.SOLID
-                                       else set()))
+    assert set(r['attributes']) == (
+        {'colour', 'pattern'}
+        | {k for k, _ in sub.attributes}
+        | ({'pattern_colour'} if r['attributes']['pattern'] != sf.SOLID else set())
+    )
     for value in r['attributes'].values():
       assert re.search(rf'(^|\s){re.escape(value.lower())}(\s|$)', title), (value, title)
     assert r['title'][0].isupper() and r['title'][1:] != r['title'][1:].upper()
@@ -121,16 +135,19 @@ def test_descriptions_are_one_to_three_sentences_in_varied_wordings():
 
 # --- determinism ------------------------------------------------------------
 
+
 def test_same_seed_gives_identical_records(records):
   again = list(sf.generate_catalog(NUM_PRODUCTS, SEED, image_size=SIZE, max_views=4))
   assert _digest(again) == _digest(records)
 
 
 def test_same_seed_gives_identical_records_in_another_process(records):
-  code = ('import hashlib, sys; sys.path.insert(0, "."); '
-          'from tests.test_synthetic_fashion import _digest; '
-          'from input_pipeline import synthetic_render as sf; '
-          f'print(_digest(list(sf.generate_catalog({NUM_PRODUCTS}, {SEED}, image_size={SIZE}))))')
+  code = (
+      'import hashlib, sys; sys.path.insert(0, "."); '
+      'from tests.test_synthetic_fashion import _digest; '
+      'from input_pipeline import synthetic_render as sf; '
+      f'print(_digest(list(sf.generate_catalog({NUM_PRODUCTS}, {SEED}, image_size={SIZE}))))'
+  )
   out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
   assert out.stdout.strip() == _digest(records)
 
@@ -150,6 +167,7 @@ def test_records_can_be_made_in_any_order(records):
 
 
 # --- views ------------------------------------------------------------------
+
 
 def test_views_share_the_product_and_differ_in_pixels(records):
   by_product = {}
@@ -171,6 +189,7 @@ def test_max_views_bounds_the_view_count():
 
 # --- pixels depend on the attributes, and only on them ----------------------
 
+
 def test_items_of_a_subcategory_differ_only_in_attributes():
   """Same attributes: identical canonical views; any other attribute value: different pixels."""
   for sub_name in sf.sub_categories():
@@ -180,10 +199,10 @@ def test_items_of_a_subcategory_differ_only_in_attributes():
     image = sf.render_view(_product(sub_name, **base), 0, 0, SIZE)
     twin = sf.SyntheticProduct('another-id', 'X', sub_name, dict(base), 'other', 'other')
     np.testing.assert_array_equal(sf.render_view(twin, 0, 0, SIZE), image)
-    variants = [dict(base, colour='red'),
-                dict(base, pattern='polka dots', pattern_colour='white')]
-    variants += [dict(base, **{kind: value}) for kind, values in sub.attributes
-                 for value in values[1:]]
+    variants = [dict(base, colour='red'), dict(base, pattern='polka dots', pattern_colour='white')]
+    variants += [
+        dict(base, **{kind: value}) for kind, values in sub.attributes for value in values[1:]
+    ]
     for attributes in variants:
       other = sf.render_view(_product(sub_name, **attributes), 0, 0, SIZE)
       changed = (other != image).any(axis=-1).mean()
@@ -191,11 +210,23 @@ def test_items_of_a_subcategory_differ_only_in_attributes():
 
 
 def test_sleeve_length_is_visible_in_the_sleeve_region():
-  long_sleeve = sf.render_view(_product('T-SHIRTS', colour='red', pattern=sf.SOLID,
-                                        sleeve='long-sleeve', neckline='crew-neck'), 0, 0, SIZE)
-  sleeveless = sf.render_view(_product('T-SHIRTS', colour='red', pattern=sf.SOLID,
-                                       sleeve='sleeveless', neckline='crew-neck'), 0, 0, SIZE)
-  outer = np.r_[0:SIZE // 6, SIZE - SIZE // 6:SIZE]  # left and right sixths: where sleeves hang
+  long_sleeve = sf.render_view(
+      _product(
+          'T-SHIRTS', colour='red', pattern=sf.SOLID, sleeve='long-sleeve', neckline='crew-neck'
+      ),
+      0,
+      0,
+      SIZE,
+  )
+  sleeveless = sf.render_view(
+      _product(
+          'T-SHIRTS', colour='red', pattern=sf.SOLID, sleeve='sleeveless', neckline='crew-neck'
+      ),
+      0,
+      0,
+      SIZE,
+  )
+  outer = np.r_[0 : SIZE // 6, SIZE - SIZE // 6 : SIZE]  # left and right sixths: where sleeves hang
   lower = slice(SIZE // 2, SIZE)
   assert _non_white(long_sleeve[lower][:, outer]).mean() > 0.1
   assert _non_white(sleeveless[lower][:, outer]).mean() == 0.0
@@ -203,42 +234,67 @@ def test_sleeve_length_is_visible_in_the_sleeve_region():
 
 def test_colour_and_pattern_colour_are_visible():
   def mean_fabric_colour(**attributes):
-    image = sf.render_view(_product('TOTE BAGS', handle='short-handle', pocket='pocketless',
-                                    **attributes), 0, 0, SIZE).astype(np.float64)
-    return image[SIZE // 2 - 8:SIZE // 2 + 8, SIZE // 2 - 8:SIZE // 2 + 8].reshape(-1, 3)
+    image = sf.render_view(
+        _product('TOTE BAGS', handle='short-handle', pocket='pocketless', **attributes), 0, 0, SIZE
+    ).astype(np.float64)
+    return image[SIZE // 2 - 8 : SIZE // 2 + 8, SIZE // 2 - 8 : SIZE // 2 + 8].reshape(-1, 3)
 
   red = mean_fabric_colour(colour='red', pattern=sf.SOLID)
   np.testing.assert_allclose(red.mean(axis=0), sf.COLOURS['red'], atol=3)
   striped = mean_fabric_colour(colour='red', pattern='vertical stripes', pattern_colour='white')
-  distances = np.linalg.norm(striped[:, None] - np.array([sf.COLOURS['red'],
-                                                          sf.COLOURS['white']])[None], axis=-1)
+  distances = np.linalg.norm(
+      striped[:, None] - np.array([sf.COLOURS['red'], sf.COLOURS['white']])[None], axis=-1
+  )
   nearest = distances.argmin(axis=1)
   assert 0.3 < nearest.mean() < 0.7  # both colours cover a good share of the fabric
 
 
 # --- errors and the debug entry ---------------------------------------------
 
-@pytest.mark.parametrize('call', [
-    lambda: sf.sample_product(-1, 0),
-    lambda: sf.sample_product(0, 2 ** 32),
-    lambda: sf.sample_product(1.5, 0),
-    lambda: list(sf.generate_catalog(2, 0, image_size=8)),
-    lambda: list(sf.generate_catalog(2, 0, max_views=0)),
-    lambda: sf.render_view(_product('SOCKS', colour='red', pattern=sf.SOLID), 0, 0),
-    lambda: sf.render_view(_product('T-SHIRTS', colour='red', pattern=sf.SOLID,
-                                    sleeve='puffed', neckline='crew-neck'), 0, 0),
-    lambda: sf.render_view(_product('T-SHIRTS', colour='red', pattern='checks',
-                                    sleeve='sleeveless', neckline='crew-neck'), 0, 0),
-])
+
+@pytest.mark.parametrize(
+    'call',
+    [
+        lambda: sf.sample_product(-1, 0),
+        lambda: sf.sample_product(0, 2**32),
+        lambda: sf.sample_product(1.5, 0),
+        lambda: list(sf.generate_catalog(2, 0, image_size=8)),
+        lambda: list(sf.generate_catalog(2, 0, max_views=0)),
+        lambda: sf.render_view(_product('SOCKS', colour='red', pattern=sf.SOLID), 0, 0),
+        lambda: sf.render_view(
+            _product(
+                'T-SHIRTS', colour='red', pattern=sf.SOLID, sleeve='puffed', neckline='crew-neck'
+            ),
+            0,
+            0,
+        ),
+        lambda: sf.render_view(
+            _product(
+                'T-SHIRTS',
+                colour='red',
+                pattern='checks',
+                sleeve='sleeveless',
+                neckline='crew-neck',
+            ),
+            0,
+            0,
+        ),
+    ],
+)
 def test_bad_input_raises_a_clear_error(call):
   with pytest.raises(sf.SyntheticCatalogError):
     call()
 
 
 def test_bad_attribute_error_names_the_product():
-  product = sf.SyntheticProduct('p42', 'TOPS', 'T-SHIRTS',
-                                {'colour': 'red', 'pattern': sf.SOLID, 'sleeve': 'puffed',
-                                 'neckline': 'crew-neck'}, '', '')
+  product = sf.SyntheticProduct(
+      'p42',
+      'TOPS',
+      'T-SHIRTS',
+      {'colour': 'red', 'pattern': sf.SOLID, 'sleeve': 'puffed', 'neckline': 'crew-neck'},
+      '',
+      '',
+  )
   with pytest.raises(sf.SyntheticCatalogError, match=r'p42.*sleeve.*puffed'):
     sf.render_view(product, 0, 0)
 
@@ -246,6 +302,7 @@ def test_bad_attribute_error_names_the_product():
 def test_debug_entry_writes_contact_sheets(tmp_path, capsys):
   contact_sheets.main([f'--out={tmp_path}', '--num_products=4', '--image_size=48', '--columns=2'])
   from PIL import Image
+
   sheet = Image.open(tmp_path / 'contact_sheet.png')
   assert sheet.width == 2 * (48 + 8) and sheet.height > 2 * 48
   assert (tmp_path / 'views_sheet.png').exists()

@@ -1,4 +1,5 @@
 """Tokenizers: special ids, packing, round trips, save/load, bad vocabularies."""
+
 import json
 import os
 
@@ -10,8 +11,26 @@ from input_pipeline.errors import TokenizerError
 from prepare_test_data import write_bert_vocab
 
 # A tiny BERT-like vocabulary: the special tokens at bert-base-uncased's ids.
-WORDS = ['a', 'red', 'shirt', 'with', 'long', 'sleeve', '##s', 'cafe', '.', ',', 'un',
-         '##aff', '##able', '中', 'blue', 'jean', 'x', '##x']
+WORDS = [
+    'a',
+    'red',
+    'shirt',
+    'with',
+    'long',
+    'sleeve',
+    '##s',
+    'cafe',
+    '.',
+    ',',
+    'un',
+    '##aff',
+    '##able',
+    '中',
+    'blue',
+    'jean',
+    'x',
+    '##x',
+]
 
 
 @pytest.fixture(scope='module')
@@ -48,27 +67,45 @@ def ids_of(vocab, tokens):
 
 
 def test_wordpiece_special_ids_come_from_the_file(wordpiece):
-  assert (wordpiece.pad_id, wordpiece.unk_id, wordpiece.cls_id, wordpiece.sep_id,
-          wordpiece.mask_id) == (0, 100, 101, 102, 103)
+  assert (
+      wordpiece.pad_id,
+      wordpiece.unk_id,
+      wordpiece.cls_id,
+      wordpiece.sep_id,
+      wordpiece.mask_id,
+  ) == (0, 100, 101, 102, 103)
   assert wordpiece.special_ids == (0, 100, 101, 102, 103)
   assert wordpiece.vocab_size == 104 + len(WORDS)
 
 
 def test_basic_tokenize_lowercases_strips_accents_and_splits_punctuation():
   assert tok.basic_tokenize('Café  RED-shirt,\tlong\x00 sleeves.') == [
-      'cafe', 'red', '-', 'shirt', ',', 'long', 'sleeves', '.']
+      'cafe',
+      'red',
+      '-',
+      'shirt',
+      ',',
+      'long',
+      'sleeves',
+      '.',
+  ]
   assert tok.basic_tokenize('a中文b') == ['a', '中', '文', 'b']
 
 
 def test_wordpiece_greedy_longest_match(wordpiece, vocab_file):
   vocab = open(vocab_file, encoding='utf-8').read().split('\n')
   assert wordpiece.tokenize('Red shirt, long SLEEVES.') == ids_of(
-      vocab, ['red', 'shirt', ',', 'long', 'sleeve', '##s', '.'])
+      vocab, ['red', 'shirt', ',', 'long', 'sleeve', '##s', '.']
+  )
   assert wordpiece.tokenize('unaffable café') == ids_of(vocab, ['un', '##aff', '##able', 'cafe'])
   # A word with an unmatchable piece, a CJK char outside the vocabulary and an
   # over-long word are each one [UNK].
   assert wordpiece.tokenize('shirtz 中文 ' + 'x' * 101) == [
-      wordpiece.unk_id, vocab.index('中'), wordpiece.unk_id, wordpiece.unk_id]
+      wordpiece.unk_id,
+      vocab.index('中'),
+      wordpiece.unk_id,
+      wordpiece.unk_id,
+  ]
   assert wordpiece.tokenize('x' * 100) == ids_of(vocab, ['x'] + ['##x'] * 99)
 
 
@@ -78,7 +115,8 @@ def test_wordpiece_encode_pads_and_truncates(wordpiece, vocab_file):
   assert ids.dtype == np.int32 and ids.shape == (6,)
   assert ids.tolist() == [101] + ids_of(vocab, ['red', 'shirt']) + [102, 0, 0]
   assert wordpiece.encode('red shirt with long sleeves', 4).tolist() == (
-      [101] + ids_of(vocab, ['red', 'shirt']) + [102])
+      [101] + ids_of(vocab, ['red', 'shirt']) + [102]
+  )
   assert wordpiece.encode('', 3).tolist() == [101, 102, 0]
   with pytest.raises(ValueError):
     wordpiece.encode('red', 1)
@@ -104,14 +142,16 @@ def test_wordpiece_save_and_load(wordpiece, tmp_path):
   loaded = tok.load_tokenizer(str(tmp_path))
   assert isinstance(loaded, tok.WordPieceTokenizer)
   assert loaded.fingerprint == wordpiece.fingerprint
-  np.testing.assert_array_equal(loaded.encode('unaffable red shirts', 12),
-                                wordpiece.encode('unaffable red shirts', 12))
+  np.testing.assert_array_equal(
+      loaded.encode('unaffable red shirts', 12), wordpiece.encode('unaffable red shirts', 12)
+  )
 
 
 def test_wordpiece_rejects_other_special_ids(tmp_path):
   path = tmp_path / 'vocab.txt'
-  write_bert_vocab(path, special_ids=tok.SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4),
-                   words=WORDS)
+  write_bert_vocab(
+      path, special_ids=tok.SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4), words=WORDS
+  )
   with pytest.raises(TokenizerError, match=r'vocab.txt.*\[UNK\] is at id 1, expected id 100'):
     tok.WordPieceTokenizer.from_vocab_file(str(path))
 
@@ -130,8 +170,13 @@ def test_wordpiece_rejects_duplicates_and_missing_file(tmp_path):
 
 def test_sentencepiece_has_fixed_special_ids(sentencepiece):
   assert sentencepiece.special_ids == (0, 1, 2, 3, 4)
-  assert (sentencepiece.pad_id, sentencepiece.unk_id, sentencepiece.cls_id,
-          sentencepiece.sep_id, sentencepiece.mask_id) == (0, 1, 2, 3, 4)
+  assert (
+      sentencepiece.pad_id,
+      sentencepiece.unk_id,
+      sentencepiece.cls_id,
+      sentencepiece.sep_id,
+      sentencepiece.mask_id,
+  ) == (0, 1, 2, 3, 4)
   processor = sentencepiece._processor
   assert [processor.id_to_piece(i) for i in range(5)] == list(tok.SPECIAL_TOKENS)
   assert 5 < sentencepiece.vocab_size <= 80
@@ -147,7 +192,7 @@ def test_sentencepiece_round_trip_and_packing(sentencepiece):
   text = 'Blue denim jeans with five pockets'
   ids = sentencepiece.encode(text, 40)
   n = len(sentencepiece.tokenize(text))
-  assert ids[0] == 2 and ids[n + 1] == 3 and (ids[n + 2:] == 0).all()
+  assert ids[0] == 2 and ids[n + 1] == 3 and (ids[n + 2 :] == 0).all()
   assert sentencepiece.decode(ids) == text.lower()
   short = sentencepiece.encode(text, 5)
   assert short.tolist() == [2] + sentencepiece.tokenize(text)[:3] + [3]

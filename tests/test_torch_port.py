@@ -2,6 +2,7 @@
 
 These tests import PyTorch only (the port must work without JAX).
 """
+
 import os
 import subprocess
 import sys
@@ -37,9 +38,17 @@ def read_listing(path):
 
 def small_config(**overrides):
   """Narrow widths (pvlt_micro), small vocabulary/text/decoder: fast on CPU."""
-  fields = dict(pos_grid_size=64, text_length=8, vocab_size=50, text_width=24, head_width=16,
-                mir_channels=4, num_main_classes=3, num_sub_classes=5,
-                heads=('mlm', 'itm', 'mir', 'recognition'))
+  fields = dict(
+      pos_grid_size=64,
+      text_length=8,
+      vocab_size=50,
+      text_width=24,
+      head_width=16,
+      mir_channels=4,
+      num_main_classes=3,
+      num_sub_classes=5,
+      heads=('mlm', 'itm', 'mir', 'recognition'),
+  )
   fields.update(overrides)
   return torch_port.MVLTConfig.for_variant('pvlt_micro', **fields)
 
@@ -47,8 +56,7 @@ def small_config(**overrides):
 def inputs(config, batch=2, size=64, seed=0):
   generator = torch.Generator().manual_seed(seed)
   images = torch.rand(batch, 3, size, size, generator=generator)
-  input_ids = torch.randint(0, config.vocab_size, (batch, config.text_length),
-                            generator=generator)
+  input_ids = torch.randint(0, config.vocab_size, (batch, config.text_length), generator=generator)
   return images, input_ids
 
 
@@ -63,10 +71,13 @@ def recognition_model():
 
 
 @pytest.mark.skipif(not os.path.isfile(PRETRAIN_LISTING), reason='reference listings absent')
-@pytest.mark.parametrize('task, listing, count', [
-    ('pretrain', PRETRAIN_LISTING, PRETRAIN_PARAMETERS),
-    ('recognition', RECOGNITION_LISTING, RECOGNITION_PARAMETERS),
-])
+@pytest.mark.parametrize(
+    'task, listing, count',
+    [
+        ('pretrain', PRETRAIN_LISTING, PRETRAIN_PARAMETERS),
+        ('recognition', RECOGNITION_LISTING, RECOGNITION_PARAMETERS),
+    ],
+)
 def test_state_dict_is_the_releases(task, listing, count, request):
   model = request.getfixturevalue(f'{task}_model')
   want = read_listing(listing)
@@ -152,8 +163,10 @@ def test_pad_row_gets_gradient_only_through_the_tied_decoder():
   assert float(model.text_embeddings.word_embeddings.weight.grad[pad].abs().max()) > 0.0
 
 
-@pytest.mark.parametrize('variant, depths', [
-    ('pvlt_small', (3, 4, 6, 3)), ('pvlt_medium', (3, 4, 18, 3)), ('pvlt_large', (3, 8, 27, 3))])
+@pytest.mark.parametrize(
+    'variant, depths',
+    [('pvlt_small', (3, 4, 6, 3)), ('pvlt_medium', (3, 4, 18, 3)), ('pvlt_large', (3, 8, 27, 3))],
+)
 def test_variants_differ_in_blocks_per_stage(variant, depths):
   config = torch_port.MVLTConfig.for_variant(variant)
   assert config.depths == depths
@@ -200,8 +213,9 @@ def test_attribute_heads():
     # 'image' reads the pooled visual tokens: the same head on [CLS] gives other logits.
     visual_maps, text = model.encode(images, input_ids)
     head = lambda x: model.image_attr0_head(model.image_attr0_head_embed(x))
-    assert torch.allclose(outputs['image_attribute_logits'][0],
-                          head(visual_maps[-1].mean(dim=(2, 3))))
+    assert torch.allclose(
+        outputs['image_attribute_logits'][0], head(visual_maps[-1].mean(dim=(2, 3)))
+    )
     assert not torch.allclose(outputs['image_attribute_logits'][0], head(text[:, 0]))
   without = torch_port.MVLT(small_config()).state_dict()
   assert not any('_attr' in k for k in without)
@@ -293,16 +307,30 @@ def test_shorter_text_uses_the_first_positions():
   assert outputs['itm_logits'].shape == (2, 2)
 
 
-@pytest.mark.parametrize('make_inputs, message', [
-    (lambda c: (torch.rand(1, 3, 60, 64), torch.zeros(1, c.text_length, dtype=torch.long)),
-     'multiple of the total stride 32'),
-    (lambda c: (torch.rand(1, 3, 64, 64), torch.zeros(1, c.text_length + 1, dtype=torch.long)),
-     'text_length'),
-    (lambda c: (torch.rand(1, 64, 64), torch.zeros(1, c.text_length, dtype=torch.long)),
-     '[B, 3, H, W]'),
-    (lambda c: (torch.rand(2, 3, 64, 64), torch.zeros(1, c.text_length, dtype=torch.long)),
-     'Batch sizes differ'),
-])
+@pytest.mark.parametrize(
+    'make_inputs, message',
+    [
+        (
+            lambda c: (torch.rand(1, 3, 60, 64), torch.zeros(1, c.text_length, dtype=torch.long)),
+            'multiple of the total stride 32',
+        ),
+        (
+            lambda c: (
+                torch.rand(1, 3, 64, 64),
+                torch.zeros(1, c.text_length + 1, dtype=torch.long),
+            ),
+            'text_length',
+        ),
+        (
+            lambda c: (torch.rand(1, 64, 64), torch.zeros(1, c.text_length, dtype=torch.long)),
+            '[B, 3, H, W]',
+        ),
+        (
+            lambda c: (torch.rand(2, 3, 64, 64), torch.zeros(1, c.text_length, dtype=torch.long)),
+            'Batch sizes differ',
+        ),
+    ],
+)
 def test_bad_inputs_raise_clear_errors(make_inputs, message):
   config = small_config(heads=('itm',))
   model = torch_port.MVLT(config)
@@ -330,15 +358,26 @@ def test_bad_configs_raise_clear_errors():
 
 
 def test_config_from_a_mvlt_jax_model_config():
-  model_config = dict(variant='pvlt_tiny', embed_dims=None, depths=None, image_size=256,
-                      text_length=128, vocab_size=30522, pos_grid_size=224,
-                      heads=['mlm', 'itm', 'mir'], mir_channels=64, bn_momentum=0.9,
-                      dtype='bfloat16', remat=False)
+  model_config = dict(
+      variant='pvlt_tiny',
+      embed_dims=None,
+      depths=None,
+      image_size=256,
+      text_length=128,
+      vocab_size=30522,
+      pos_grid_size=224,
+      heads=['mlm', 'itm', 'mir'],
+      mir_channels=64,
+      bn_momentum=0.9,
+      dtype='bfloat16',
+      remat=False,
+  )
   config = torch_port.config_from_model_config(model_config)
   assert config == torch_port.MVLTConfig()  # the release's pvlt_tiny pre-training model
   assert config.batch_norm_momentum == pytest.approx(0.1)
-  small = torch_port.config_from_model_config(dict(variant='pvlt_tiny', depths=(1, 1, 1, 1),
-                                                   vocab_size=1000))
+  small = torch_port.config_from_model_config(
+      dict(variant='pvlt_tiny', depths=(1, 1, 1, 1), vocab_size=1000)
+  )
   assert small.depths == (1, 1, 1, 1) and small.vocab_size == 1000
   assert config.word_padding_idx == 0
   assert torch_port.config_from_model_config(dict(word_padding_idx=-1)).word_padding_idx == -1
@@ -347,9 +386,17 @@ def test_config_from_a_mvlt_jax_model_config():
 
 
 def test_port_imports_without_jax():
-  code = ('import sys; import mvlt_jax.torch_port; '
-          'bad = [m for m in ("jax", "flax", "tensorflow") if m in sys.modules]; '
-          'sys.exit(f"imported {bad}" if bad else 0)')
-  result = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
-                          text=True, timeout=120, check=False)
+  code = (
+      'import sys; import mvlt_jax.torch_port; '
+      'bad = [m for m in ("jax", "flax", "tensorflow") if m in sys.modules]; '
+      'sys.exit(f"imported {bad}" if bad else 0)'
+  )
+  result = subprocess.run(
+      [sys.executable, '-c', code],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=120,
+      check=False,
+  )
   assert result.returncode == 0, result.stdout + result.stderr

@@ -1,4 +1,5 @@
 """Training: sharded step equivalence, preemption, kill -9 resume, multi-process, learning."""
+
 import glob
 import os
 import re
@@ -27,22 +28,32 @@ TOTAL_STEPS = 12
 
 def _env(cache_dir, devices=1):
   env = dict(os.environ)
-  env.update({
-      # Identical programs compile once across the runs of this module.
-      'JAX_COMPILATION_CACHE_DIR': str(cache_dir),
-      'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
-      'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0',
-      'XLA_FLAGS': (f'--xla_force_host_platform_device_count={devices} '
-                    '--xla_backend_optimization_level=0'),
-      'JAX_PLATFORMS': 'cpu',
-      'PYTHONPATH': REPO,
-  })
+  env.update(
+      {
+          # Identical programs compile once across the runs of this module.
+          'JAX_COMPILATION_CACHE_DIR': str(cache_dir),
+          'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
+          'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0',
+          'XLA_FLAGS': (
+              f'--xla_force_host_platform_device_count={devices} '
+              '--xla_backend_optimization_level=0'
+          ),
+          'JAX_PLATFORMS': 'cpu',
+          'PYTHONPATH': REPO,
+      }
+  )
   return env
 
 
 def _train_cmd(workdir, data_dir, *extra):
-  return [sys.executable, 'main.py', f'--config={TINY}', f'--workdir={workdir}',
-          f'--config.dataset.data_dir={data_dir}', *extra]
+  return [
+      sys.executable,
+      'main.py',
+      f'--config={TINY}',
+      f'--workdir={workdir}',
+      f'--config.dataset.data_dir={data_dir}',
+      *extra,
+  ]
 
 
 def _params(workdir):
@@ -64,7 +75,7 @@ def _assert_same_params(a, b, atol=0.0, skip_key_bias=False):
   for (path, x), y in zip(flat_a, flat_b):
     name = jax.tree_util.keystr(path)
     if skip_key_bias and name.endswith("['kv']['bias']"):
-      x, y = x[x.shape[-1] // 2:], y[y.shape[-1] // 2:]  # the value half only
+      x, y = x[x.shape[-1] // 2 :], y[y.shape[-1] // 2 :]  # the value half only
     np.testing.assert_allclose(x, y, rtol=0, atol=atol, err_msg=name)
 
 
@@ -79,10 +90,14 @@ def reference(run_dirs):
   """An uninterrupted tiny run (it also prepares the tiny dataset)."""
   workdir = run_dirs['root'] / 'reference'
   # Like the demo, the reference run ends with the retrieval table and the picture.
-  result = subprocess.run(_train_cmd(workdir, run_dirs['data'], '--config.eval_after_training=True'),
-                          cwd=REPO,
-                          env=_env(run_dirs['cache']), capture_output=True, text=True,
-                          timeout=900)
+  result = subprocess.run(
+      _train_cmd(workdir, run_dirs['data'], '--config.eval_after_training=True'),
+      cwd=REPO,
+      env=_env(run_dirs['cache']),
+      capture_output=True,
+      text=True,
+      timeout=900,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   params, step = _params(workdir)
   assert step == TOTAL_STEPS
@@ -95,12 +110,19 @@ def test_reference_run_logs_and_lowers_loss(reference):
   assert os.path.exists(os.path.join(reference['workdir'], 'config.json'))
   assert glob.glob(os.path.join(reference['workdir'], 'events.out.tfevents.*'))
   from tensorboard.backend.event_processing import event_accumulator
-  events = event_accumulator.EventAccumulator(str(reference['workdir']),
-                                              size_guidance={'tensors': 0})
+
+  events = event_accumulator.EventAccumulator(
+      str(reference['workdir']), size_guidance={'tensors': 0}
+  )
   events.Reload()
-  losses = [float(tf_value.tensor_proto.float_val[0] if tf_value.tensor_proto.float_val else
-                  np.frombuffer(tf_value.tensor_proto.tensor_content, np.float32)[0])
-            for tf_value in events.Tensors('train/loss')]
+  losses = [
+      float(
+          tf_value.tensor_proto.float_val[0]
+          if tf_value.tensor_proto.float_val
+          else np.frombuffer(tf_value.tensor_proto.tensor_content, np.float32)[0]
+      )
+      for tf_value in events.Tensors('train/loss')
+  ]
   assert len(losses) >= 3
   assert losses[-1] < losses[0]
   assert 'train/reconstruction' in events.Tags()['tensors']
@@ -113,9 +135,12 @@ def test_reference_run_logs_and_lowers_loss(reference):
 
 def test_predictor_loads_what_training_saved(reference):
   from mvlt_jax.inference import Predictor  # pylint: disable=import-outside-toplevel
+
   predictor = Predictor.from_checkpoint(os.path.join(reference['workdir'], 'checkpoints'))
   np.testing.assert_array_equal(
-      jax.tree.leaves(predictor.variables['params'])[0], jax.tree.leaves(reference['params']['params'])[0])
+      jax.tree.leaves(predictor.variables['params'])[0],
+      jax.tree.leaves(reference['params']['params'])[0],
+  )
   images = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype(np.float32)
   scores = predictor.itm_scores(images, ['red striped long-sleeve t-shirt', 'black ankle boots'])
   assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
@@ -127,6 +152,7 @@ def test_predictor_loads_what_training_saved(reference):
 def test_validation_keeps_the_best_checkpoint(reference):
   """Validation at steps 6 and 12 (tiny_train_config); best_checkpoint holds the lower loss."""
   from mvlt_jax.inference import Predictor  # pylint: disable=import-outside-toplevel
+
   found = dict(re.findall(r'validation at step (\d+): .*?\bloss=([0-9.]+)', reference['stdout']))
   losses = {int(step): float(loss) for step, loss in found.items()}
   assert sorted(losses) == [6, 12], reference['stdout'][-2000:]
@@ -136,8 +162,10 @@ def test_validation_keeps_the_best_checkpoint(reference):
   predictor = Predictor.from_checkpoint(best_dir)
   assert predictor.config.model.text_length == 16
   if kept == [TOTAL_STEPS]:  # the best is the last step: the same parameters as checkpoints/
-    np.testing.assert_array_equal(jax.tree.leaves(predictor.variables['params'])[0],
-                                  jax.tree.leaves(reference['params']['params'])[0])
+    np.testing.assert_array_equal(
+        jax.tree.leaves(predictor.variables['params'])[0],
+        jax.tree.leaves(reference['params']['params'])[0],
+    )
 
 
 def test_text_length_other_than_the_prepared_data_is_a_clear_error(reference, run_dirs):
@@ -145,13 +173,17 @@ def test_text_length_other_than_the_prepared_data_is_a_clear_error(reference, ru
   from mvlt_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
   from mvlt_jax.data import resolve_config  # pylint: disable=import-outside-toplevel
   from tests import tiny_train_config  # pylint: disable=import-outside-toplevel
+
   config = tiny_train_config.get_config()
   config.dataset.data_dir = str(run_dirs['data'])
   prepared = prepare.load_prepared(config.dataset.name, config.dataset.data_dir)
   assert resolve_config(config, prepared).model.text_length == 16
   config.model.text_length = 24
-  with pytest.raises(ConfigError, match=r'text_length=24 but the dataset synthetic_fashion in '
-                     r'.* was prepared with text_length=16: prepare it again'):
+  with pytest.raises(
+      ConfigError,
+      match=r'text_length=24 but the dataset synthetic_fashion in '
+      r'.* was prepared with text_length=16: prepare it again',
+  ):
     resolve_config(config, prepared)
 
 
@@ -161,6 +193,7 @@ def test_attribute_classes_come_from_the_prepared_data(reference, run_dirs):
   from mvlt_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
   from mvlt_jax.data import resolve_config  # pylint: disable=import-outside-toplevel
   from tests import tiny_train_config  # pylint: disable=import-outside-toplevel
+
   config = tiny_train_config.get_config()
   config.dataset.data_dir = str(run_dirs['data'])
   assert 'attributes' in config.model.heads
@@ -173,10 +206,14 @@ def test_attribute_classes_come_from_the_prepared_data(reference, run_dirs):
   info = prepared.builder.info
   without = types.SimpleNamespace(
       tokenizer=prepared.tokenizer,
-      builder=types.SimpleNamespace(info=types.SimpleNamespace(
-          features=info.features, metadata={**info.metadata, 'attributes': {}})))
+      builder=types.SimpleNamespace(
+          info=types.SimpleNamespace(
+              features=info.features, metadata={**info.metadata, 'attributes': {}}
+          )
+      ),
+  )
   config.model.attribute_classes = ()
-  with pytest.raises(ConfigError, match=r"has no attribute labels.*prepare it again"):
+  with pytest.raises(ConfigError, match=r'has no attribute labels.*prepare it again'):
     resolve_config(config, without)
 
 
@@ -201,11 +238,16 @@ def test_interrupted_run_resumes_to_same_parameters(reference, run_dirs, how):
   workdir = run_dirs['root'] / how
   env = _env(run_dirs['cache'])
   # Slow the first run down a little so that it is interrupted mid-run, not at its end.
-  slow_cmd = [sys.executable, '-m', 'tests.slow_main', '0.3',
-              *_train_cmd(workdir, run_dirs['data'])[2:]]
-  proc = subprocess.Popen(slow_cmd,
-                          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True)
+  slow_cmd = [
+      sys.executable,
+      '-m',
+      'tests.slow_main',
+      '0.3',
+      *_train_cmd(workdir, run_dirs['data'])[2:],
+  ]
+  proc = subprocess.Popen(
+      slow_cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+  )
   _wait_for_checkpoint(workdir, proc)
   proc.send_signal(signal.SIGKILL if how == 'kill9' else signal.SIGTERM)
   stdout, stderr = proc.communicate(timeout=300)
@@ -216,8 +258,14 @@ def test_interrupted_run_resumes_to_same_parameters(reference, run_dirs, how):
     assert proc.returncode == -signal.SIGKILL
   _, stopped_at = _params(workdir)
   assert 0 < stopped_at < TOTAL_STEPS
-  result = subprocess.run(_train_cmd(workdir, run_dirs['data']), cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=900)
+  result = subprocess.run(
+      _train_cmd(workdir, run_dirs['data']),
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=900,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'Resuming from step' in result.stdout
   params, step = _params(workdir)
@@ -230,12 +278,23 @@ def test_two_processes_match_one_process(reference, run_dirs):
   workdir = run_dirs['root'] / 'two_processes'
   env = _env(run_dirs['cache'])
   port = 20000 + os.getpid() % 20000
-  procs = [subprocess.Popen(
-      _train_cmd(workdir, run_dirs['data'],
-                 f'--config.distributed.coordinator_address=localhost:{port}',
-                 '--config.distributed.num_processes=2', f'--config.distributed.process_id={i}'),
-      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      for i in range(2)]
+  procs = [
+      subprocess.Popen(
+          _train_cmd(
+              workdir,
+              run_dirs['data'],
+              f'--config.distributed.coordinator_address=localhost:{port}',
+              '--config.distributed.num_processes=2',
+              f'--config.distributed.process_id={i}',
+          ),
+          cwd=REPO,
+          env=env,
+          stdout=subprocess.PIPE,
+          stderr=subprocess.PIPE,
+          text=True,
+      )
+      for i in range(2)
+  ]
   for proc in procs:
     _, stderr = proc.communicate(timeout=900)
     assert proc.returncode == 0, stderr[-3000:]
@@ -246,9 +305,14 @@ def test_two_processes_match_one_process(reference, run_dirs):
 
 @pytest.mark.slow
 def test_sharded_step_on_8_devices_equals_single_device(run_dirs):
-  result = subprocess.run([sys.executable, '-m', 'tests.sharded_check'], cwd=REPO,
-                          env=_env(run_dirs['cache'], devices=8), capture_output=True,
-                          text=True, timeout=900)
+  result = subprocess.run(
+      [sys.executable, '-m', 'tests.sharded_check'],
+      cwd=REPO,
+      env=_env(run_dirs['cache'], devices=8),
+      capture_output=True,
+      text=True,
+      timeout=900,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'sharded ok: fsdp 2' in result.stdout
   assert "P('fsdp', None)" in result.stdout  # fsdp=2 really shards the parameters
@@ -256,7 +320,7 @@ def test_sharded_step_on_8_devices_equals_single_device(run_dirs):
 
 @pytest.mark.slow
 def test_global_batch_must_divide_over_devices(run_dirs):
-  code = textwrap.dedent('''
+  code = textwrap.dedent("""
       import jax
       from mvlt_jax import sharding
       from tests.conftest import tiny_config
@@ -265,10 +329,15 @@ def test_global_batch_must_divide_over_devices(run_dirs):
         sharding.check_global_batch(12, mesh)
       except ValueError as e:
         print('error:', e)
-  ''')
-  result = subprocess.run([sys.executable, '-c', code], cwd=REPO,
-                          env=_env(run_dirs['cache'], devices=8), capture_output=True,
-                          text=True, timeout=300)
+  """)
+  result = subprocess.run(
+      [sys.executable, '-c', code],
+      cwd=REPO,
+      env=_env(run_dirs['cache'], devices=8),
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert 'global_batch_size=12 does not divide over the 8 devices' in result.stdout
 
 
@@ -288,19 +357,32 @@ def test_train_step_lowers_every_loss_on_a_fixed_batch():
   schedule = optim.learning_rate_schedule(config.optimizer, 8, 100, 1000)
   optimizer = optim.make_optimizer(config.optimizer, schedule)
   state = jax.jit(lambda: create_train_state(model, config, optimizer))()
-  step_fn = jax.jit(steps.make_train_step(model, config, TokenSpec(64, (0, 1, 2, 3, 4), 4),
-                                          optimizer, schedule), donate_argnums=(0,))
+  step_fn = jax.jit(
+      steps.make_train_step(model, config, TokenSpec(64, (0, 1, 2, 3, 4), 4), optimizer, schedule),
+      donate_argnums=(0,),
+  )
   rng = np.random.default_rng(0)
-  batch = dict(images=jnp.asarray(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)),
-               input_ids=jnp.asarray(rng.integers(5, 64, (8, 16)).astype(np.int32)),
-               itm_labels=jnp.asarray(np.array([0, 1] * 4, np.int32)))
-  eval_fn = jax.jit(steps.make_eval_step(model, config, TokenSpec(64, (0, 1, 2, 3, 4), 4),
-                                          release_metrics=True))
+  batch = dict(
+      images=jnp.asarray(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)),
+      input_ids=jnp.asarray(rng.integers(5, 64, (8, 16)).astype(np.int32)),
+      itm_labels=jnp.asarray(np.array([0, 1] * 4, np.int32)),
+  )
+  eval_fn = jax.jit(
+      steps.make_eval_step(model, config, TokenSpec(64, (0, 1, 2, 3, 4), 4), release_metrics=True)
+  )
   eval_rng = jax.random.key(7)
   before = jax.device_get(eval_fn(state.variables, batch, eval_rng))
-  assert set(before) == {'loss', 'loss_mir', 'loss_itm', 'loss_mlm', 'itm_accuracy',
-                         'mlm_accuracy', 'clean_mlm_accuracy', 'clean_itm_accuracy',
-                         'release_score'}
+  assert set(before) == {
+      'loss',
+      'loss_mir',
+      'loss_itm',
+      'loss_mlm',
+      'itm_accuracy',
+      'mlm_accuracy',
+      'clean_mlm_accuracy',
+      'clean_itm_accuracy',
+      'release_score',
+  }
   assert set(before) == steps.eval_metric_names(config.model.heads, release_metrics=True)
   assert 'release_score' not in steps.eval_metric_names(config.model.heads)
   again = jax.device_get(eval_fn(state.variables, batch, eval_rng))
@@ -322,13 +404,15 @@ def test_train_step_lowers_every_loss_on_a_fixed_batch():
   # The release's best-checkpoint score: clean-image MLM accuracy + clean-pair ITM accuracy.
   assert after['clean_itm_accuracy'] >= 0.75, after
   assert after['clean_mlm_accuracy'] > before['clean_mlm_accuracy'], (before, after)
-  np.testing.assert_allclose(after['release_score'],
-                             after['clean_mlm_accuracy'] + after['clean_itm_accuracy'], rtol=1e-6)
+  np.testing.assert_allclose(
+      after['release_score'], after['clean_mlm_accuracy'] + after['clean_itm_accuracy'], rtol=1e-6
+  )
 
 
 def test_non_finite_loss_names_the_step_and_the_losses():
   from mvlt_jax.errors import NonFiniteLossError  # pylint: disable=import-outside-toplevel
   from mvlt_jax.train import check_finite  # pylint: disable=import-outside-toplevel
+
   check_finite(7, {'loss': 1.0, 'loss_mir': 0.5, 'grad_norm': float('inf')})  # not a loss
   with pytest.raises(NonFiniteLossError, match=r'step 42: .*loss=nan.*loss_itm=0.5'):
     check_finite(42, {'loss': float('nan'), 'loss_itm': 0.5})

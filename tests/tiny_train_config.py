@@ -3,6 +3,7 @@
   python main.py --config=tests/tiny_train_config.py --workdir=/tmp/tiny \
       --config.dataset.data_dir=/tmp/tiny_data
 """
+
 from configs import demo
 
 

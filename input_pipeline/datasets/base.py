@@ -39,8 +39,13 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core import utils as tfds_utils
 
 from input_pipeline import image_ops, schema
-from input_pipeline.errors import (BadRecordError, FatalInputError, ImageDecodeError,
-                                   NotPreparedError, SkippedRecords)
+from input_pipeline.errors import (
+    BadRecordError,
+    FatalInputError,
+    ImageDecodeError,
+    NotPreparedError,
+    SkippedRecords,
+)
 from input_pipeline.image_workers import ImageWorkers
 from input_pipeline.tokenizer import SPECIAL_TOKENS, Tokenizer
 
@@ -92,19 +97,25 @@ class PrepareOptions:
 
     # An empty path (as configs write "none") is no path.
     object.__setattr__(self, 'vocab_file', self.vocab_file or None)
-    check(self.tokenizer in TOKENIZER_KINDS,
-          f'tokenizer={self.tokenizer!r}, expected one of {TOKENIZER_KINDS}')
+    check(
+        self.tokenizer in TOKENIZER_KINDS,
+        f'tokenizer={self.tokenizer!r}, expected one of {TOKENIZER_KINDS}',
+    )
     if self.tokenizer == 'wordpiece':
       check(bool(self.vocab_file), 'tokenizer=wordpiece needs vocab_file (a BERT vocab.txt)')
     else:
       check(not self.vocab_file, 'vocab_file is only used with tokenizer=wordpiece')
     check(self.vocab_size > len(SPECIAL_TOKENS), f'vocab_size={self.vocab_size} is too small')
     check(self.text_length >= 2, f'text_length={self.text_length} leaves no room for [CLS] [SEP]')
-    check(self.caption_fields in self.CAPTION_FIELDS,
-          f'caption_fields={self.caption_fields!r}, expected one of {self.CAPTION_FIELDS}')
+    check(
+        self.caption_fields in self.CAPTION_FIELDS,
+        f'caption_fields={self.caption_fields!r}, expected one of {self.CAPTION_FIELDS}',
+    )
     check(self.image_size >= 1, f'image_size={self.image_size}')
-    check(self.image_encoding in IMAGE_ENCODINGS,
-          f'image_encoding={self.image_encoding!r}, expected one of {IMAGE_ENCODINGS}')
+    check(
+        self.image_encoding in IMAGE_ENCODINGS,
+        f'image_encoding={self.image_encoding!r}, expected one of {IMAGE_ENCODINGS}',
+    )
     check(1 <= self.jpeg_quality <= 100, f'jpeg_quality={self.jpeg_quality}')
     if self.vocab_file:
       # Recorded as an absolute path, so that re-runs compare equal.
@@ -119,7 +130,8 @@ class PrepareOptions:
     if unknown:
       raise FatalInputError(
           f'invalid option for {dataset}: {", ".join(unknown)} '
-          f'(valid: {", ".join(sorted(names))})')
+          f'(valid: {", ".join(sorted(names))})'
+      )
     return cls(**given)
 
   def as_dict(self) -> dict[str, Any]:
@@ -127,8 +139,12 @@ class PrepareOptions:
 
   def storage_spec(self) -> image_ops.StorageSpec:
     """How these options store images."""
-    return image_ops.StorageSpec(size=self.image_size, crop_margin=self.crop_white_margin,
-                                 encoding=self.image_encoding, jpeg_quality=self.jpeg_quality)
+    return image_ops.StorageSpec(
+        size=self.image_size,
+        crop_margin=self.crop_white_margin,
+        encoding=self.image_encoding,
+        jpeg_quality=self.jpeg_quality,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -183,8 +199,9 @@ class DataSource(abc.ABC):
     """
 
   @abc.abstractmethod
-  def class_names(self, records: Mapping[str, Sequence[SourceRecord]]
-                  ) -> tuple[list[str], list[str]]:
+  def class_names(
+      self, records: Mapping[str, Sequence[SourceRecord]]
+  ) -> tuple[list[str], list[str]]:
     """The main and sub category lists (the ClassLabel names)."""
 
   def attribute_classes(self) -> dict[str, list[str]]:
@@ -196,13 +213,15 @@ class DataSource(abc.ABC):
     return {}
 
   @abc.abstractmethod
-  def images(self, split: str, records: Sequence[SourceRecord]
-             ) -> Iterator[tuple[SourceRecord, ImageInput]]:
+  def images(
+      self, split: str, records: Sequence[SourceRecord]
+  ) -> Iterator[tuple[SourceRecord, ImageInput]]:
     """Each record of ``split`` (in the given order) with its image."""
 
 
-def drop_bad_text_records(records: Mapping[str, Sequence[SourceRecord]],
-                          skips: SkippedRecords) -> dict[str, list[SourceRecord]]:
+def drop_bad_text_records(
+    records: Mapping[str, Sequence[SourceRecord]], skips: SkippedRecords
+) -> dict[str, list[SourceRecord]]:
   """Skips records with an empty field or caption, or an id seen before.
 
   Splits are checked in the order of ``records``; the first occurrence of an
@@ -213,29 +232,45 @@ def drop_bad_text_records(records: Mapping[str, Sequence[SourceRecord]],
   for split, split_records in records.items():
     kept[split] = []
     for record in split_records:
-      empty = [name for name in ('id', 'product_id', 'category', 'subcategory')
-               if not getattr(record, name).strip()]
+      empty = [
+          name
+          for name in ('id', 'product_id', 'category', 'subcategory')
+          if not getattr(record, name).strip()
+      ]
       if empty:
-        skips.add(split, BadRecordError(record.where, 'missing_field',
-                                        f'empty field(s): {", ".join(empty)}'))
+        skips.add(
+            split,
+            BadRecordError(record.where, 'missing_field', f'empty field(s): {", ".join(empty)}'),
+        )
       elif not record.caption.strip():
-        skips.add(split, BadRecordError(record.where, 'empty_caption',
-                                        'the caption is empty or only whitespace'))
+        skips.add(
+            split,
+            BadRecordError(
+                record.where, 'empty_caption', 'the caption is empty or only whitespace'
+            ),
+        )
       elif record.id in seen_ids:
-        skips.add(split, BadRecordError(
-            record.where, 'duplicate_id',
-            f'id {record.id!r} was already used by {seen_ids[record.id]}'))
+        skips.add(
+            split,
+            BadRecordError(
+                record.where,
+                'duplicate_id',
+                f'id {record.id!r} was already used by {seen_ids[record.id]}',
+            ),
+        )
       else:
         seen_ids[record.id] = record.where
         kept[split].append(record)
   return kept
 
 
-def drop_unknown_categories(records: Mapping[str, Sequence[SourceRecord]],
-                            main_categories: Sequence[str],
-                            sub_categories: Sequence[str],
-                            skips: SkippedRecords,
-                            list_source: str) -> dict[str, list[SourceRecord]]:
+def drop_unknown_categories(
+    records: Mapping[str, Sequence[SourceRecord]],
+    main_categories: Sequence[str],
+    sub_categories: Sequence[str],
+    skips: SkippedRecords,
+    list_source: str,
+) -> dict[str, list[SourceRecord]]:
   """Skips records whose category or sub-category is outside the class lists."""
   main, sub = set(main_categories), set(sub_categories)
   kept = {}
@@ -243,20 +278,31 @@ def drop_unknown_categories(records: Mapping[str, Sequence[SourceRecord]],
     kept[split] = []
     for record in split_records:
       if record.category not in main:
-        skips.add(split, BadRecordError(
-            record.where, 'unknown_category',
-            f'category {record.category!r} is not in {list_source}'))
+        skips.add(
+            split,
+            BadRecordError(
+                record.where,
+                'unknown_category',
+                f'category {record.category!r} is not in {list_source}',
+            ),
+        )
       elif record.subcategory not in sub:
-        skips.add(split, BadRecordError(
-            record.where, 'unknown_category',
-            f'subcategory {record.subcategory!r} is not in {list_source}'))
+        skips.add(
+            split,
+            BadRecordError(
+                record.where,
+                'unknown_category',
+                f'subcategory {record.subcategory!r} is not in {list_source}',
+            ),
+        )
       else:
         kept[split].append(record)
   return kept
 
 
-def require_nonempty_splits(records: Mapping[str, Sequence[SourceRecord]],
-                            source: str, skips: SkippedRecords) -> None:
+def require_nonempty_splits(
+    records: Mapping[str, Sequence[SourceRecord]], source: str, skips: SkippedRecords
+) -> None:
   """Raises :class:`FatalInputError` if a split has no usable record left."""
   for split in SPLITS:
     if not records.get(split):
@@ -289,15 +335,22 @@ def split_counts(contents: Mapping[str, SplitContents]) -> dict[str, dict[str, i
   """``{split: {records, products, categories, subcategories}}`` and, once the training
   split is there, ``only_in_train: {categories, subcategories}``: the classes of training
   that no other split has (JSON serialisable, for the metadata and the summary)."""
-  counts = {split: {'records': c.records, 'products': len(c.products),
-                    'categories': len(c.categories), 'subcategories': len(c.subcategories)}
-            for split, c in contents.items()}
+  counts = {
+      split: {
+          'records': c.records,
+          'products': len(c.products),
+          'categories': len(c.categories),
+          'subcategories': len(c.subcategories),
+      }
+      for split, c in contents.items()
+  }
   train = contents.get(TRAIN_SPLIT)
   if train is not None:
     others = [c for split, c in contents.items() if split != TRAIN_SPLIT]
     counts['only_in_train'] = {
         level: len(getattr(train, level).difference(*(getattr(c, level) for c in others)))
-        for level in ('categories', 'subcategories')}
+        for level in ('categories', 'subcategories')
+    }
   return counts
 
 
@@ -330,35 +383,38 @@ class BuildPlan:
   attribute_classes: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
 
-def make_features(options: PrepareOptions, main_categories: Sequence[str],
-                  sub_categories: Sequence[str],
-                  attribute_classes: Mapping[str, Sequence[str]] | None = None
-                  ) -> tfds.features.FeaturesDict:
+def make_features(
+    options: PrepareOptions,
+    main_categories: Sequence[str],
+    sub_categories: Sequence[str],
+    attribute_classes: Mapping[str, Sequence[str]] | None = None,
+) -> tfds.features.FeaturesDict:
   """The feature schema of a prepared dataset (see :mod:`input_pipeline.schema`); with
   ``attribute_classes``, also ``attributes``: int32 [K], the index of each attribute's
   value in its class list (the lists are in the metadata's ``attributes``)."""
   size = options.image_size
   if options.image_encoding == 'raw':
-    image = tfds.features.Tensor(shape=(size, size, 3), dtype=np.uint8,
-                                 encoding=tfds.features.Encoding.BYTES)
+    image = tfds.features.Tensor(
+        shape=(size, size, 3), dtype=np.uint8, encoding=tfds.features.Encoding.BYTES
+    )
   else:
-    image = tfds.features.Image(shape=(size, size, 3), dtype=np.uint8,
-                                encoding_format='jpeg')
+    image = tfds.features.Image(shape=(size, size, 3), dtype=np.uint8, encoding_format='jpeg')
   extra = {}
   if attribute_classes:
-    extra[schema.ATTRIBUTES] = tfds.features.Tensor(shape=(len(attribute_classes),),
-                                                    dtype=np.int32)
-  return tfds.features.FeaturesDict({
-      **extra,
-      schema.ID: tfds.features.Text(),
-      schema.PRODUCT_ID: tfds.features.Text(),
-      schema.IMAGE: image,
-      schema.CAPTION: tfds.features.Text(),
-      schema.INPUT_IDS: tfds.features.Tensor(shape=(options.text_length,), dtype=np.int32),
-      schema.CATEGORY: tfds.features.ClassLabel(names=list(main_categories)),
-      schema.SUBCATEGORY: tfds.features.ClassLabel(names=list(sub_categories)),
-      schema.POSE: tfds.features.Text(),
-  })
+    extra[schema.ATTRIBUTES] = tfds.features.Tensor(shape=(len(attribute_classes),), dtype=np.int32)
+  return tfds.features.FeaturesDict(
+      {
+          **extra,
+          schema.ID: tfds.features.Text(),
+          schema.PRODUCT_ID: tfds.features.Text(),
+          schema.IMAGE: image,
+          schema.CAPTION: tfds.features.Text(),
+          schema.INPUT_IDS: tfds.features.Tensor(shape=(options.text_length,), dtype=np.int32),
+          schema.CATEGORY: tfds.features.ClassLabel(names=list(main_categories)),
+          schema.SUBCATEGORY: tfds.features.ClassLabel(names=list(sub_categories)),
+          schema.POSE: tfds.features.Text(),
+      }
+  )
 
 
 class PreparedDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -403,8 +459,9 @@ class PreparedDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=
       metadata = None
     else:
       plan = self._plan
-      features = make_features(plan.options, plan.main_categories, plan.sub_categories,
-                               plan.attribute_classes)
+      features = make_features(
+          plan.options, plan.main_categories, plan.sub_categories, plan.attribute_classes
+      )
       metadata = tfds.core.MetadataDict(
           format_version=METADATA_FORMAT_VERSION,
           dataset=self.name,
@@ -419,8 +476,9 @@ class PreparedDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=
           crop_white_margin=plan.options.crop_white_margin,
           options=plan.options.as_dict(),
       )
-    return tfds.core.DatasetInfo(builder=self, description=self.DESCRIPTION,
-                                 features=features, metadata=metadata)
+    return tfds.core.DatasetInfo(
+        builder=self, description=self.DESCRIPTION, features=features, metadata=metadata
+    )
 
   def _features_on_disk(self) -> tfds.features.FeatureConnector | None:
     if tfds.core.features.feature.make_config_path(self.data_path).exists():
@@ -432,7 +490,8 @@ class PreparedDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=
     if self._plan is None:
       raise NotPreparedError(
           f'{self.name} is prepared by `python -m input_pipeline.prepare {self.name} '
-          f'--data_dir=...`, which trains the tokenizer first; tfds cannot prepare it alone')
+          f'--data_dir=...`, which trains the tokenizer first; tfds cannot prepare it alone'
+      )
     return {split: self._generate_examples(split) for split in self._plan.records}
 
   def _generate_examples(self, split: str) -> Iterator[tuple[str, dict]]:
@@ -463,8 +522,10 @@ class PreparedDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=
           schema.POSE: record.pose,
       }
     if not counts:
-      raise FatalInputError(f'{self.name}: no record of split {split!r} has a usable image '
-                            f'(skipped: {plan.skips.as_dict().get(split)})')
+      raise FatalInputError(
+          f'{self.name}: no record of split {split!r} has a usable image '
+          f'(skipped: {plan.skips.as_dict().get(split)})'
+      )
     plan.category_counts[split] = dict(sorted(counts.items()))
     plan.split_contents[split] = contents
     # The metadata is written after every split is generated, so it sees these.
@@ -474,12 +535,15 @@ class PreparedDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=
     self.info.metadata['skipped_examples'] = list(plan.skips.messages)
 
 
-def attribute_indices(record: SourceRecord,
-                      attribute_classes: Mapping[str, Sequence[str]]) -> np.ndarray:
+def attribute_indices(
+    record: SourceRecord, attribute_classes: Mapping[str, Sequence[str]]
+) -> np.ndarray:
   """int32 [K]: the index of each of ``record.attributes`` in its class list."""
   if len(record.attributes) != len(attribute_classes):
-    raise FatalInputError(f'{record.where}: {len(record.attributes)} attribute values for '
-                          f'{len(attribute_classes)} attributes {list(attribute_classes)}')
+    raise FatalInputError(
+        f'{record.where}: {len(record.attributes)} attribute values for '
+        f'{len(attribute_classes)} attributes {list(attribute_classes)}'
+    )
   indices = []
   for (name, values), value in zip(attribute_classes.items(), record.attributes):
     if value not in values:

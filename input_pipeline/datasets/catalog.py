@@ -59,10 +59,18 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
-from input_pipeline.datasets.base import (SPLITS, TRAIN_SPLIT, DataSource, ImageInput,
-                                          PrepareOptions, PreparedDatasetBuilder, SourceRecord,
-                                          drop_bad_text_records, drop_unknown_categories,
-                                          normalize_text)
+from input_pipeline.datasets.base import (
+    SPLITS,
+    TRAIN_SPLIT,
+    DataSource,
+    ImageInput,
+    PrepareOptions,
+    PreparedDatasetBuilder,
+    SourceRecord,
+    drop_bad_text_records,
+    drop_unknown_categories,
+    normalize_text,
+)
 from input_pipeline.errors import BadRecordError, FatalInputError, SkippedRecords
 
 REQUIRED_FIELDS = ('id', 'product_id', 'image', 'caption', 'category', 'subcategory')
@@ -95,12 +103,16 @@ class CatalogOptions(PrepareOptions):
     object.__setattr__(self, 'class_file', self.class_file or None)
     if not 0.0 < self.validation_fraction < 1.0:
       raise FatalInputError(
-          f'invalid option: validation_fraction={self.validation_fraction}, expected in (0, 1)')
+          f'invalid option: validation_fraction={self.validation_fraction}, expected in (0, 1)'
+      )
 
 
 def _find_file(manual_dir: str, stem: str) -> str | None:
-  found = [os.path.join(manual_dir, f'{stem}.{fmt}') for fmt in FORMATS
-           if os.path.isfile(os.path.join(manual_dir, f'{stem}.{fmt}'))]
+  found = [
+      os.path.join(manual_dir, f'{stem}.{fmt}')
+      for fmt in FORMATS
+      if os.path.isfile(os.path.join(manual_dir, f'{stem}.{fmt}'))
+  ]
   if len(found) > 1:
     raise FatalInputError(f'{manual_dir}: both {" and ".join(found)} exist; keep one')
   return found[0] if found else None
@@ -116,8 +128,9 @@ def _is_validation_product(product_id: str, validation_fraction: float) -> bool:
   return _product_hash(product_id) / 2.0**64 < validation_fraction
 
 
-def split_products(records: Iterable[SourceRecord], validation_fraction: float
-                   ) -> dict[str, list[SourceRecord]]:
+def split_products(
+    records: Iterable[SourceRecord], validation_fraction: float
+) -> dict[str, list[SourceRecord]]:
   """The records of a single-file catalog split by product (see the module docstring).
 
   Every category and sub-category of the validation split keeps a product in
@@ -127,10 +140,15 @@ def split_products(records: Iterable[SourceRecord], validation_fraction: float
   classes: dict[str, set[tuple[str, str]]] = {}  # product -> its (level, name) classes
   for record in records:
     classes.setdefault(record.product_id, set()).update(
-        (('category', record.category), ('subcategory', record.subcategory)))
+        (('category', record.category), ('subcategory', record.subcategory))
+    )
   candidates = {p for p in classes if _is_validation_product(p, validation_fraction)}
-  in_training = {cls for product, product_classes in classes.items()
-                 if product not in candidates for cls in product_classes}
+  in_training = {
+      cls
+      for product, product_classes in classes.items()
+      if product not in candidates
+      for cls in product_classes
+  }
   validation = set()
   for product in sorted(candidates, key=lambda p: (-_product_hash(p), p)):
     if classes[product] <= in_training:
@@ -154,7 +172,8 @@ class CatalogSource(DataSource):
   def __init__(self, manual_dir: str | None, options: CatalogOptions):
     if not manual_dir or not os.path.isdir(manual_dir):
       raise FatalInputError(
-          f'catalog needs --manual_dir, the folder holding the catalog file(s); got {manual_dir!r}')
+          f'catalog needs --manual_dir, the folder holding the catalog file(s); got {manual_dir!r}'
+      )
     self._options = options
     self._manual_dir = manual_dir
     split_files = {split: _find_file(manual_dir, split) for split in SPLITS}
@@ -169,7 +188,8 @@ class CatalogSource(DataSource):
       raise FatalInputError(
           f'{manual_dir}: expected train.jsonl|csv and validation.jsonl|csv, or a single '
           f'{SINGLE_FILE_STEM}.jsonl|csv; found: '
-          f'{", ".join(sorted(os.listdir(manual_dir))) or "nothing"}')
+          f'{", ".join(sorted(os.listdir(manual_dir))) or "nothing"}'
+      )
     self._class_lists = self._read_class_file() if options.class_file else None
 
   def _read_class_file(self) -> tuple[list[str], list[str]]:
@@ -184,8 +204,11 @@ class CatalogSource(DataSource):
     lists = []
     for key in CLASS_FILE_KEYS:
       names = content.get(key) if isinstance(content, dict) else None
-      if (not isinstance(names, list) or not names
-          or not all(isinstance(n, str) and n.strip() for n in names)):
+      if (
+          not isinstance(names, list)
+          or not names
+          or not all(isinstance(n, str) and n.strip() for n in names)
+      ):
         raise FatalInputError(f'{path}: {key!r} must be a non-empty list of names')
       names = [normalize_text(n) for n in names]
       if len(set(names)) != len(names):
@@ -197,30 +220,34 @@ class CatalogSource(DataSource):
 
   def read_records(self, skips: SkippedRecords) -> dict[str, list[SourceRecord]]:
     if self._files:
-      return {split: list(self._read_file(path, skips, split))
-              for split, path in self._files.items()}
+      return {
+          split: list(self._read_file(path, skips, split)) for split, path in self._files.items()
+      }
     # The text checks (and the class file) first, so that the split protects
     # the classes of the records that are kept.
-    records = {SINGLE_FILE_STEM: list(self._read_file(self._single_file, skips,
-                                                      SINGLE_FILE_STEM))}
+    records = {SINGLE_FILE_STEM: list(self._read_file(self._single_file, skips, SINGLE_FILE_STEM))}
     records = drop_bad_text_records(records, skips)
     if self._class_lists is not None:
-      records = drop_unknown_categories(records, *self._class_lists, skips,
-                                        self.class_list_source)
+      records = drop_unknown_categories(records, *self._class_lists, skips, self.class_list_source)
     fraction = self._options.validation_fraction
     split = split_products(records[SINGLE_FILE_STEM], fraction)
     if split[TRAIN_SPLIT] and not split[VALIDATION_SPLIT]:
-      candidates = {r.product_id for r in split[TRAIN_SPLIT]
-                    if _is_validation_product(r.product_id, fraction)}
-      why = (f'the {len(candidates)} candidate product(s) are each needed in training by a '
-             f'class that has no other product' if candidates
-             else f'no product id hashes below validation_fraction={fraction}')
-      raise FatalInputError(f'{self._single_file}: no product can go to validation ({why}); '
-                            f'pass a larger --validation_fraction or add products')
+      candidates = {
+          r.product_id for r in split[TRAIN_SPLIT] if _is_validation_product(r.product_id, fraction)
+      }
+      why = (
+          f'the {len(candidates)} candidate product(s) are each needed in training by a '
+          f'class that has no other product'
+          if candidates
+          else f'no product id hashes below validation_fraction={fraction}'
+      )
+      raise FatalInputError(
+          f'{self._single_file}: no product can go to validation ({why}); '
+          f'pass a larger --validation_fraction or add products'
+      )
     return {name: split[name] for name in SPLITS}
 
-  def _read_file(self, path: str, skips: SkippedRecords, skip_key: str
-                 ) -> Iterator[SourceRecord]:
+  def _read_file(self, path: str, skips: SkippedRecords, skip_key: str) -> Iterator[SourceRecord]:
     """The records of one file; bad ones go to ``skips`` under ``skip_key``.
 
     ``skip_key`` is the file's split, or ``'catalog'`` for a single-file
@@ -232,7 +259,7 @@ class CatalogSource(DataSource):
     except OSError as e:
       raise FatalInputError(f'{path}: cannot read ({e.strerror})') from e
     if data.startswith(_UTF8_BOM):
-      data = data[len(_UTF8_BOM):]
+      data = data[len(_UTF8_BOM) :]
     rows = self._jsonl_rows(path, data) if path.endswith('.jsonl') else self._csv_rows(path, data)
     count = 0
     for where, fields in rows:
@@ -253,8 +280,9 @@ class CatalogSource(DataSource):
       try:
         text = line.decode('utf-8')
       except UnicodeDecodeError as e:
-        yield where, BadRecordError(where, 'not_utf8', f'the line is not valid UTF-8 ({e.reason} '
-                                    f'at byte {e.start})')
+        yield where, BadRecordError(
+            where, 'not_utf8', f'the line is not valid UTF-8 ({e.reason} ' f'at byte {e.start})'
+        )
         continue
       try:
         fields = json.loads(text)
@@ -274,14 +302,18 @@ class CatalogSource(DataSource):
       header = reader.fieldnames or []
       missing = [f for f in REQUIRED_FIELDS if f not in header]
       if missing and header:
-        raise FatalInputError(f'{path}: the header lacks column(s) {", ".join(missing)} '
-                              f'(found: {", ".join(header)})')
+        raise FatalInputError(
+            f'{path}: the header lacks column(s) {", ".join(missing)} '
+            f'(found: {", ".join(header)})'
+        )
       for row in reader:
         where = f'{name} line {reader.line_num}'
         if None in row:  # More values than columns.
-          yield where, BadRecordError(where, 'invalid_record',
-                                      f'{len(header) + len(row[None])} values for '
-                                      f'{len(header)} columns')
+          yield where, BadRecordError(
+              where,
+              'invalid_record',
+              f'{len(header) + len(row[None])} values for ' f'{len(header)} columns',
+          )
         elif any(_has_undecodable_bytes(v) for v in row.values() if v):
           yield where, BadRecordError(where, 'not_utf8', 'the row is not valid UTF-8')
         else:
@@ -303,8 +335,11 @@ class CatalogSource(DataSource):
           raise BadRecordError(where, 'missing_field', f'the field {name!r} is missing')
         value = ''
       if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise BadRecordError(where, 'invalid_record',
-                             f'the field {name!r} must be a string, not {type(value).__name__}')
+        raise BadRecordError(
+            where,
+            'invalid_record',
+            f'the field {name!r} must be a string, not {type(value).__name__}',
+        )
       values[name] = str(value).strip()
     if not values['image']:
       raise BadRecordError(where, 'missing_field', "the field 'image' is empty")
@@ -324,8 +359,9 @@ class CatalogSource(DataSource):
 
   # -- classes and images -----------------------------------------------------
 
-  def class_names(self, records: Mapping[str, Sequence[SourceRecord]]
-                  ) -> tuple[list[str], list[str]]:
+  def class_names(
+      self, records: Mapping[str, Sequence[SourceRecord]]
+  ) -> tuple[list[str], list[str]]:
     if self._class_lists is not None:
       return self._class_lists
     train = records[TRAIN_SPLIT]
@@ -338,15 +374,17 @@ class CatalogSource(DataSource):
       return os.path.join(self._manual_dir, self._options.class_file)
     return 'the categories of the train split'
 
-  def images(self, split: str, records: Sequence[SourceRecord]
-             ) -> Iterator[tuple[SourceRecord, ImageInput]]:
+  def images(
+      self, split: str, records: Sequence[SourceRecord]
+  ) -> Iterator[tuple[SourceRecord, ImageInput]]:
     for record in records:
       try:
         with open(record.image_ref, 'rb') as f:
           data = f.read()
       except OSError as e:
-        yield record, BadRecordError(record.where, 'missing_image',
-                                     f'cannot read {record.image_ref}: {e.strerror}')
+        yield record, BadRecordError(
+            record.where, 'missing_image', f'cannot read {record.image_ref}: {e.strerror}'
+        )
         continue
       yield record, data
 

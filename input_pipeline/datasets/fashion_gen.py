@@ -29,8 +29,15 @@ from collections.abc import Iterator, Mapping, Sequence
 import h5py
 import numpy as np
 
-from input_pipeline.datasets.base import (SPLITS, DataSource, ImageInput, PrepareOptions,
-                                          PreparedDatasetBuilder, SourceRecord, normalize_text)
+from input_pipeline.datasets.base import (
+    SPLITS,
+    DataSource,
+    ImageInput,
+    PrepareOptions,
+    PreparedDatasetBuilder,
+    SourceRecord,
+    normalize_text,
+)
 from input_pipeline.errors import BadRecordError, FatalInputError, SkippedRecords
 
 SPLIT_FILES = {
@@ -69,12 +76,14 @@ class FashionGenSource(DataSource):
 
   class_list_source = 'the categories of train and validation'
 
-  def __init__(self, manual_dir: str | None, options: PrepareOptions,
-               read_chunk: int = DEFAULT_READ_CHUNK):
+  def __init__(
+      self, manual_dir: str | None, options: PrepareOptions, read_chunk: int = DEFAULT_READ_CHUNK
+  ):
     if not manual_dir:
       raise FatalInputError(
           'fashion_gen needs --manual_dir: the folder holding '
-          f'{" and ".join(SPLIT_FILES.values())}')
+          f'{" and ".join(SPLIT_FILES.values())}'
+      )
     self._options = options
     self._read_chunk = read_chunk
     self._paths = {split: os.path.join(manual_dir, name) for split, name in SPLIT_FILES.items()}
@@ -101,11 +110,13 @@ class FashionGenSource(DataSource):
       if missing:
         raise FatalInputError(
             f'{path}: missing dataset(s) {", ".join(missing)} (found: '
-            f'{", ".join(sorted(f.keys())) or "none"}); is it an official Fashion-Gen file?')
+            f'{", ".join(sorted(f.keys())) or "none"}); is it an official Fashion-Gen file?'
+        )
       images = f[IMAGE_FIELD]
       if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise FatalInputError(
-            f'{path}: {IMAGE_FIELD} is {images.dtype} {images.shape}, expected uint8 [N, H, W, 3]')
+            f'{path}: {IMAGE_FIELD} is {images.dtype} {images.shape}, expected uint8 [N, H, W, 3]'
+        )
       present = required + ([POSE_FIELD] if POSE_FIELD in f else [])
       lengths = {name: len(f[name]) for name in present}
       if len(set(lengths.values())) != 1:
@@ -135,26 +146,30 @@ class FashionGenSource(DataSource):
         if self._options.caption_fields == 'title+description':
           caption = f'{caption} {columns[DESCRIPTION_FIELD][row]}'
         record_id = f'{product_id}_{view}'
-        split_records.append(SourceRecord(
-            id=record_id,
-            product_id=product_id,
-            caption=normalize_text(caption),
-            category=normalize_text(columns[CATEGORY_FIELD][row]),
-            subcategory=normalize_text(columns[SUBCATEGORY_FIELD][row]),
-            pose=normalize_text(poses[row]) if poses else '',
-            where=f'{file_name} row {row} (id {record_id!r})',
-            image_ref=row,
-        ))
+        split_records.append(
+            SourceRecord(
+                id=record_id,
+                product_id=product_id,
+                caption=normalize_text(caption),
+                category=normalize_text(columns[CATEGORY_FIELD][row]),
+                subcategory=normalize_text(columns[SUBCATEGORY_FIELD][row]),
+                pose=normalize_text(poses[row]) if poses else '',
+                where=f'{file_name} row {row} (id {record_id!r})',
+                image_ref=row,
+            )
+        )
       records[split] = split_records
     return records
 
-  def class_names(self, records: Mapping[str, Sequence[SourceRecord]]
-                  ) -> tuple[list[str], list[str]]:
+  def class_names(
+      self, records: Mapping[str, Sequence[SourceRecord]]
+  ) -> tuple[list[str], list[str]]:
     every = [r for split in SPLITS for r in records[split]]
     return (sorted({r.category for r in every}), sorted({r.subcategory for r in every}))
 
-  def images(self, split: str, records: Sequence[SourceRecord]
-             ) -> Iterator[tuple[SourceRecord, ImageInput]]:
+  def images(
+      self, split: str, records: Sequence[SourceRecord]
+  ) -> Iterator[tuple[SourceRecord, ImageInput]]:
     with self._open(self._paths[split]) as f:
       images = f[IMAGE_FIELD]
       block_start, block = 0, np.zeros((0,), np.uint8)
@@ -163,7 +178,7 @@ class FashionGenSource(DataSource):
         if not block_start <= row < block_start + len(block):
           block_start = row
           try:
-            block = images[row:row + self._read_chunk]  # [chunk, H, W, 3]
+            block = images[row : row + self._read_chunk]  # [chunk, H, W, 3]
           except OSError:
             block = np.zeros((0,), np.uint8)  # Read the damaged region row by row.
         if len(block):
@@ -172,8 +187,9 @@ class FashionGenSource(DataSource):
         try:
           yield record, images[row]
         except OSError as e:
-          yield record, BadRecordError(record.where, 'corrupt_image',
-                                       f'cannot read the image row: {e}')
+          yield record, BadRecordError(
+              record.where, 'corrupt_image', f'cannot read the image row: {e}'
+          )
 
 
 class FashionGen(PreparedDatasetBuilder):
@@ -183,7 +199,8 @@ class FashionGen(PreparedDatasetBuilder):
   DESCRIPTION = __doc__
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       f'Place {" and ".join(SPLIT_FILES.values())} (the official Fashion-Gen '
-      'release) in the manual dir.')
+      'release) in the manual dir.'
+  )
   OPTIONS_CLS = PrepareOptions
 
   @classmethod

@@ -22,14 +22,19 @@ import functools
 from collections.abc import Iterator, Mapping, Sequence
 
 from input_pipeline import synthetic_render
-from input_pipeline.datasets.base import (DataSource, ImageInput, PrepareOptions,
-                                          PreparedDatasetBuilder, SourceRecord, normalize_text)
+from input_pipeline.datasets.base import (
+    DataSource,
+    ImageInput,
+    PrepareOptions,
+    PreparedDatasetBuilder,
+    SourceRecord,
+    normalize_text,
+)
 from input_pipeline.errors import FatalInputError, SkippedRecords
 
 # The attribute labels stored with every record (the attribute heads' targets): the two
 # attributes every product has; the sub-category-specific ones (length, pocket ...) are not.
-ATTRIBUTE_CLASSES = {'colour': synthetic_render.MAIN_COLOURS,
-                     'pattern': synthetic_render.PATTERNS}
+ATTRIBUTE_CLASSES = {'colour': synthetic_render.MAIN_COLOURS, 'pattern': synthetic_render.PATTERNS}
 
 # The validation split is generated from seed + this offset.
 VALIDATION_SEED_OFFSET = 1_000_003
@@ -89,31 +94,35 @@ class SyntheticSource(DataSource):
         product = synthetic_render.sample_product(index, seed)
         for view in range(synthetic_render.num_views(index, seed, self._options.max_views)):
           record_id = f'{product.product_id}_{view}'
-          records[split].append(SourceRecord(
-              id=record_id,
-              product_id=product.product_id,
-              caption=normalize_text(self._caption(product)),
-              category=product.category,
-              subcategory=product.subcategory,
-              pose=str(view),
-              where=f'synthetic {split} product {index} view {view} (id {record_id!r})',
-              image_ref=functools.partial(synthetic_render.render_view, product, view, seed,
-                                          self._options.image_size),
-              attributes=tuple(product.attributes[name] for name in ATTRIBUTE_CLASSES),
-          ))
+          records[split].append(
+              SourceRecord(
+                  id=record_id,
+                  product_id=product.product_id,
+                  caption=normalize_text(self._caption(product)),
+                  category=product.category,
+                  subcategory=product.subcategory,
+                  pose=str(view),
+                  where=f'synthetic {split} product {index} view {view} (id {record_id!r})',
+                  image_ref=functools.partial(
+                      synthetic_render.render_view, product, view, seed, self._options.image_size
+                  ),
+                  attributes=tuple(product.attributes[name] for name in ATTRIBUTE_CLASSES),
+              )
+          )
     return records
 
-  def class_names(self, records: Mapping[str, Sequence[SourceRecord]]
-                  ) -> tuple[list[str], list[str]]:
+  def class_names(
+      self, records: Mapping[str, Sequence[SourceRecord]]
+  ) -> tuple[list[str], list[str]]:
     del records  # Fixed by the generator.
-    return (list(synthetic_render.main_categories()),
-            list(synthetic_render.sub_categories()))
+    return (list(synthetic_render.main_categories()), list(synthetic_render.sub_categories()))
 
   def attribute_classes(self) -> dict[str, list[str]]:
     return {name: list(values) for name, values in ATTRIBUTE_CLASSES.items()}
 
-  def images(self, split: str, records: Sequence[SourceRecord]
-             ) -> Iterator[tuple[SourceRecord, ImageInput]]:
+  def images(
+      self, split: str, records: Sequence[SourceRecord]
+  ) -> Iterator[tuple[SourceRecord, ImageInput]]:
     for record in records:
       yield record, record.image_ref  # Drawn in the worker processes.
 

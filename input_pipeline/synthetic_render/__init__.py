@@ -45,16 +45,41 @@ Debug entry (writes contact sheets to look at)::
 
 from input_pipeline.errors import SyntheticCatalogError
 from input_pipeline.synthetic_render.attributes import ATTRIBUTE_PHRASES
-from input_pipeline.synthetic_render.catalog_table import (CATALOG, MainCategory, SubCategory,
-                                                           main_categories, sub_categories)
-from input_pipeline.synthetic_render.palette import (COLOUR_SYNONYMS, COLOURS, MAIN_COLOURS,
-                                                     PATTERN_SYNONYMS, PATTERNS, SOLID)
+from input_pipeline.synthetic_render.catalog_table import (
+    CATALOG,
+    MainCategory,
+    SubCategory,
+    main_categories,
+    sub_categories,
+)
+from input_pipeline.synthetic_render.palette import (
+    COLOUR_SYNONYMS,
+    COLOURS,
+    MAIN_COLOURS,
+    PATTERN_SYNONYMS,
+    PATTERNS,
+    SOLID,
+)
 from input_pipeline.synthetic_render.products import SyntheticProduct, sample_product
 from input_pipeline.synthetic_render.render import generate_catalog, num_views, render_view
 
 __all__ = [
-    'ATTRIBUTE_PHRASES', 'CATALOG', 'COLOURS', 'COLOUR_SYNONYMS', 'MAIN_COLOURS',
-    'PATTERNS', 'PATTERN_SYNONYMS', 'SOLID', 'MainCategory', 'SubCategory',
-    'SyntheticCatalogError', 'SyntheticProduct', 'generate_catalog', 'main_categories',
-    'num_views', 'render_view', 'sample_product', 'sub_categories',
+    'ATTRIBUTE_PHRASES',
+    'CATALOG',
+    'COLOURS',
+    'COLOUR_SYNONYMS',
+    'MAIN_COLOURS',
+    'PATTERNS',
+    'PATTERN_SYNONYMS',
+    'SOLID',
+    'MainCategory',
+    'SubCategory',
+    'SyntheticCatalogError',
+    'SyntheticProduct',
+    'generate_catalog',
+    'main_categories',
+    'num_views',
+    'render_view',
+    'sample_product',
+    'sub_categories',
 ]

@@ -6,7 +6,6 @@ use for it.
 
 from __future__ import annotations
 
-
 ATTRIBUTE_PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
     'sleeve': {
         'sleeveless': ('no sleeves', 'a sleeveless cut', 'open armholes'),
@@ -18,8 +17,11 @@ ATTRIBUTE_PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
         'v-neck': ('a v-neckline', 'a v-neck', 'a v-shaped neckline'),
         'scoop-neck': ('a scoop neckline', 'a deep scoop neck', 'a rounded scoop neck'),
         'turtleneck': ('a turtleneck', 'a high roll neck', 'a ribbed turtleneck collar'),
-        'straight-neck': ('a straight neckline', 'a straight-cut bodice',
-                          'a straight-across neckline'),
+        'straight-neck': (
+            'a straight neckline',
+            'a straight-cut bodice',
+            'a straight-across neckline',
+        ),
     },
     'strap': {
         'thin-strap': ('thin shoulder straps', 'spaghetti straps', 'slim straps'),
@@ -38,13 +40,22 @@ ATTRIBUTE_PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
         'slouchy': ('a slouchy shape', 'a relaxed slouchy crown', 'extra slouch at the back'),
     },
     'closure': {
-        'pullover': ('a pullover design with a kangaroo pocket', 'a kangaroo pouch pocket',
-                     'a pull-on style with a front pouch pocket'),
+        'pullover': (
+            'a pullover design with a kangaroo pocket',
+            'a kangaroo pouch pocket',
+            'a pull-on style with a front pouch pocket',
+        ),
         'zip-up': ('a full-length zip', 'a zip-up front', 'a front zipper'),
-        'single-breasted': ('a single-breasted front', 'single-breasted buttoning',
-                            'a single row of buttons'),
-        'double-breasted': ('a double-breasted front', 'double-breasted buttoning',
-                            'two rows of buttons'),
+        'single-breasted': (
+            'a single-breasted front',
+            'single-breasted buttoning',
+            'a single row of buttons',
+        ),
+        'double-breasted': (
+            'a double-breasted front',
+            'double-breasted buttoning',
+            'two rows of buttons',
+        ),
     },
     'lapel': {
         'notch-lapel': ('notch lapels', 'notched lapels', 'classic notch lapels'),

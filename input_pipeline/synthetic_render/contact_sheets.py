@@ -23,8 +23,13 @@ from input_pipeline.synthetic_render.products import sample_product
 from input_pipeline.synthetic_render.render import num_views, render_view
 
 
-def _contact_sheet(images: Sequence[np.ndarray], labels: Sequence[str], columns: int,
-                   label_lines: int = 3, font_size: int = 11) -> Image.Image:
+def _contact_sheet(
+    images: Sequence[np.ndarray],
+    labels: Sequence[str],
+    columns: int,
+    label_lines: int = 3,
+    font_size: int = 11,
+) -> Image.Image:
   """A grid of images with wrapped labels below each."""
   size = images[0].shape[0]
   font = ImageFont.load_default(size=font_size)
@@ -63,8 +68,9 @@ def main(argv: Sequence[str] | None = None) -> None:
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   try:
-    products = [sample_product(i, args.seed)
-                for i in range(args.first, args.first + args.num_products)]
+    products = [
+        sample_product(i, args.seed) for i in range(args.first, args.first + args.num_products)
+    ]
     canonical = [render_view(p, 0, args.seed, args.image_size) for p in products]
     start = time.perf_counter()  # timed again, warm (the silhouettes are cached)
     for p in products:
@@ -85,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     _contact_sheet(views, view_labels, args.max_views, label_lines=1).save(out / 'views_sheet.png')
   except SyntheticCatalogError as e:
     raise SystemExit(f'error: {e}') from None
-  print(f'wrote {out / "contact_sheet.png"} and {out / "views_sheet.png"}; '
-        f'{1e3 * elapsed / len(products):.2f} ms per {args.image_size}px image')
+  print(
+      f'wrote {out / "contact_sheet.png"} and {out / "views_sheet.png"}; '
+      f'{1e3 * elapsed / len(products):.2f} ms per {args.image_size}px image'
+  )
   for p in products[:6]:
     print(f'{p.product_id} {p.category} / {p.subcategory}: {p.title} | {p.description}')

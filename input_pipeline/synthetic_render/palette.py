@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 COLOURS: dict[str, tuple[int, int, int]] = {
     'black': (24, 24, 27),
     'grey': (128, 129, 134),
@@ -56,16 +55,23 @@ MAIN_COLOURS: tuple[str, ...] = tuple(c for c in COLOURS if c != 'white')
 
 SOLID = 'solid'
 PATTERNS: tuple[str, ...] = (
-    SOLID, 'horizontal stripes', 'vertical stripes', 'diagonal stripes',
-    'polka dots', 'checks')
+    SOLID,
+    'horizontal stripes',
+    'vertical stripes',
+    'diagonal stripes',
+    'polka dots',
+    'checks',
+)
 # Sampling weights of PATTERNS (solid items are the most common, as in shops).
 PATTERN_WEIGHTS: tuple[float, ...] = (0.3, 0.14, 0.14, 0.14, 0.14, 0.14)
 PATTERN_SYNONYMS: dict[str, tuple[str, ...]] = {
     SOLID: ('solid', 'plain', 'single-tone'),
-    'horizontal stripes': ('horizontal stripes', 'breton-style horizontal stripes',
-                           'crosswise stripes'),
-    'vertical stripes': ('vertical stripes', 'lengthwise stripes',
-                         'up-and-down stripes'),
+    'horizontal stripes': (
+        'horizontal stripes',
+        'breton-style horizontal stripes',
+        'crosswise stripes',
+    ),
+    'vertical stripes': ('vertical stripes', 'lengthwise stripes', 'up-and-down stripes'),
     'diagonal stripes': ('diagonal stripes', 'slanted stripes', 'bias stripes'),
     'polka dots': ('polka dots', 'dots', 'spots'),
     'checks': ('checks', 'gingham checks', 'check print'),
@@ -77,10 +83,12 @@ MIN_PATTERN_CONTRAST = 110.0
 def _pattern_colours(main: str) -> tuple[str, ...]:
   """The colours a pattern on a ``main`` garment may use (clearly different)."""
   rgb = np.array(COLOURS[main], np.float64)
-  return tuple(c for c in COLOURS if c != main
-               and np.linalg.norm(np.array(COLOURS[c], np.float64) - rgb)
-               >= MIN_PATTERN_CONTRAST)
+  return tuple(
+      c
+      for c in COLOURS
+      if c != main
+      and np.linalg.norm(np.array(COLOURS[c], np.float64) - rgb) >= MIN_PATTERN_CONTRAST
+  )
 
 
-PATTERN_COLOURS: dict[str, tuple[str, ...]] = {
-    c: _pattern_colours(c) for c in MAIN_COLOURS}
+PATTERN_COLOURS: dict[str, tuple[str, ...]] = {c: _pattern_colours(c) for c in MAIN_COLOURS}

@@ -1,5 +1,4 @@
-"""Products of the synthetic catalog, sampled deterministically from ``(seed, index)``.
-"""
+"""Products of the synthetic catalog, sampled deterministically from ``(seed, index)``."""
 
 from __future__ import annotations
 
@@ -10,16 +9,20 @@ import numpy as np
 from input_pipeline.errors import SyntheticCatalogError
 from input_pipeline.synthetic_render.captions import _pick, _write_caption
 from input_pipeline.synthetic_render.catalog_table import CATALOG
-from input_pipeline.synthetic_render.palette import (MAIN_COLOURS, PATTERN_COLOURS,
-                                                     PATTERN_WEIGHTS, PATTERNS, SOLID)
-
+from input_pipeline.synthetic_render.palette import (
+    MAIN_COLOURS,
+    PATTERN_COLOURS,
+    PATTERN_WEIGHTS,
+    PATTERNS,
+    SOLID,
+)
 
 # Stream tags of the per-item random generators (distinct, non-zero: numpy's
 # SeedSequence treats [a, b] and [a, b, 0] alike).
 _PRODUCT_STREAM = 1
 _VIEW_COUNT_STREAM = 2
 _VIEW_STREAM = 3
-_MAX_SEED = 2 ** 32  # seeds and indices are single 32-bit words
+_MAX_SEED = 2**32  # seeds and indices are single 32-bit words
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +74,11 @@ def sample_product(index: int, seed: int) -> SyntheticProduct:
   for kind, values in sub.attributes:
     attributes[kind] = _pick(rng, values)
   title, description = _write_caption(sub, attributes, rng)
-  return SyntheticProduct(product_id=f'syn{seed}-{index:07d}', category=main.name,
-                          subcategory=sub.name, attributes=attributes, title=title,
-                          description=description)
+  return SyntheticProduct(
+      product_id=f'syn{seed}-{index:07d}',
+      category=main.name,
+      subcategory=sub.name,
+      attributes=attributes,
+      title=title,
+      description=description,
+  )

@@ -18,25 +18,40 @@ from PIL import Image, ImageDraw
 from input_pipeline.errors import SyntheticCatalogError
 from input_pipeline.synthetic_render.catalog_table import _SUBCATEGORIES
 from input_pipeline.synthetic_render.palette import COLOURS, PATTERNS, SOLID
-from input_pipeline.synthetic_render.products import (_MAX_SEED, _VIEW_COUNT_STREAM, _VIEW_STREAM,
-                                                      SyntheticProduct, _check_word,
-                                                      sample_product)
-from input_pipeline.synthetic_render.shapes import (BODY, LACE, LINE, METAL, OUTLINE_WIDTH, SHADE,
-                                                    SOLE_DARK, SOLE_LIGHT, TRIM, Shape, _ellipse)
-
+from input_pipeline.synthetic_render.products import (
+    _MAX_SEED,
+    _VIEW_COUNT_STREAM,
+    _VIEW_STREAM,
+    SyntheticProduct,
+    _check_word,
+    sample_product,
+)
+from input_pipeline.synthetic_render.shapes import (
+    BODY,
+    LACE,
+    LINE,
+    METAL,
+    OUTLINE_WIDTH,
+    SHADE,
+    SOLE_DARK,
+    SOLE_LIGHT,
+    TRIM,
+    Shape,
+    _ellipse,
+)
 
 WHITE = (255, 255, 255)
-SUPERSAMPLE = 2            # draw at this multiple of the size, then box-downsample (antialiasing)
-FILL_FRACTION = 0.86       # canonical view: the garment's longer side spans this share of the frame
-MARGIN_FRACTION = 0.02     # views keep the garment this far from the frame's edges
-PATTERN_PERIOD = 0.09      # stripe / dot / check period, as a share of the frame
-STRIPE_DUTY = 0.45         # share of a period taken by a stripe or check band
-DOT_RADIUS = 0.24          # polka dot radius, as a share of the period
-CHECK_MIX = 0.5            # check bands: this mix of the pattern colour into the main one
+SUPERSAMPLE = 2  # draw at this multiple of the size, then box-downsample (antialiasing)
+FILL_FRACTION = 0.86  # canonical view: the garment's longer side spans this share of the frame
+MARGIN_FRACTION = 0.02  # views keep the garment this far from the frame's edges
+PATTERN_PERIOD = 0.09  # stripe / dot / check period, as a share of the frame
+STRIPE_DUTY = 0.45  # share of a period taken by a stripe or check band
+DOT_RADIUS = 0.24  # polka dot radius, as a share of the period
+CHECK_MIX = 0.5  # check bands: this mix of the pattern colour into the main one
 VIEW_ROTATION_DEG = (3.0, 10.0)  # views > 0: rotation magnitude range
-VIEW_SCALE = (0.78, 0.96)        # views > 0: scale range (1 = canonical)
-VIEW_SHIFT = 0.07                # views > 0: largest shift, share of the frame
-DARK_LUMINANCE = 70.0            # colours darker than this get lighter (not darker) details
+VIEW_SCALE = (0.78, 0.96)  # views > 0: scale range (1 = canonical)
+VIEW_SHIFT = 0.07  # views > 0: largest shift, share of the frame
+DARK_LUMINANCE = 70.0  # colours darker than this get lighter (not darker) details
 
 
 def _mix(rgb: Sequence[float], other: Sequence[float], amount: float) -> tuple[int, int, int]:
@@ -52,9 +67,16 @@ def _palette(colour: str) -> dict[str, tuple[int, int, int]]:
     shade, trim, seam = _mix(main, WHITE, 0.22), _mix(main, WHITE, 0.1), _mix(main, WHITE, 0.4)
   else:
     shade, trim, seam = _mix(main, black, 0.35), _mix(main, black, 0.13), _mix(main, black, 0.55)
-  return {BODY: main, SHADE: shade, TRIM: trim, LINE: seam, SOLE_LIGHT: (238, 236, 230),
-          SOLE_DARK: (38, 36, 35), METAL: (196, 164, 82),
-          LACE: (60, 60, 60) if luminance > 170 else (246, 246, 246)}
+  return {
+      BODY: main,
+      SHADE: shade,
+      TRIM: trim,
+      LINE: seam,
+      SOLE_LIGHT: (238, 236, 230),
+      SOLE_DARK: (38, 36, 35),
+      METAL: (196, 164, 82),
+      LACE: (60, 60, 60) if luminance > 170 else (246, 246, 246),
+  }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,27 +93,34 @@ def _silhouette(product: SyntheticProduct) -> _Silhouette:
   sub = _SUBCATEGORIES.get(product.subcategory)
   if sub is None:
     raise SyntheticCatalogError(
-        f'product {product.product_id}: unknown sub-category {product.subcategory!r}')
+        f'product {product.product_id}: unknown sub-category {product.subcategory!r}'
+    )
   for key in ('colour', 'pattern'):
     if key not in product.attributes:
       raise SyntheticCatalogError(f'product {product.product_id}: no {key!r} attribute')
   if product.attributes['colour'] not in COLOURS:
     raise SyntheticCatalogError(
-        f'product {product.product_id}: unknown colour {product.attributes["colour"]!r}')
+        f'product {product.product_id}: unknown colour {product.attributes["colour"]!r}'
+    )
   if product.attributes['pattern'] not in PATTERNS:
     raise SyntheticCatalogError(
-        f'product {product.product_id}: unknown pattern {product.attributes["pattern"]!r}')
-  if (product.attributes['pattern'] != SOLID
-      and product.attributes.get('pattern_colour') not in COLOURS):
+        f'product {product.product_id}: unknown pattern {product.attributes["pattern"]!r}'
+    )
+  if (
+      product.attributes['pattern'] != SOLID
+      and product.attributes.get('pattern_colour') not in COLOURS
+  ):
     raise SyntheticCatalogError(
         f'product {product.product_id}: pattern {product.attributes["pattern"]!r} needs a '
-        f'known pattern_colour, got {product.attributes.get("pattern_colour")!r}')
+        f'known pattern_colour, got {product.attributes.get("pattern_colour")!r}'
+    )
   values = []
   for kind, allowed in sub.attributes:
     value = product.attributes.get(kind)
     if value not in allowed:
       raise SyntheticCatalogError(
-          f'product {product.product_id}: {sub.name} needs {kind} in {allowed}, got {value!r}')
+          f'product {product.product_id}: {sub.name} needs {kind} in {allowed}, got {value!r}'
+      )
     values.append(value)
   key = (sub.name, tuple(values))
   if key not in _SILHOUETTE_CACHE:
@@ -102,8 +131,9 @@ def _silhouette(product: SyntheticProduct) -> _Silhouette:
   return _SILHOUETTE_CACHE[key]
 
 
-def _view_transform(bbox: Sequence[float], size: int,
-                    rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+def _view_transform(
+    bbox: Sequence[float], size: int, rng: np.random.Generator | None
+) -> tuple[np.ndarray, np.ndarray]:
   """Affine map design units -> pixels: (A [2, 2], t [2]), pixel = A @ p + t.
 
   ``rng`` None gives the canonical view (centred, FILL_FRACTION of the frame);
@@ -131,8 +161,9 @@ def _view_transform(bbox: Sequence[float], size: int,
 _UNIT_DOT = _ellipse(0.0, 0.0, 1.0, 1.0, 12)  # [12, 2]
 
 
-def _pattern_primitives(pattern: str, bbox: Sequence[float], period: float
-                        ) -> list[tuple[str, np.ndarray]]:
+def _pattern_primitives(
+    pattern: str, bbox: Sequence[float], period: float
+) -> list[tuple[str, np.ndarray]]:
   """(colour key, polygons [n, k, 2]) groups of a pattern covering ``bbox`` (design units).
 
   Colour keys: 'accent' (the pattern colour) and 'mix' (the bands of checks).
@@ -143,8 +174,15 @@ def _pattern_primitives(pattern: str, bbox: Sequence[float], period: float
   rows, columns = np.arange(y0, y1, period), np.arange(x0, x1, period)
 
   def rects(left, top, right, bottom):  # each argument: [n] -> [n, 4, 2]
-    return np.stack([np.stack([left, top], -1), np.stack([right, top], -1),
-                     np.stack([right, bottom], -1), np.stack([left, bottom], -1)], axis=1)
+    return np.stack(
+        [
+            np.stack([left, top], -1),
+            np.stack([right, top], -1),
+            np.stack([right, bottom], -1),
+            np.stack([left, bottom], -1),
+        ],
+        axis=1,
+    )
 
   def horizontal():
     return rects(np.full_like(rows, x0), rows, np.full_like(rows, x1), rows + band)
@@ -159,15 +197,23 @@ def _pattern_primitives(pattern: str, bbox: Sequence[float], period: float
   if pattern == 'checks':
     xs, ys = np.meshgrid(columns, rows)
     xs, ys = xs.ravel(), ys.ravel()
-    return [('mix', horizontal()), ('mix', vertical()),
-            ('accent', rects(xs, ys, xs + band, ys + band))]
+    return [
+        ('mix', horizontal()),
+        ('mix', vertical()),
+        ('accent', rects(xs, ys, xs + band, ys + band)),
+    ]
   if pattern == 'diagonal stripes':
     width = band * math.sqrt(2)  # measured along x, so that stripes are `band` thick
     c = np.arange(x0 - (y1 - y0), x1, period * math.sqrt(2))
-    polygons = np.stack([np.stack([c + y0, np.full_like(c, y0)], -1),
-                         np.stack([c + width + y0, np.full_like(c, y0)], -1),
-                         np.stack([c + width + y1, np.full_like(c, y1)], -1),
-                         np.stack([c + y1, np.full_like(c, y1)], -1)], axis=1)
+    polygons = np.stack(
+        [
+            np.stack([c + y0, np.full_like(c, y0)], -1),
+            np.stack([c + width + y0, np.full_like(c, y0)], -1),
+            np.stack([c + width + y1, np.full_like(c, y1)], -1),
+            np.stack([c + y1, np.full_like(c, y1)], -1),
+        ],
+        axis=1,
+    )
     return [('accent', polygons)]
   if pattern == 'polka dots':
     dot_rows = np.arange(y0, y1, period * 0.87)
@@ -178,8 +224,13 @@ def _pattern_primitives(pattern: str, bbox: Sequence[float], period: float
   return []
 
 
-def _render(silhouette: _Silhouette, attributes: Mapping[str, str], size: int,
-            matrix: np.ndarray, offset: np.ndarray) -> np.ndarray:
+def _render(
+    silhouette: _Silhouette,
+    attributes: Mapping[str, str],
+    size: int,
+    matrix: np.ndarray,
+    offset: np.ndarray,
+) -> np.ndarray:
   """Draws the shapes (supersampled), returns uint8 [size, size, 3]."""
   canvas_size = size * SUPERSAMPLE
   matrix, offset = matrix * SUPERSAMPLE, offset * SUPERSAMPLE
@@ -237,8 +288,9 @@ def _check_size(image_size) -> int:
   return _check_word('image_size', image_size, 16)
 
 
-def render_view(product: SyntheticProduct, view: int, seed: int,
-                image_size: int = 256) -> np.ndarray:
+def render_view(
+    product: SyntheticProduct, view: int, seed: int, image_size: int = 256
+) -> np.ndarray:
   """One photo of a product: uint8 [image_size, image_size, 3] on white.
 
   View 0 is the canonical photo (centred, upright); other views are the same
@@ -264,13 +316,19 @@ def render_view(product: SyntheticProduct, view: int, seed: int,
 def num_views(index: int, seed: int, max_views: int = 4) -> int:
   """How many views product ``index`` of catalog ``seed`` has: 1..max_views."""
   max_views = _check_word('max_views', max_views, 1)
-  rng = np.random.default_rng([_check_word('seed', seed, 0, _MAX_SEED),
-                               _check_word('index', index, 0, _MAX_SEED), _VIEW_COUNT_STREAM])
+  rng = np.random.default_rng(
+      [
+          _check_word('seed', seed, 0, _MAX_SEED),
+          _check_word('index', index, 0, _MAX_SEED),
+          _VIEW_COUNT_STREAM,
+      ]
+  )
   return 1 + int(rng.integers(max_views))
 
 
-def generate_catalog(num_products: int, seed: int, image_size: int = 256,
-                     max_views: int = 4) -> Iterator[dict]:
+def generate_catalog(
+    num_products: int, seed: int, image_size: int = 256, max_views: int = 4
+) -> Iterator[dict]:
   """Yields one record per view of products 0..num_products-1 of catalog ``seed``.
 
   Record: {'id': f'{product_id}_{view}', 'product_id', 'image': uint8 [S, S, 3],

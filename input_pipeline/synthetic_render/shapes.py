@@ -11,16 +11,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-
 # Colour roles of shapes (resolved by _palette()).
-BODY = 'body'              # the garment fabric: main colour with the pattern
-SHADE = 'shade'            # the inside of the garment / dark parts (main colour, darker)
-TRIM = 'trim'              # ribbing, waistbands, cuffs (main colour, slightly darker)
-LINE = 'line'              # seams, outlines, stitching (main colour, much darker)
+BODY = 'body'  # the garment fabric: main colour with the pattern
+SHADE = 'shade'  # the inside of the garment / dark parts (main colour, darker)
+TRIM = 'trim'  # ribbing, waistbands, cuffs (main colour, slightly darker)
+LINE = 'line'  # seams, outlines, stitching (main colour, much darker)
 SOLE_LIGHT = 'sole_light'  # white rubber soles
-SOLE_DARK = 'sole_dark'    # black rubber soles and heels
-METAL = 'metal'            # zips, buckles, chains (gold-tone)
-LACE = 'lace'              # shoe laces (contrasting with the main colour)
+SOLE_DARK = 'sole_dark'  # black rubber soles and heels
+METAL = 'metal'  # zips, buckles, chains (gold-tone)
+LACE = 'lace'  # shoe laces (contrasting with the main colour)
 
 # Line widths, as fractions of the image size.
 OUTLINE_WIDTH = 0.006
@@ -60,8 +59,9 @@ def fill(role: str, points, *, layer: int = 0, outline: bool = True) -> Shape:
   return Shape(role, np.asarray(points, np.float64), True, OUTLINE_WIDTH, outline, layer)
 
 
-def line(role: str, points, *, width: float = SEAM_WIDTH, layer: int = 0,
-         closed: bool = False) -> Shape:
+def line(
+    role: str, points, *, width: float = SEAM_WIDTH, layer: int = 0, closed: bool = False
+) -> Shape:
   """An open polyline (``closed=True``: the polyline goes back to its start)."""
   points = np.asarray(points, np.float64)
   if closed:
@@ -69,8 +69,9 @@ def line(role: str, points, *, width: float = SEAM_WIDTH, layer: int = 0,
   return Shape(role, points, False, width, False, layer)
 
 
-def _arc(cx: float, cy: float, rx: float, ry: float, start_deg: float,
-         end_deg: float, n: int = 12) -> np.ndarray:
+def _arc(
+    cx: float, cy: float, rx: float, ry: float, start_deg: float, end_deg: float, n: int = 12
+) -> np.ndarray:
   """[n, 2] points of an elliptical arc (angles in degrees, 90 = down)."""
   t = np.radians(np.linspace(start_deg, end_deg, n))
   return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], axis=1)
@@ -88,7 +89,7 @@ def _bezier(p0, p1, p2, n: int = 8) -> np.ndarray:
   """[n, 2] points of the quadratic Bezier curve p0 -> p2 pulled towards p1."""
   p0, p1, p2 = (np.asarray(p, np.float64) for p in (p0, p1, p2))
   t = np.linspace(0.0, 1.0, n)[:, None]
-  return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2
+  return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2
 
 
 def _mirror(points: np.ndarray) -> np.ndarray:

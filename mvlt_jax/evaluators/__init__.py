@@ -10,6 +10,7 @@
 ``main.py`` runs the task of ``config.task`` as ``getattr(evaluators, config.task)``.
 Protocols, decisions and how to run each task: docs/evaluation.md.
 """
+
 from mvlt_jax.evaluators.demo import run_demo_evaluation
 from mvlt_jax.evaluators.recognition import eval_recognition
 from mvlt_jax.evaluators.reconstruction import reconstruct

@@ -5,6 +5,7 @@ gathered once (:func:`process_slice`, :func:`gather_results`); process 0 writes
 ``WORKDIR/results/<name>.json`` and prints a markdown table. The protocols are in
 docs/evaluation.md.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,26 +67,34 @@ def pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
   return np.concatenate([array, padding])
 
 
-def merge_process_results(stacked: dict[str, np.ndarray],
-                          valid: np.ndarray) -> dict[str, np.ndarray]:
+def merge_process_results(
+    stacked: dict[str, np.ndarray], valid: np.ndarray
+) -> dict[str, np.ndarray]:
   """``{key: [P, capacity, ...]}`` with ``valid`` [P, capacity] -> ``{key: [n, ...]}``.
 
   Keeps the valid rows, in process order then row order.
   """
   mask = np.asarray(valid, bool).reshape(-1)
-  return {key: np.asarray(value).reshape((-1,) + np.shape(value)[2:])[mask]
-          for key, value in stacked.items()}
+  return {
+      key: np.asarray(value).reshape((-1,) + np.shape(value)[2:])[mask]
+      for key, value in stacked.items()
+  }
 
 
 def _allgather(tree):
   if jax.process_count() == 1:
     return jax.tree.map(lambda x: np.asarray(x)[None], tree)
   from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
   return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree))
 
 
-def gather_results(local: dict[str, np.ndarray], valid: np.ndarray, capacity: int,
-                   allgather: Optional[Callable[[Any], Any]] = None) -> dict[str, np.ndarray]:
+def gather_results(
+    local: dict[str, np.ndarray],
+    valid: np.ndarray,
+    capacity: int,
+    allgather: Optional[Callable[[Any], Any]] = None,
+) -> dict[str, np.ndarray]:
   """The valid rows of every process, on every process.
 
   Args:
@@ -109,6 +118,7 @@ def gather_results(local: dict[str, np.ndarray], valid: np.ndarray, capacity: in
 def sync(name: str) -> None:
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
     multihost_utils.sync_global_devices(name)
 
 
@@ -123,6 +133,7 @@ def maybe_initialize_distributed(config) -> None:
 @dataclasses.dataclass
 class LoadedCheckpoint:
   """A checkpoint to evaluate: where it came from, its model and its variables."""
+
   path: str
   step: int
   model_config: ml_collections.ConfigDict
@@ -157,11 +168,18 @@ def load_checkpoint(path: str, required_heads: Sequence[str] = ()) -> LoadedChec
   missing = [head for head in required_heads if head not in model_config.heads]
   if missing:
     raise EvaluationError(
-        f'{path}: the checkpoint\'s model has the heads {tuple(model_config.heads)}; this task '
+        f"{path}: the checkpoint's model has the heads {tuple(model_config.heads)}; this task "
         f'needs {tuple(required_heads)} (missing {missing}). Retrieval and reconstruction '
-        'need a pre-training checkpoint, recognition a fine-tuned one.')
-  return LoadedCheckpoint(path, int(opened.step), model_config, opened.variables,
-                          opened.tokenizer, run_config.get('masking'))
+        'need a pre-training checkpoint, recognition a fine-tuned one.'
+    )
+  return LoadedCheckpoint(
+      path,
+      int(opened.step),
+      model_config,
+      opened.variables,
+      opened.tokenizer,
+      run_config.get('masking'),
+  )
 
 
 # ----------------------------------------------------------------------------- data
@@ -170,6 +188,7 @@ def load_checkpoint(path: str, required_heads: Sequence[str] = ()) -> LoadedChec
 @dataclasses.dataclass(frozen=True)
 class EvalSplit:
   """The prepared split an evaluation reads."""
+
   data_dir: str
   name: str
   split: str
@@ -197,10 +216,17 @@ def open_eval_split(config, loaded: LoadedCheckpoint) -> EvalSplit:
     raise EvaluationError(
         f'{where} has captions of {text_length} tokens, the checkpoint {loaded.path} was '
         f'trained with text_length={loaded.model_config.text_length} (padding takes part in '
-        'attention, so the lengths must agree): prepare the data with the checkpoint\'s length.')
+        "attention, so the lengths must agree): prepare the data with the checkpoint's length."
+    )
   _check_tokenizer(loaded, prepared.dataset_dir, where)
-  return EvalSplit(ds.data_dir, ds.name, split, int(loaded.model_config.image_size),
-                   prepared.num_examples, data_lib.class_names(prepared))
+  return EvalSplit(
+      ds.data_dir,
+      ds.name,
+      split,
+      int(loaded.model_config.image_size),
+      prepared.num_examples,
+      data_lib.class_names(prepared),
+  )
 
 
 def _check_tokenizer(loaded: LoadedCheckpoint, dataset_dir: str, where: str) -> None:
@@ -213,7 +239,8 @@ def _check_tokenizer(loaded: LoadedCheckpoint, dataset_dir: str, where: str) -> 
   if recorded and recorded != loaded.tokenizer.fingerprint:
     raise EvaluationError(
         f'{where} was tokenized with another tokenizer (fingerprint {recorded[:12]}...) than '
-        f'the checkpoint {loaded.path} (fingerprint {loaded.tokenizer.fingerprint[:12]}...).')
+        f'the checkpoint {loaded.path} (fingerprint {loaded.tokenizer.fingerprint[:12]}...).'
+    )
 
 
 def check_token_ids(input_ids: np.ndarray, vocab_size: int, where: str) -> None:
@@ -221,8 +248,9 @@ def check_token_ids(input_ids: np.ndarray, vocab_size: int, where: str) -> None:
   if input_ids.size and (input_ids.min() < 0 or input_ids.max() >= vocab_size):
     raise EvaluationError(
         f'{where}: token ids reach {int(input_ids.max())} (min {int(input_ids.min())}) but the '
-        f'model\'s vocabulary has {vocab_size} entries: the data was tokenized for another '
-        'model.')
+        f"model's vocabulary has {vocab_size} entries: the data was tokenized for another "
+        'model.'
+    )
 
 
 def num_workers(config) -> Optional[int]:
@@ -249,17 +277,28 @@ class LocalRunner:
 
   def put_rows(self, arrays: dict[str, np.ndarray], rows: int) -> dict[str, jax.Array]:
     """Zero-pads every array to ``rows`` rows and splits them over the local devices."""
-    return {key: jax.device_put(pad_rows(value, rows), self.row_sharding)
-            for key, value in arrays.items()}
+    return {
+        key: jax.device_put(pad_rows(value, rows), self.row_sharding)
+        for key, value in arrays.items()
+    }
 
 
 # ----------------------------------------------------------------------------- split passes
 
 
-def run_over_split(config, data: EvalSplit, runner: LocalRunner, step: Callable, *,
-                   input_keys: Sequence[str], host_keys: Sequence[str] = (),
-                   output_keys: Sequence[str], picture_keys: Sequence[str] = (),
-                   num_pictures: int = 0, vocab_size: int) -> tuple[dict, dict]:
+def run_over_split(
+    config,
+    data: EvalSplit,
+    runner: LocalRunner,
+    step: Callable,
+    *,
+    input_keys: Sequence[str],
+    host_keys: Sequence[str] = (),
+    output_keys: Sequence[str],
+    picture_keys: Sequence[str] = (),
+    num_pictures: int = 0,
+    vocab_size: int,
+) -> tuple[dict, dict]:
   """Runs ``step(variables, *inputs, record_index)`` over this process's rows of the split.
 
   Rows are the evaluation batches of ``pipeline.eval_iterator`` (global batch
@@ -276,9 +315,15 @@ def run_over_split(config, data: EvalSplit, runner: LocalRunner, step: Callable,
   if num_steps == 0:
     return {}, {}
   rows = runner.padded(local_batch)
-  batches = data_lib.eval_batches(data.data_dir, data.name, data.split, ev.batch_size,
-                                  image_size=data.image_size, prefetch=ev.prefetch,
-                                  num_workers=num_workers(config))
+  batches = data_lib.eval_batches(
+      data.data_dir,
+      data.name,
+      data.split,
+      ev.batch_size,
+      image_size=data.image_size,
+      prefetch=ev.prefetch,
+      num_workers=num_workers(config),
+  )
   collected = {key: [] for key in (*output_keys, *host_keys, 'record_index', 'valid')}
   pictures = {key: [] for key in (*picture_keys, 'record_index')}
 
@@ -300,8 +345,9 @@ def run_over_split(config, data: EvalSplit, runner: LocalRunner, step: Callable,
       batch = next(batches)
       # eval_iterator's layout: global batch s holds records [s*G, (s+1)*G), this process
       # the slice starting at s*G + p*B.
-      record_index = (step_index * ev.batch_size + process_index * local_batch
-                      + np.arange(local_batch))
+      record_index = (
+          step_index * ev.batch_size + process_index * local_batch + np.arange(local_batch)
+      )
       valid = batch['valid'] & (record_index < limit)
       check_token_ids(batch['input_ids'][valid], vocab_size, data.description)
       inputs = runner.put_rows({key: batch[key] for key in input_keys}, rows)
@@ -321,8 +367,9 @@ def run_over_split(config, data: EvalSplit, runner: LocalRunner, step: Callable,
   if num_pictures and picture_keys:
     local_pictures = {key: np.concatenate(values) for key, values in pictures.items()}
     count = len(local_pictures['record_index'])
-    picture_rows = _sorted_by_record(gather_results(local_pictures, np.ones(count, bool),
-                                                    num_pictures))
+    picture_rows = _sorted_by_record(
+        gather_results(local_pictures, np.ones(count, bool), num_pictures)
+    )
   return gathered, picture_rows
 
 
@@ -335,8 +382,7 @@ def _sorted_by_record(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-  lines = ['| ' + ' | '.join(map(str, header)) + ' |',
-           '|' + '|'.join('---' for _ in header) + '|']
+  lines = ['| ' + ' | '.join(map(str, header)) + ' |', '|' + '|'.join('---' for _ in header) + '|']
   lines += ['| ' + ' | '.join(map(str, row)) + ' |' for row in rows]
   return '\n'.join(lines)
 
@@ -374,10 +420,16 @@ def write_json(path: str, result: dict) -> None:
 
 
 def result_header(config, loaded: LoadedCheckpoint, data: EvalSplit, task: str) -> dict[str, Any]:
-  return {'task': task, 'checkpoint': loaded.path, 'step': loaded.step, 'dataset': data.name,
-          'split': data.split, 'data_dir': os.path.abspath(data.data_dir),
-          'model': loaded.model_config.variant, 'dtype': config.eval.dtype or
-          loaded.model_config.dtype}
+  return {
+      'task': task,
+      'checkpoint': loaded.path,
+      'step': loaded.step,
+      'dataset': data.name,
+      'split': data.split,
+      'data_dir': os.path.abspath(data.data_dir),
+      'model': loaded.model_config.variant,
+      'dtype': config.eval.dtype or loaded.model_config.dtype,
+  }
 
 
 def finish(workdir: str, name: str, result: dict, text: str) -> None:

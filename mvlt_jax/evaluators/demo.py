@@ -2,6 +2,7 @@
 
 See docs/evaluation.md.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,5 +17,7 @@ def run_demo_evaluation(config, workdir: str) -> dict[str, Any]:
   Uses ``config.eval`` as it is (the demo config sets fewer queries / examples); the
   checkpoint is ``config.checkpoint`` or ``workdir/checkpoints``.
   """
-  return {'retrieval': retrieval.eval_retrieval(config, workdir),
-          'reconstruction': reconstruction.reconstruct(config, workdir)}
+  return {
+      'retrieval': retrieval.eval_retrieval(config, workdir),
+      'reconstruction': reconstruction.reconstruct(config, workdir),
+  }

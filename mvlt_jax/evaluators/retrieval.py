@@ -2,6 +2,7 @@
 
 Task ``eval_retrieval``; the protocols are in docs/evaluation.md.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,15 +26,25 @@ DIRECTIONS = ('tir', 'itr')
 DIRECTION_NAMES = {'tir': 'TIR (text -> image)', 'itr': 'ITR (image -> text)'}
 # What each direction ranks; written to results/retrieval.json as ``directions``.
 DIRECTION_INFO = {
-    'tir': {'name': 'TIR', 'direction': 'text -> image', 'query': 'caption',
-            'candidates': 'images'},
-    'itr': {'name': 'ITR', 'direction': 'image -> text', 'query': 'image',
-            'candidates': 'captions'},
+    'tir': {
+        'name': 'TIR',
+        'direction': 'text -> image',
+        'query': 'caption',
+        'candidates': 'images',
+    },
+    'itr': {
+        'name': 'ITR',
+        'direction': 'image -> text',
+        'query': 'image',
+        'candidates': 'captions',
+    },
 }
 FIRST_STAGES = ('pooled_features', 'none')
 # The paper's results (Table 2), on common.PAPER_DATASET.
-PAPER_RETRIEVAL = {'tir': {'r1': 0.346, 'r5': 0.780, 'r10': 0.895},
-                   'itr': {'r1': 0.331, 'r5': 0.772, 'r10': 0.911}}
+PAPER_RETRIEVAL = {
+    'tir': {'r1': 0.346, 'r5': 0.780, 'r10': 0.895},
+    'itr': {'r1': 0.331, 'r5': 0.772, 'r10': 0.911},
+}
 # The white image that stands for "no image" in the unimodal text pass (values in [0, 1]).
 BLANK_IMAGE_VALUE = 1.0
 
@@ -62,9 +73,18 @@ def _grouped(iterator: Iterator[Any], size: int) -> Iterator[list[Any]]:
     yield group
 
 
-def score_candidate_sets(sets, view, direction: str, runner: common.LocalRunner,
-                         scorer: Callable, *, queries_per_step: int, rows: int,
-                         vocab_size: int, prefetch: int) -> np.ndarray:
+def score_candidate_sets(
+    sets,
+    view,
+    direction: str,
+    runner: common.LocalRunner,
+    scorer: Callable,
+    *,
+    queries_per_step: int,
+    rows: int,
+    vocab_size: int,
+    prefetch: int,
+) -> np.ndarray:
   """The log-odds of every candidate pair of ``sets.queries``: float32 [Q, C].
 
   ``queries_per_step`` queries (Q x C pairs, zero-padded to ``rows``) go through one call
@@ -90,23 +110,31 @@ def score_candidate_sets(sets, view, direction: str, runner: common.LocalRunner,
 
 
 def _store_scores(scores, margins, query_indices, num_candidates):
-  margins = np.asarray(margins)[:len(query_indices) * num_candidates]
+  margins = np.asarray(margins)[: len(query_indices) * num_candidates]
   scores[query_indices] = margins.reshape(len(query_indices), num_candidates)
 
 
 def _retrieval_sets_path(config, data: common.EvalSplit, seed: int) -> str:
   ev = config.eval
   directory = ev.retrieval_sets_dir or os.path.join(data.data_dir, data.name, 'retrieval_sets')
-  return os.path.join(directory, f'{data.split}_q{ev.num_queries}_c{ev.num_candidates}'
-                                 f'_seed{seed}.json')
+  return os.path.join(
+      directory, f'{data.split}_q{ev.num_queries}_c{ev.num_candidates}' f'_seed{seed}.json'
+  )
 
 
 def load_retrieval_sets(config, data: common.EvalSplit, records, seed: int):
   """The candidate sets of ``seed``: built and written by process 0 once, then reused."""
   path = _retrieval_sets_path(config, data, seed)
-  build = functools.partial(data_lib.load_or_build_retrieval_sets, path, records, num_queries=config.eval.num_queries,
-                            num_candidates=config.eval.num_candidates, seed=seed,
-                            dataset=data.name, split=data.split)
+  build = functools.partial(
+      data_lib.load_or_build_retrieval_sets,
+      path,
+      records,
+      num_queries=config.eval.num_queries,
+      num_candidates=config.eval.num_candidates,
+      seed=seed,
+      dataset=data.name,
+      split=data.split,
+  )
   sets = build() if jax.process_index() == 0 else None
   common.sync(f'retrieval sets {seed}')
   if sets is None:  # the other processes read the file process 0 wrote
@@ -115,20 +143,31 @@ def load_retrieval_sets(config, data: common.EvalSplit, records, seed: int):
 
 
 def _rank_fields(scores: np.ndarray, partner: np.ndarray) -> dict[str, np.ndarray]:
-  return {'rank': metrics.partner_ranks(scores, partner, ties='pessimistic'),
-          'optimistic_rank': metrics.partner_ranks(scores, partner, ties='optimistic')}
+  return {
+      'rank': metrics.partner_ranks(scores, partner, ties='pessimistic'),
+      'optimistic_rank': metrics.partner_ranks(scores, partner, ties='optimistic'),
+  }
 
 
-def _direction_summary(ranks: np.ndarray, optimistic: np.ndarray,
-                       ks: Sequence[int]) -> dict[str, Any]:
-  return {**metrics.recalls_by_name(metrics.recall_at_k(ranks, ks)),
-          'tied_queries': int(np.sum(ranks != optimistic)),
-          'mean_rank': float(np.mean(ranks))}
+def _direction_summary(
+    ranks: np.ndarray, optimistic: np.ndarray, ks: Sequence[int]
+) -> dict[str, Any]:
+  return {
+      **metrics.recalls_by_name(metrics.recall_at_k(ranks, ks)),
+      'tied_queries': int(np.sum(ranks != optimistic)),
+      'mean_rank': float(np.mean(ranks)),
+  }
 
 
-def retrieval_protocol(config, loaded: common.LoadedCheckpoint, data: common.EvalSplit,
-                       runner: common.LocalRunner, scorer: Callable, view,
-                       metadata) -> dict[str, Any]:
+def retrieval_protocol(
+    config,
+    loaded: common.LoadedCheckpoint,
+    data: common.EvalSplit,
+    runner: common.LocalRunner,
+    scorer: Callable,
+    view,
+    metadata,
+) -> dict[str, Any]:
   """The paper's protocol (``resamples`` candidate draws), gathered over processes."""
   ev = config.eval
   records = data_lib.retrieval_records(metadata)
@@ -145,15 +184,25 @@ def retrieval_protocol(config, loaded: common.LoadedCheckpoint, data: common.Eva
     start = time.perf_counter()
     for direction in DIRECTIONS:
       scores = score_candidate_sets(
-          local_sets, view, direction, runner, scorer, queries_per_step=ev.queries_per_step,
-          rows=rows, vocab_size=loaded.model_config.vocab_size,
-          prefetch=ev.prefetch * ev.queries_per_step)
+          local_sets,
+          view,
+          direction,
+          runner,
+          scorer,
+          queries_per_step=ev.queries_per_step,
+          rows=rows,
+          vocab_size=loaded.model_config.vocab_size,
+          prefetch=ev.prefetch * ev.queries_per_step,
+      )
       for key, value in _rank_fields(scores, partner).items():
         local[f'{direction}_{key}'] = value
     seconds += time.perf_counter() - start
     pairs += 2 * len(sets.queries) * ev.num_candidates
-    gathered = common.gather_results(local, np.ones(len(partner), bool),
-                                     common.process_capacity(len(sets.queries), process_count))
+    gathered = common.gather_results(
+        local,
+        np.ones(len(partner), bool),
+        common.process_capacity(len(sets.queries), process_count),
+    )
     order = np.argsort(gathered['query_index'])
     entry = {'seed': seed, 'sets_file': path}
     for direction in DIRECTIONS:
@@ -164,17 +213,26 @@ def retrieval_protocol(config, loaded: common.LoadedCheckpoint, data: common.Eva
     per_resample.append(entry)
     logging.info('retrieval seed %d: %s', seed, {d: entry[d] for d in DIRECTIONS})
 
-  result = {'queries': ev.num_queries, 'candidates': ev.num_candidates,
-            'resamples': ev.resamples, 'seeds': [e['seed'] for e in per_resample],
-            'ties': 'pessimistic', 'score': 'ITM log-odds logits[1] - logits[0]',
-            'directions': {d: dict(DIRECTION_INFO[d]) for d in DIRECTIONS}}
+  result = {
+      'queries': ev.num_queries,
+      'candidates': ev.num_candidates,
+      'resamples': ev.resamples,
+      'seeds': [e['seed'] for e in per_resample],
+      'ties': 'pessimistic',
+      'score': 'ITM log-odds logits[1] - logits[0]',
+      'directions': {d: dict(DIRECTION_INFO[d]) for d in DIRECTIONS},
+  }
   for direction in DIRECTIONS:
     result[direction], result[f'{direction}_std'] = {}, {}
     for k in ev.recall_ks:
       mean, std = metrics.mean_and_std([e[direction][f'r{k}'] for e in per_resample])
       result[direction][f'r{k}'], result[f'{direction}_std'][f'r{k}'] = mean, std
-  result.update(pairs_scored=pairs, seconds=seconds, pairs_per_second=pairs / max(seconds, 1e-9),
-                per_resample=per_resample)
+  result.update(
+      pairs_scored=pairs,
+      seconds=seconds,
+      pairs_per_second=pairs / max(seconds, 1e-9),
+      per_resample=per_resample,
+  )
   return result
 
 
@@ -191,8 +249,10 @@ def gallery_of(metadata) -> tuple[np.ndarray, np.ndarray]:
     if product_id not in chosen or key < chosen[product_id]:
       chosen[product_id] = key
   products = sorted(chosen)
-  return (np.array([chosen[p][2] for p in products], dtype=object),
-          np.array(products, dtype=object))
+  return (
+      np.array([chosen[p][2] for p in products], dtype=object),
+      np.array(products, dtype=object),
+  )
 
 
 def make_pooled_features(model) -> Callable:
@@ -203,12 +263,14 @@ def make_pooled_features(model) -> Callable:
   """
 
   def features(variables, images, input_ids, text_valid):
-    out = model.apply(variables, images_to_float(images), input_ids, train=False,
-                      return_features=True)
+    out = model.apply(
+        variables, images_to_float(images), input_ids, train=False, return_features=True
+    )
     visual = out['stage_maps'][-1].astype(jnp.float32).mean(axis=(1, 2))  # [R, D4]
     weights = text_valid.astype(jnp.float32)[..., None]  # [R, L, 1]
     text = (out['text_tokens'].astype(jnp.float32) * weights).sum(1) / jnp.maximum(
-        weights.sum(1), 1.0)  # [R, D4]
+        weights.sum(1), 1.0
+    )  # [R, D4]
     normalise = lambda x: x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
     return normalise(visual), normalise(text)
 
@@ -223,7 +285,8 @@ def _blank_caption(loaded: common.LoadedCheckpoint, data: common.EvalSplit):
     if tokenizer is None:
       raise common.EvaluationError(
           f'first_stage=pooled_features needs a tokenizer (for the empty caption of the image '
-          f'pass): neither {loaded.path} nor {data.description} has one.')
+          f'pass): neither {loaded.path} nor {data.description} has one.'
+      )
   return tokenizer.encode('', loaded.model_config.text_length), tokenizer.pad_id
 
 
@@ -231,8 +294,9 @@ def _chunks(num_items: int, size: int) -> list[slice]:
   return [slice(start, min(start + size, num_items)) for start in range(0, num_items, size)]
 
 
-def gallery_features(config, loaded, data, runner, view, record_ids: np.ndarray,
-                     rows: int) -> tuple[np.ndarray, np.ndarray]:
+def gallery_features(
+    config, loaded, data, runner, view, record_ids: np.ndarray, rows: int
+) -> tuple[np.ndarray, np.ndarray]:
   """Unimodal features of every gallery item, computed in shares and gathered:
   (image features [N, D], caption features [N, D])."""
   features_fn = make_pooled_features(loaded.model((), config.eval.dtype))
@@ -244,30 +308,54 @@ def gallery_features(config, loaded, data, runner, view, record_ids: np.ndarray,
   image_parts, text_parts = [], []
   for loaded_chunk in view.pairs(list(local_ids), list(local_ids), rows):
     count = len(loaded_chunk['images'])
-    common.check_token_ids(loaded_chunk['input_ids'], loaded.model_config.vocab_size,
-                           data.description)
-    image_pass = runner.put_rows({
-        'images': loaded_chunk['images'], 'input_ids': np.tile(blank_ids, (count, 1)),
-        'text_valid': np.tile(blank_ids != pad_id, (count, 1))}, rows)
+    common.check_token_ids(
+        loaded_chunk['input_ids'], loaded.model_config.vocab_size, data.description
+    )
+    image_pass = runner.put_rows(
+        {
+            'images': loaded_chunk['images'],
+            'input_ids': np.tile(blank_ids, (count, 1)),
+            'text_valid': np.tile(blank_ids != pad_id, (count, 1)),
+        },
+        rows,
+    )
     blank = np.full((count, size, size, 3), round(255 * BLANK_IMAGE_VALUE), np.uint8)
-    text_pass = runner.put_rows({
-        'images': blank, 'input_ids': loaded_chunk['input_ids'],
-        'text_valid': loaded_chunk['input_ids'] != pad_id}, rows)
+    text_pass = runner.put_rows(
+        {
+            'images': blank,
+            'input_ids': loaded_chunk['input_ids'],
+            'text_valid': loaded_chunk['input_ids'] != pad_id,
+        },
+        rows,
+    )
     visual, _ = features_fn(runner.variables, *image_pass.values())
     _, text = features_fn(runner.variables, *text_pass.values())
     image_parts.append(np.asarray(visual)[:count])
     text_parts.append(np.asarray(text)[:count])
   width = resolve_pyramid(loaded.model_config).embed_dims[-1]
-  concat = lambda parts: (np.concatenate(parts) if parts
-                          else np.zeros((0, width), np.float32))  # a process with no items
+  concat = lambda parts: (
+      np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
+  )  # a process with no items
   local = {'image': concat(image_parts), 'text': concat(text_parts)}
-  gathered = common.gather_results(local, np.ones(len(local_ids), bool),
-                                   common.process_capacity(len(record_ids), jax.process_count()))
+  gathered = common.gather_results(
+      local,
+      np.ones(len(local_ids), bool),
+      common.process_capacity(len(record_ids), jax.process_count()),
+  )
   return gathered['image'], gathered['text']
 
 
-def score_pairs(view, runner, scorer, direction: str, query_ids: np.ndarray,
-                candidate_ids: np.ndarray, *, rows: int, vocab_size: int) -> np.ndarray:
+def score_pairs(
+    view,
+    runner,
+    scorer,
+    direction: str,
+    query_ids: np.ndarray,
+    candidate_ids: np.ndarray,
+    *,
+    rows: int,
+    vocab_size: int,
+) -> np.ndarray:
   """Cross-encoder log-odds of (query i, candidate_ids[i, j]) pairs: [Q, K].
 
   TIR pairs the query's caption with the candidate's image; ITR the query's image with the
@@ -283,21 +371,23 @@ def score_pairs(view, runner, scorer, direction: str, query_ids: np.ndarray,
 
   scores = np.zeros(num_queries * width, np.float32)
   pending = None
-  for chunk, inputs in zip(_chunks(len(flat_query), rows),
-                           view.pairs(list(image_ids), list(text_ids), rows)):
+  for chunk, inputs in zip(
+      _chunks(len(flat_query), rows), view.pairs(list(image_ids), list(text_ids), rows)
+  ):
     common.check_token_ids(inputs['input_ids'], vocab_size, 'full-gallery retrieval')
     device_inputs = runner.put_rows(inputs, rows)
     margins = scorer(runner.variables, device_inputs['images'], device_inputs['input_ids'])
     if pending is not None:
-      scores[pending[0]] = np.asarray(pending[1])[:pending[0].stop - pending[0].start]
+      scores[pending[0]] = np.asarray(pending[1])[: pending[0].stop - pending[0].start]
     pending = (chunk, margins)
   if pending is not None:
-    scores[pending[0]] = np.asarray(pending[1])[:pending[0].stop - pending[0].start]
+    scores[pending[0]] = np.asarray(pending[1])[: pending[0].stop - pending[0].start]
   return scores.reshape(num_queries, width)
 
 
-def ranks_among_candidates(scores: np.ndarray, candidates: np.ndarray,
-                           partner: np.ndarray) -> dict[str, np.ndarray]:
+def ranks_among_candidates(
+    scores: np.ndarray, candidates: np.ndarray, partner: np.ndarray
+) -> dict[str, np.ndarray]:
   """Pessimistic / optimistic rank of each query's partner among its scored candidates;
   ``inf`` where the partner is not a candidate (first stage missed it)."""
   hit = candidates == partner[:, None]  # [Q, K]
@@ -310,25 +400,25 @@ def ranks_among_candidates(scores: np.ndarray, candidates: np.ndarray,
   return ranks
 
 
-def full_gallery_retrieval(config, loaded, data, runner, scorer, view,
-                           metadata) -> dict[str, Any]:
+def full_gallery_retrieval(config, loaded, data, runner, scorer, view, metadata) -> dict[str, Any]:
   """Every query against the whole gallery, exhaustive or two-stage (docs/evaluation.md)."""
   ev = config.eval
   if ev.first_stage not in FIRST_STAGES:
-    raise common.EvaluationError(f'eval.first_stage must be one of {FIRST_STAGES}, '
-                                 f'got {ev.first_stage!r}.')
+    raise common.EvaluationError(
+        f'eval.first_stage must be one of {FIRST_STAGES}, ' f'got {ev.first_stage!r}.'
+    )
   record_ids, _ = gallery_of(metadata)
   gallery_size = len(record_ids)
   num_queries = min(ev.full_gallery_queries or gallery_size, gallery_size)
-  queries = np.sort(np.random.default_rng(ev.seed).choice(gallery_size, num_queries,
-                                                          replace=False))
+  queries = np.sort(np.random.default_rng(ev.seed).choice(gallery_size, num_queries, replace=False))
   share = common.process_slice(num_queries, jax.process_index(), jax.process_count())
   local_queries = queries[share]
   rows = runner.padded(ev.queries_per_step * ev.num_candidates)
   start = time.perf_counter()
   if ev.first_stage == 'pooled_features':
-    image_features, text_features = gallery_features(config, loaded, data, runner, view,
-                                                     record_ids, rows)
+    image_features, text_features = gallery_features(
+        config, loaded, data, runner, view, record_ids, rows
+    )
     top_k = min(ev.first_stage_top_k, gallery_size)
   else:
     top_k = gallery_size
@@ -347,18 +437,33 @@ def full_gallery_retrieval(config, loaded, data, runner, scorer, view,
       candidates = np.tile(np.arange(gallery_size), (len(local_queries), 1))  # [q, N]
     first_stage_seconds += time.perf_counter() - start
     start = time.perf_counter()
-    scores = score_pairs(view, runner, scorer, direction, record_ids[local_queries],
-                         record_ids[candidates], rows=rows,
-                         vocab_size=loaded.model_config.vocab_size)
+    scores = score_pairs(
+        view,
+        runner,
+        scorer,
+        direction,
+        record_ids[local_queries],
+        record_ids[candidates],
+        rows=rows,
+        vocab_size=loaded.model_config.vocab_size,
+    )
     cross_seconds += time.perf_counter() - start
     for key, value in ranks_among_candidates(scores, candidates, local_queries).items():
       local[f'{direction}_{key}'] = value
     local[f'{direction}_first_stage_hit'] = (candidates == local_queries[:, None]).any(axis=1)
-  gathered = common.gather_results(local, np.ones(len(local_queries), bool),
-                                   common.process_capacity(num_queries, jax.process_count()))
+  gathered = common.gather_results(
+      local,
+      np.ones(len(local_queries), bool),
+      common.process_capacity(num_queries, jax.process_count()),
+  )
   order = np.argsort(gathered['query'])
-  result = {'gallery': gallery_size, 'queries': num_queries, 'first_stage': ev.first_stage,
-            'top_k': top_k, 'query_record_ids': record_ids[gathered['query'][order]].tolist()}
+  result = {
+      'gallery': gallery_size,
+      'queries': num_queries,
+      'first_stage': ev.first_stage,
+      'top_k': top_k,
+      'query_record_ids': record_ids[gathered['query'][order]].tolist(),
+  }
   for direction in DIRECTIONS:
     ranks = gathered[f'{direction}_rank'][order].astype(np.float64)
     optimistic = gathered[f'{direction}_optimistic_rank'][order].astype(np.float64)
@@ -380,22 +485,29 @@ def full_gallery_retrieval(config, loaded, data, runner, scorer, view,
 # ----------------------------------------------------------------------------- both protocols
 
 
-def run_retrieval(config, loaded: common.LoadedCheckpoint,
-                  data: common.EvalSplit) -> dict[str, Any]:
+def run_retrieval(
+    config, loaded: common.LoadedCheckpoint, data: common.EvalSplit
+) -> dict[str, Any]:
   """The paper's protocol, and the full-gallery one when ``eval.full_gallery``."""
   ev = config.eval
   if ev.queries_per_step < 1 or ev.resamples < 1:
     raise common.EvaluationError('eval.queries_per_step and eval.resamples must be >= 1.')
-  metadata, view = data_lib.split_view(data.data_dir, data.name, data.split,
-                                      image_size=data.image_size, prefetch=ev.prefetch,
-                                      num_workers=common.num_workers(config))
+  metadata, view = data_lib.split_view(
+      data.data_dir,
+      data.name,
+      data.split,
+      image_size=data.image_size,
+      prefetch=ev.prefetch,
+      num_workers=common.num_workers(config),
+  )
   try:
     runner = common.LocalRunner(loaded.variables)
     scorer = make_itm_scorer(loaded.model(('itm',), ev.dtype))
     result = retrieval_protocol(config, loaded, data, runner, scorer, view, metadata)
     if ev.full_gallery:
-      result['full_gallery'] = full_gallery_retrieval(config, loaded, data, runner, scorer,
-                                                      view, metadata)
+      result['full_gallery'] = full_gallery_retrieval(
+          config, loaded, data, runner, scorer, view, metadata
+      )
   finally:
     view.close()
   return result
@@ -404,9 +516,11 @@ def run_retrieval(config, loaded: common.LoadedCheckpoint,
 # ----------------------------------------------------------------------------- output
 
 
-DIRECTIONS_NOTE = ('TIR (text -> image): the query is a caption, ranked against candidate '
-                   'images; ITR (image -> text): the query is an image, ranked against '
-                   'candidate captions.')
+DIRECTIONS_NOTE = (
+    'TIR (text -> image): the query is a caption, ranked against candidate '
+    'images; ITR (image -> text): the query is an image, ranked against '
+    'candidate captions.'
+)
 
 
 def format_retrieval(result: dict, with_paper: bool) -> str:
@@ -421,25 +535,34 @@ def format_retrieval(result: dict, with_paper: bool) -> str:
     if with_paper:
       row += [common.percent(PAPER_RETRIEVAL[direction].get(k)) for k in ks]
     rows.append(row)
-  title = (f'Retrieval (zero-shot, ITM cross-encoder): {result["queries"]} queries x '
-           f'{result["candidates"]} candidates, {result["resamples"]} candidate draw(s) '
-           f'(seeds {result["seeds"]}), checkpoint step {result.get("step", "?")}, '
-           f'{result["pairs_scored"]:,} pairs in {result["seconds"]:.1f} s')
+  title = (
+      f'Retrieval (zero-shot, ITM cross-encoder): {result["queries"]} queries x '
+      f'{result["candidates"]} candidates, {result["resamples"]} candidate draw(s) '
+      f'(seeds {result["seeds"]}), checkpoint step {result.get("step", "?")}, '
+      f'{result["pairs_scored"]:,} pairs in {result["seconds"]:.1f} s'
+  )
   text = title + '\n\n' + common.markdown_table(header, rows) + '\n\n' + DIRECTIONS_NOTE
   if 'full_gallery' in result:
     gallery = result['full_gallery']
     gks = [key for key in gallery['tir'] if key.startswith('r') and key[1:].isdigit()]
-    header = (['direction'] + [f'R@{k[1:]}' for k in gks]
-              + [f'first stage recall@{gallery["top_k"]}'])
-    rows = [[DIRECTION_NAMES[d]] + [common.percent(gallery[d][k]) for k in gks]
-            + [common.percent(gallery[d]['first_stage_recall'])] for d in DIRECTIONS]
+    header = (
+        ['direction'] + [f'R@{k[1:]}' for k in gks] + [f'first stage recall@{gallery["top_k"]}']
+    )
+    rows = [
+        [DIRECTION_NAMES[d]]
+        + [common.percent(gallery[d][k]) for k in gks]
+        + [common.percent(gallery[d]['first_stage_recall'])]
+        for d in DIRECTIONS
+    ]
     cost = gallery['cost']
-    text += (f'\n\nFull gallery: {gallery["queries"]} queries x {gallery["gallery"]} products, '
-             f'first stage {gallery["first_stage"]} (top {gallery["top_k"]}); cross-encoder '
-             f'{cost["cross_encoder_pairs"]:,} pairs ({cost["cross_encoder_seconds"]:.1f} s; '
-             f'exhaustive would be {cost["exhaustive_pairs"]:,}), first stage '
-             f'{cost["unimodal_passes"]:,} unimodal passes ({cost["first_stage_seconds"]:.1f} s)'
-             '\n\n' + common.markdown_table(header, rows))
+    text += (
+        f'\n\nFull gallery: {gallery["queries"]} queries x {gallery["gallery"]} products, '
+        f'first stage {gallery["first_stage"]} (top {gallery["top_k"]}); cross-encoder '
+        f'{cost["cross_encoder_pairs"]:,} pairs ({cost["cross_encoder_seconds"]:.1f} s; '
+        f'exhaustive would be {cost["exhaustive_pairs"]:,}), first stage '
+        f'{cost["unimodal_passes"]:,} unimodal passes ({cost["first_stage_seconds"]:.1f} s)'
+        '\n\n' + common.markdown_table(header, rows)
+    )
   return text
 
 
@@ -451,8 +574,11 @@ def eval_retrieval(config, workdir: str) -> dict[str, Any]:
   common.maybe_initialize_distributed(config)
   loaded = common.load_checkpoint(common.checkpoint_path(config, workdir), ('itm',))
   data = common.open_eval_split(config, loaded)
-  result = {**common.result_header(config, loaded, data, 'eval_retrieval'),
-            **run_retrieval(config, loaded, data)}
-  common.finish(workdir, 'retrieval', result,
-                format_retrieval(result, data.name == common.PAPER_DATASET))
+  result = {
+      **common.result_header(config, loaded, data, 'eval_retrieval'),
+      **run_retrieval(config, loaded, data),
+  }
+  common.finish(
+      workdir, 'retrieval', result, format_retrieval(result, data.name == common.PAPER_DATASET)
+  )
   return result

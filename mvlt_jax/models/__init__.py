@@ -1,4 +1,5 @@
 """The MVLT model in Flax linen (importable without TensorFlow)."""
+
 import jax
 import jax.numpy as jnp
 
@@ -28,8 +29,9 @@ def word_embedding_grad(model_config, backend: str = '') -> str:
   if choice == 'auto':
     return _WORD_GRAD_AUTO.get(backend or jax.default_backend(), 'scatter')
   if choice not in ('scatter', 'one_hot'):
-    raise ValueError(f'Unknown model.word_embedding_grad {choice!r}; choose auto, scatter '
-                     'or one_hot.')
+    raise ValueError(
+        f'Unknown model.word_embedding_grad {choice!r}; choose auto, scatter ' 'or one_hot.'
+    )
   return choice
 
 
@@ -37,16 +39,24 @@ def build_model(model_config, **overrides) -> MVLT:
   """The MVLT module described by ``config.model`` (an ml_collections ConfigDict)."""
   spec = resolve_pyramid(model_config)
   kwargs = dict(
-      embed_dims=spec.embed_dims, num_heads=spec.num_heads, mlp_ratios=spec.mlp_ratios,
-      depths=spec.depths, sr_ratios=spec.sr_ratios,
-      text_length=model_config.text_length, vocab_size=model_config.vocab_size,
+      embed_dims=spec.embed_dims,
+      num_heads=spec.num_heads,
+      mlp_ratios=spec.mlp_ratios,
+      depths=spec.depths,
+      sr_ratios=spec.sr_ratios,
+      text_length=model_config.text_length,
+      vocab_size=model_config.vocab_size,
       pos_grid_size=model_config.pos_grid_size,
       text_max_positions=model_config.text_max_positions,
-      type_vocab_size=model_config.type_vocab_size, text_width=model_config.text_width,
-      head_width=model_config.head_width, heads=tuple(model_config.heads),
+      type_vocab_size=model_config.type_vocab_size,
+      text_width=model_config.text_width,
+      head_width=model_config.head_width,
+      heads=tuple(model_config.heads),
       num_main_classes=model_config.num_main_classes,
-      num_sub_classes=model_config.num_sub_classes, mir_channels=model_config.mir_channels,
-      bn_momentum=model_config.bn_momentum, drop_path_rate=model_config.drop_path_rate,
+      num_sub_classes=model_config.num_sub_classes,
+      mir_channels=model_config.mir_channels,
+      bn_momentum=model_config.bn_momentum,
+      drop_path_rate=model_config.drop_path_rate,
       text_dropout_rate=model_config.text_dropout_rate,
       stage_dropout_rate=model_config.stage_dropout_rate,
       dtype=compute_dtype(model_config.dtype),
@@ -56,10 +66,19 @@ def build_model(model_config, **overrides) -> MVLT:
       word_grad_impl=word_embedding_grad(model_config),
       padding_idx=int(model_config.get('word_padding_idx', 0)),
       word_init_std=model_config.get('word_init_std'),
-      attribute_classes=tuple(model_config.get('attribute_classes') or ()))
+      attribute_classes=tuple(model_config.get('attribute_classes') or ()),
+  )
   kwargs.update(overrides)
   return MVLT(**kwargs)
 
 
-__all__ = ['MVLT', 'HEAD_NAMES', 'VARIANTS', 'PyramidSpec', 'build_model', 'compute_dtype',
-           'resolve_pyramid', 'word_embedding_grad']
+__all__ = [
+    'MVLT',
+    'HEAD_NAMES',
+    'VARIANTS',
+    'PyramidSpec',
+    'build_model',
+    'compute_dtype',
+    'resolve_pyramid',
+    'word_embedding_grad',
+]

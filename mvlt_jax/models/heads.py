@@ -1,4 +1,5 @@
 """Task heads: MLM (tied decoder), ITM / recognition classifiers, and the MIR decoder."""
+
 from typing import Any
 
 import flax.linen as nn
@@ -13,6 +14,7 @@ Dtype = Any
 
 class MLMTransform(nn.Module):
   """``mlm_head.transform``: dense 768 -> 768, exact GELU, LayerNorm."""
+
   dtype: Dtype
 
   @nn.compact
@@ -27,6 +29,7 @@ class MLMHead(nn.Module):
 
   Owns ``transform`` and ``bias``; the decoder weight is the word-embedding table passed in.
   """
+
   dtype: Dtype
 
   @nn.compact
@@ -39,6 +42,7 @@ class MLMHead(nn.Module):
 
 class ClassifierHead(nn.Module):
   """``Linear(768 -> n)`` plus the release's separate second bias ``linear_bias``."""
+
   num_classes: int
   dtype: Dtype
 
@@ -51,17 +55,30 @@ class ClassifierHead(nn.Module):
 
 class ConvBN(nn.Module):
   """3x3 conv (no bias) + BatchNorm, children named ``0`` and ``1`` as in the release."""
+
   features: int
   dtype: Dtype
   bn_momentum: float
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = nn.Conv(self.features, (3, 3), padding=1, use_bias=False, dtype=self.dtype,
-                kernel_init=layers.conv_kernel_init, name='0')(x)
+    x = nn.Conv(
+        self.features,
+        (3, 3),
+        padding=1,
+        use_bias=False,
+        dtype=self.dtype,
+        kernel_init=layers.conv_kernel_init,
+        name='0',
+    )(x)
     # PyTorch's momentum 0.1 is flax's 0.9 (weight of the old running average).
-    return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                        epsilon=1e-5, dtype=self.dtype, name='1')(x)
+    return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=self.bn_momentum,
+        epsilon=1e-5,
+        dtype=self.dtype,
+        name='1',
+    )(x)
 
 
 def up2(x: jax.Array) -> jax.Array:
@@ -71,12 +88,19 @@ def up2(x: jax.Array) -> jax.Array:
 
 class Score(nn.Module):
   """``t2i_head.score``: a 1x1 conv with bias to RGB, child named ``0``."""
+
   dtype: Dtype
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    return nn.Conv(3, (1, 1), dtype=self.dtype, kernel_init=layers.conv_kernel_init,
-                   bias_init=layers.conv_bias_init(x.shape[-1]), name='0')(x)
+    return nn.Conv(
+        3,
+        (1, 1),
+        dtype=self.dtype,
+        kernel_init=layers.conv_kernel_init,
+        bias_init=layers.conv_bias_init(x.shape[-1]),
+        name='0',
+    )(x)
 
 
 class MIRDecoder(nn.Module):
@@ -85,6 +109,7 @@ class MIRDecoder(nn.Module):
   Inputs: visual maps of stages 2, 3, 4 ([B, H/8, W/8, D2], [B, H/16, W/16, D3],
   [B, H/32, W/32, D4]); output [B, H, W, 3] without an output activation.
   """
+
   channels: int
   dtype: Dtype
   bn_momentum: float = 0.9
@@ -98,8 +123,11 @@ class MIRDecoder(nn.Module):
     r2 = conv_bn(c, 'reduction2')(stage3, train)  # [B, H/16, W/16, c]
     r3 = conv_bn(c, 'reduction3')(stage4, train)  # [B, H/32, W/32, c]
     x2_1 = conv_bn(c, 'conv_upsample1')(up2(r3), train) * r2
-    x3_1 = (conv_bn(c, 'conv_upsample2')(up2(r2), train)
-            * conv_bn(c, 'conv_upsample3')(up2(x2_1), train) * r1)
+    x3_1 = (
+        conv_bn(c, 'conv_upsample2')(up2(r2), train)
+        * conv_bn(c, 'conv_upsample3')(up2(x2_1), train)
+        * r1
+    )
     x2_2 = jnp.concatenate([x2_1, conv_bn(c, 'conv_upsample4')(up2(r3), train)], axis=-1)
     x2_2 = conv_bn(2 * c, 'conv_concat2')(x2_2, train)  # [B, H/16, W/16, 2c]
     x3_2 = jnp.concatenate([x3_1, conv_bn(2 * c, 'conv_upsample5')(up2(x2_2), train)], axis=-1)

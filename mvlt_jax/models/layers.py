@@ -3,6 +3,7 @@
 Parameter names follow the PyTorch release (see ``mvlt_jax/convert.py`` for the
 mechanical name mapping): ``q``, ``kv``, ``proj``, ``sr``, ``norm``, ``fc1`` ...
 """
+
 import functools
 from typing import Any, Callable, Optional
 
@@ -35,10 +36,12 @@ def conv_bias_init(fan_in: int) -> Callable:
   return init
 
 
-def dense(features: int, dtype: Dtype, name: str, kernel_init: Callable = dense_kernel_init
-          ) -> nn.Dense:
-  return nn.Dense(features, dtype=dtype, kernel_init=kernel_init,
-                  bias_init=nn.initializers.zeros, name=name)
+def dense(
+    features: int, dtype: Dtype, name: str, kernel_init: Callable = dense_kernel_init
+) -> nn.Dense:
+  return nn.Dense(
+      features, dtype=dtype, kernel_init=kernel_init, bias_init=nn.initializers.zeros, name=name
+  )
 
 
 def layer_norm(epsilon: float, dtype: Dtype, name: str) -> nn.LayerNorm:
@@ -47,6 +50,7 @@ def layer_norm(epsilon: float, dtype: Dtype, name: str) -> nn.LayerNorm:
 
 class DropPath(nn.Module):
   """Stochastic depth: drops the whole residual branch per example."""
+
   rate: float
 
   @nn.compact
@@ -54,8 +58,9 @@ class DropPath(nn.Module):
     if deterministic or self.rate == 0.0:
       return x
     keep_prob = 1.0 - self.rate
-    keep = jax.random.bernoulli(self.make_rng('dropout'), keep_prob,
-                                (x.shape[0],) + (1,) * (x.ndim - 1))
+    keep = jax.random.bernoulli(
+        self.make_rng('dropout'), keep_prob, (x.shape[0],) + (1,) * (x.ndim - 1)
+    )
     return jnp.where(keep, x / keep_prob, jnp.zeros_like(x))
 
 
@@ -77,6 +82,7 @@ class SpatialReductionAttention(nn.Module):
   Queries come from every token. With R > 1 the visual tokens alone go through a
   strided conv + LayerNorm and are concatenated with the (unreduced) text tokens.
   """
+
   num_heads: int
   sr_ratio: int
   dtype: Dtype
@@ -96,10 +102,17 @@ class SpatialReductionAttention(nn.Module):
     q = dense(dim, self.dtype, 'q', kernel_init)(x)
     if self.sr_ratio > 1:
       visual_grid = x[:, :num_visual].reshape(batch, height, width, dim)
-      fan_in = dim * self.sr_ratio ** 2
-      reduced = nn.Conv(dim, (self.sr_ratio, self.sr_ratio), strides=self.sr_ratio,
-                        padding='VALID', dtype=self.dtype, kernel_init=conv_kernel_init,
-                        bias_init=conv_bias_init(fan_in), name='sr')(visual_grid)
+      fan_in = dim * self.sr_ratio**2
+      reduced = nn.Conv(
+          dim,
+          (self.sr_ratio, self.sr_ratio),
+          strides=self.sr_ratio,
+          padding='VALID',
+          dtype=self.dtype,
+          kernel_init=conv_kernel_init,
+          bias_init=conv_bias_init(fan_in),
+          name='sr',
+      )(visual_grid)
       reduced = reduced.reshape(batch, -1, dim)  # [B, h*w/R^2, D]
       reduced = layer_norm(1e-5, self.dtype, 'norm')(reduced)
       kv_input = jnp.concatenate([reduced, x[:, num_visual:]], axis=1)  # [B, M, D]
@@ -108,14 +121,16 @@ class SpatialReductionAttention(nn.Module):
     kv = dense(2 * dim, self.dtype, 'kv', kernel_init)(kv_input)  # [B, M, 2D]: keys, then values
     k, v = kv[..., :dim], kv[..., dim:]
     split = lambda t: t.reshape(batch, t.shape[1], self.num_heads, head_dim)
-    out = jax.nn.dot_product_attention(split(q), split(k), split(v),
-                                       implementation=self.attention_impl)  # [B, N, H, hd]
+    out = jax.nn.dot_product_attention(
+        split(q), split(k), split(v), implementation=self.attention_impl
+    )  # [B, N, H, hd]
     out = out.reshape(batch, num_tokens, dim)
     return dense(dim, self.dtype, 'proj', kernel_init)(out)
 
 
 class Block(nn.Module):
   """Pre-norm transformer block with spatial-reduction attention and stochastic depth."""
+
   num_heads: int
   mlp_ratio: int
   sr_ratio: int
@@ -129,9 +144,14 @@ class Block(nn.Module):
     dim = x.shape[-1]
     drop_path = DropPath(self.drop_path_rate)
     y = layer_norm(1e-6, self.dtype, 'norm1')(x)
-    y = SpatialReductionAttention(self.num_heads, self.sr_ratio, self.dtype,
-                                  self.attention_impl, self.attention_init_std,
-                                  name='attn')(y, grid_hw)
+    y = SpatialReductionAttention(
+        self.num_heads,
+        self.sr_ratio,
+        self.dtype,
+        self.attention_impl,
+        self.attention_init_std,
+        name='attn',
+    )(y, grid_hw)
     x = x + drop_path(y, deterministic)
     y = layer_norm(1e-6, self.dtype, 'norm2')(x)
     y = Mlp(dim * self.mlp_ratio, self.dtype, name='mlp')(y)
@@ -140,16 +160,26 @@ class Block(nn.Module):
 
 class PatchEmbed(nn.Module):
   """Non-overlapping conv patchify, then LayerNorm: [B, H, W, C] -> [B, h*w, D]."""
+
   embed_dim: int
   patch_size: int
   dtype: Dtype
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, tuple[int, int]]:
-    fan_in = x.shape[-1] * self.patch_size ** 2
-    x = nn.Conv(self.embed_dim, (self.patch_size, self.patch_size), strides=self.patch_size,
-                padding='VALID', dtype=self.dtype, kernel_init=conv_kernel_init,
-                bias_init=conv_bias_init(fan_in), name='proj')(x)  # [B, h, w, D]
+    fan_in = x.shape[-1] * self.patch_size**2
+    x = nn.Conv(
+        self.embed_dim,
+        (self.patch_size, self.patch_size),
+        strides=self.patch_size,
+        padding='VALID',
+        dtype=self.dtype,
+        kernel_init=conv_kernel_init,
+        bias_init=conv_bias_init(fan_in),
+        name='proj',
+    )(
+        x
+    )  # [B, h, w, D]
     batch, height, width, dim = x.shape
     x = x.reshape(batch, height * width, dim)
     return layer_norm(1e-5, self.dtype, 'norm')(x), (height, width)
@@ -157,6 +187,7 @@ class PatchEmbed(nn.Module):
 
 class LinearNorm(nn.Module):
   """``nn.Sequential(Linear, LayerNorm)`` of the release: children named ``0`` and ``1``."""
+
   features: int
   dtype: Dtype
   epsilon: float = 1e-5
@@ -171,8 +202,9 @@ WORD_GRAD_IMPLS = ('scatter', 'one_hot')
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def lookup(num_rows: int, padding_idx: int, grad_impl: str, table: jax.Array,
-           ids: jax.Array) -> jax.Array:
+def lookup(
+    num_rows: int, padding_idx: int, grad_impl: str, table: jax.Array, ids: jax.Array
+) -> jax.Array:
   """``table[ids]``: [V, D] x [B, L] -> [B, L, D], with the gradient of the release's table.
 
   As PyTorch's ``nn.Embedding(padding_idx=...)``, positions holding ``padding_idx`` add no
@@ -203,11 +235,15 @@ def _lookup_bwd(num_rows, padding_idx, grad_impl, ids, grad):
     flat_ids = jnp.where(flat_ids == padding_idx, num_rows, flat_ids)  # out of range: no grad
   if grad_impl == 'one_hot':
     one_hot = jax.nn.one_hot(flat_ids, num_rows, dtype=flat_grad.dtype)  # [N, V]
-    table_grad = jnp.einsum('nv,nd->vd', one_hot, flat_grad,
-                            preferred_element_type=jnp.float32)  # [V, D]
+    table_grad = jnp.einsum(
+        'nv,nd->vd', one_hot, flat_grad, preferred_element_type=jnp.float32
+    )  # [V, D]
   elif grad_impl == 'scatter':
-    table_grad = jnp.zeros((num_rows, flat_grad.shape[-1]), flat_grad.dtype).at[flat_ids].add(
-        flat_grad, mode='drop')  # [V, D]
+    table_grad = (
+        jnp.zeros((num_rows, flat_grad.shape[-1]), flat_grad.dtype)
+        .at[flat_ids]
+        .add(flat_grad, mode='drop')
+    )  # [V, D]
   else:
     raise ValueError(f'Unknown word-table gradient {grad_impl!r}; use one of {WORD_GRAD_IMPLS}.')
   return table_grad.astype(grad.dtype), None
@@ -218,6 +254,7 @@ lookup.defvjp(_lookup_fwd, _lookup_bwd)
 
 class TextEmbeddings(nn.Module):
   """BERT-style word + position + token-type embeddings, LayerNorm, dropout."""
+
   vocab_size: int
   width: int
   max_positions: int
@@ -252,13 +289,17 @@ class TextEmbeddings(nn.Module):
   def __call__(self, input_ids: jax.Array, deterministic: bool) -> jax.Array:
     length = input_ids.shape[1]
     if length > self.max_positions:
-      raise ValueError(f'Text length {length} exceeds the {self.max_positions} '
-                       'position embeddings.')
+      raise ValueError(
+          f'Text length {length} exceeds the {self.max_positions} ' 'position embeddings.'
+      )
     positions = jnp.arange(length)[None]
     table = self.word_embeddings.embedding.astype(self.dtype)  # as nn.Embed: cast, then look up
     words = lookup(self.vocab_size, self.padding_idx, self.word_grad_impl, table, input_ids)
-    x = (words + self.position_embeddings(positions)
-         + self.token_type_embeddings(jnp.zeros_like(positions)))  # [B, L, 768]
+    x = (
+        words
+        + self.position_embeddings(positions)
+        + self.token_type_embeddings(jnp.zeros_like(positions))
+    )  # [B, L, 768]
     return self.dropout(self.LayerNorm(x), deterministic=deterministic)
 
   def _untied_word_init(self, key, shape, dtype=jnp.float32):

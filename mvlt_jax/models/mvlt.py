@@ -1,4 +1,5 @@
 """MVLT: the four-stage pyramid vision-language transformer and its heads."""
+
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
@@ -17,9 +18,11 @@ Dtype = Any
 HEAD_NAMES = ('mlm', 'itm', 'mir', 'recognition', 'attributes')
 # The attribute heads, by side: outputs '<side>_attribute_logits' (one [B, classes] per
 # attribute), parameters '<side>_attr<k>_head[_embed]', and the batch key of their targets.
-ATTRIBUTE_LABELS = {'caption': 'caption_attribute_labels',  # from [CLS]
-                    'image': 'image_attribute_labels',  # from the pooled visual tokens
-                    'imagecls': 'image_attribute_labels'}  # the image's, from [CLS]
+ATTRIBUTE_LABELS = {
+    'caption': 'caption_attribute_labels',  # from [CLS]
+    'image': 'image_attribute_labels',  # from the pooled visual tokens
+    'imagecls': 'image_attribute_labels',
+}  # the image's, from [CLS]
 
 
 # Stage 1 patchifies the image by 4, stages 2-4 halve the grid again.
@@ -28,11 +31,12 @@ PATCH_SIZES = (4, 2, 2, 2)
 
 def stored_grid(pos_grid_size: int, stage: int) -> int:
   """Side of the visual grid that stage ``stage`` (0-based) stores its embeddings for."""
-  return pos_grid_size // int(np.prod(PATCH_SIZES[:stage + 1]))
+  return pos_grid_size // int(np.prod(PATCH_SIZES[: stage + 1]))
 
 
 class BlockStack(nn.Module):
   """The blocks of one stage, named ``0``, ``1``, ... (the release's ``block{k}.{i}``)."""
+
   depth: int
   num_heads: int
   mlp_ratio: int
@@ -49,9 +53,16 @@ class BlockStack(nn.Module):
     if self.remat:
       block_cls = nn.remat(layers.Block, static_argnums=(2, 3))
     for i in range(self.depth):
-      x = block_cls(self.num_heads, self.mlp_ratio, self.sr_ratio, self.drop_path_rates[i],
-                    self.dtype, self.attention_impl, self.attention_init_std,
-                    name=str(i))(x, grid_hw, deterministic)
+      x = block_cls(
+          self.num_heads,
+          self.mlp_ratio,
+          self.sr_ratio,
+          self.drop_path_rates[i],
+          self.dtype,
+          self.attention_impl,
+          self.attention_init_std,
+          name=str(i),
+      )(x, grid_hw, deterministic)
     return x
 
 
@@ -63,6 +74,7 @@ class MVLT(nn.Module):
   [B, P, V] at ``mlm_positions``), ``reconstruction`` [B, H, W, 3], ``main_logits``,
   ``sub_logits``; with ``return_features`` also the stage maps and final text tokens.
   """
+
   embed_dims: Sequence[int]
   num_heads: Sequence[int]
   mlp_ratios: Sequence[int]
@@ -98,34 +110,50 @@ class MVLT(nn.Module):
     # The last stage stores one extra leading slot (PVT's class token) that is dropped.
     extra = 1 if stage == len(self.depths) - 1 else 0
     dim = self.embed_dims[stage]
-    table = self.param(f'pos_embed{stage + 1}', layers.dense_kernel_init,
-                       (1, side * side + extra, dim))
+    table = self.param(
+        f'pos_embed{stage + 1}', layers.dense_kernel_init, (1, side * side + extra, dim)
+    )
     grid = table[:, extra:].reshape(1, side, side, dim)
-    grid = resize_bilinear(grid, grid_hw, align_corners=False,
-                           precision=jax.lax.Precision.HIGHEST)
+    grid = resize_bilinear(grid, grid_hw, align_corners=False, precision=jax.lax.Precision.HIGHEST)
     return grid.reshape(1, grid_hw[0] * grid_hw[1], dim).astype(self.dtype)
 
   @nn.compact
-  def __call__(self, images: jax.Array, input_ids: jax.Array, *, train: bool = False,
-               mlm_positions: Optional[jax.Array] = None,
-               return_features: bool = False) -> dict[str, jax.Array]:
+  def __call__(
+      self,
+      images: jax.Array,
+      input_ids: jax.Array,
+      *,
+      train: bool = False,
+      mlm_positions: Optional[jax.Array] = None,
+      return_features: bool = False,
+  ) -> dict[str, jax.Array]:
     unknown = set(self.heads) - set(HEAD_NAMES)
     if unknown:
       raise ValueError(f'Unknown heads {sorted(unknown)}; known: {HEAD_NAMES}.')
     if 'attributes' in self.heads and not self.attribute_classes:
-      raise ValueError("The 'attributes' heads need model.attribute_classes (classes per "
-                       'attribute; () takes them from the dataset).')
+      raise ValueError(
+          "The 'attributes' heads need model.attribute_classes (classes per "
+          'attribute; () takes them from the dataset).'
+      )
     deterministic = not train
     batch, text_length = input_ids.shape
     if text_length > self.text_length:
-      raise ValueError(f'input_ids has length {text_length} > model.text_length '
-                       f'{self.text_length}.')
+      raise ValueError(
+          f'input_ids has length {text_length} > model.text_length ' f'{self.text_length}.'
+      )
     text_embeddings = layers.TextEmbeddings(
-        self.vocab_size, self.text_width, self.text_max_positions, self.type_vocab_size,
-        self.text_dropout_rate, self.dtype, word_grad_impl=self.word_grad_impl,
-        padding_idx=self.padding_idx, tied_to_decoder='mlm' in self.heads,
+        self.vocab_size,
+        self.text_width,
+        self.text_max_positions,
+        self.type_vocab_size,
+        self.text_dropout_rate,
+        self.dtype,
+        word_grad_impl=self.word_grad_impl,
+        padding_idx=self.padding_idx,
+        tied_to_decoder='mlm' in self.heads,
         word_init_std=self.word_init_std,
-        name='text_embeddings')
+        name='text_embeddings',
+    )
     text = text_embeddings(input_ids, deterministic)  # [B, L, 768]
 
     total_blocks = sum(self.depths)
@@ -134,20 +162,30 @@ class MVLT(nn.Module):
     stage_maps = []
     for k in range(len(self.depths)):
       dim = self.embed_dims[k]
-      visual_tokens, grid_hw = layers.PatchEmbed(dim, PATCH_SIZES[k], self.dtype,
-                                                 name=f'patch_embed{k + 1}')(visual)
+      visual_tokens, grid_hw = layers.PatchEmbed(
+          dim, PATCH_SIZES[k], self.dtype, name=f'patch_embed{k + 1}'
+      )(visual)
       visual_tokens = visual_tokens + self._position_embedding(k, grid_hw)  # [B, h*w, D]
       text = layers.LinearNorm(dim, self.dtype, name=f'text_embed{k + 1}')(text)
-      text_pos = self.param(f'text_pos_embed{k + 1}', layers.dense_kernel_init,
-                            (1, self.text_length, dim))
+      text_pos = self.param(
+          f'text_pos_embed{k + 1}', layers.dense_kernel_init, (1, self.text_length, dim)
+      )
       text = text + text_pos[:, :text_length].astype(self.dtype)  # [B, L, D]
       tokens = jnp.concatenate([visual_tokens, text], axis=1)  # [B, h*w + L, D]
       tokens = nn.Dropout(self.stage_dropout_rate)(tokens, deterministic=deterministic)
       first = sum(self.depths[:k])
-      tokens = BlockStack(self.depths[k], self.num_heads[k], self.mlp_ratios[k],
-                          self.sr_ratios[k], drop_path_rates[first:first + self.depths[k]],
-                          self.dtype, self.attention_impl, self.remat,
-                          self.attention_init_std, name=f'block{k + 1}')(tokens, grid_hw, deterministic)
+      tokens = BlockStack(
+          self.depths[k],
+          self.num_heads[k],
+          self.mlp_ratios[k],
+          self.sr_ratios[k],
+          drop_path_rates[first : first + self.depths[k]],
+          self.dtype,
+          self.attention_impl,
+          self.remat,
+          self.attention_init_std,
+          name=f'block{k + 1}',
+      )(tokens, grid_hw, deterministic)
       num_visual = grid_hw[0] * grid_hw[1]
       visual = tokens[:, :num_visual].reshape(batch, *grid_hw, dim)  # [B, h, w, D]
       text = tokens[:, num_visual:]  # [B, L, D]
@@ -177,8 +215,11 @@ class MVLT(nn.Module):
       # from [CLS], and of the image both from the pooled last-stage visual tokens ('image')
       # and from [CLS] ('imagecls'), so that [CLS] carries both sides for ITM to compare.
       pooled_visual = stage_maps[-1].mean(axis=(1, 2))  # [B, D4]
-      for side, features in (('caption', cls_token), ('image', pooled_visual),
-                             ('imagecls', cls_token)):
+      for side, features in (
+          ('caption', cls_token),
+          ('image', pooled_visual),
+          ('imagecls', cls_token),
+      ):
         side_logits = []
         for index, num_classes in enumerate(self.attribute_classes):
           name = f'{side}_attr{index}_head'
@@ -187,8 +228,9 @@ class MVLT(nn.Module):
           side_logits.append(logits.astype(jnp.float32))  # [B, classes]
         outputs[f'{side}_attribute_logits'] = tuple(side_logits)
     if 'mir' in self.heads:
-      decoder = heads_lib.MIRDecoder(self.mir_channels, self.dtype, self.bn_momentum,
-                                     name='t2i_head')
+      decoder = heads_lib.MIRDecoder(
+          self.mir_channels, self.dtype, self.bn_momentum, name='t2i_head'
+      )
       outputs['reconstruction'] = decoder(*stage_maps[1:], train=train).astype(jnp.float32)
     if return_features:
       outputs['stage_maps'] = stage_maps

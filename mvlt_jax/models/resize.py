@@ -5,6 +5,7 @@ release uses ``F.interpolate(mode='bilinear')`` both with ``align_corners=False`
 (position embeddings) and ``align_corners=True`` (the MIR decoder). Both are written
 out here as separable interpolation matrices, built on the host from static shapes.
 """
+
 import functools
 
 import jax
@@ -31,8 +32,9 @@ def interpolation_matrix(in_size: int, out_size: int, align_corners: bool) -> np
   return matrix.astype(np.float32)
 
 
-def resize_bilinear(x: jax.Array, out_hw: tuple[int, int], *, align_corners: bool,
-                    precision=None) -> jax.Array:
+def resize_bilinear(
+    x: jax.Array, out_hw: tuple[int, int], *, align_corners: bool, precision=None
+) -> jax.Array:
   """Resizes ``x`` [B, H, W, C] to [B, out_h, out_w, C]."""
   _, height, width, _ = x.shape
   out_h, out_w = out_hw

@@ -3,6 +3,7 @@
 A variant fixes the four stages' widths, heads, MLP ratios, depths and spatial-reduction
 ratios. Any of these can be overridden from the config (``config.model.embed_dims`` etc.).
 """
+
 import dataclasses
 
 
@@ -28,17 +29,22 @@ VARIANTS = {
     'pvlt_medium': PyramidSpec(depths=(3, 4, 18, 3), **_PVT_WIDTHS),
     'pvlt_large': PyramidSpec(depths=(3, 8, 27, 3), **_PVT_WIDTHS),
     # Not published: a narrow one-block-per-stage model for CPU tests and the demo.
-    'pvlt_micro': PyramidSpec(embed_dims=(32, 64, 96, 128), num_heads=(1, 2, 3, 4),
-                              mlp_ratios=(4, 4, 4, 4), depths=(1, 1, 1, 1),
-                              sr_ratios=(8, 4, 2, 1)),
+    'pvlt_micro': PyramidSpec(
+        embed_dims=(32, 64, 96, 128),
+        num_heads=(1, 2, 3, 4),
+        mlp_ratios=(4, 4, 4, 4),
+        depths=(1, 1, 1, 1),
+        sr_ratios=(8, 4, 2, 1),
+    ),
 }
 
 
 def resolve_pyramid(model_config) -> PyramidSpec:
   """The variant named by ``model_config.variant`` with per-field overrides applied."""
   if model_config.variant not in VARIANTS:
-    raise ValueError(f'Unknown model.variant {model_config.variant!r}; '
-                     f'choose one of {sorted(VARIANTS)}.')
+    raise ValueError(
+        f'Unknown model.variant {model_config.variant!r}; ' f'choose one of {sorted(VARIANTS)}.'
+    )
   spec = VARIANTS[model_config.variant]
   overrides = {}
   for field in dataclasses.fields(PyramidSpec):
