@@ -18,9 +18,12 @@ from __future__ import annotations
 import collections
 import dataclasses
 
+from mvlt_jax.errors import MVLTError
 
-class PrepareError(Exception):
-  """Base class of every error of the input pipeline with a user-facing message."""
+
+class PrepareError(MVLTError):
+  """Base class of every error of the input pipeline with a user-facing message (a kind of
+  ``MVLTError``, the one root of the errors users see)."""
 
 
 class FatalInputError(PrepareError):

@@ -2,7 +2,11 @@
 
 
 class MVLTError(Exception):
-  """A problem the user can fix: bad config, missing data or checkpoint, diverged run."""
+  """A problem the user can fix: bad config, missing data or checkpoint, diverged run.
+
+  The one root of every error a user sees (``input_pipeline.errors.PrepareError`` derives
+  from it too); every command line prints it as one ``error: ...`` line.
+  """
 
 
 class ConfigError(MVLTError):

@@ -9,13 +9,14 @@ prints the time per image and the first captions.
 
 from __future__ import annotations
 
-import argparse
 import math
 import pathlib
+import sys
 import time
 from collections.abc import Sequence
 
 import numpy as np
+from absl import flags
 from PIL import Image, ImageDraw, ImageFont
 
 from input_pipeline.errors import SyntheticCatalogError
@@ -55,16 +56,31 @@ def _contact_sheet(
   return sheet
 
 
+def _define_flags(flag_values: flags.FlagValues) -> None:
+  f = dict(flag_values=flag_values)
+  flags.DEFINE_string('out', None, 'directory for the PNG contact sheets (required)', **f)
+  flags.DEFINE_integer('num_products', 24, 'products shown', **f)
+  flags.DEFINE_integer('seed', 0, 'seed of the catalog', **f)
+  flags.DEFINE_integer('first', 0, 'index of the first product shown', **f)
+  flags.DEFINE_integer('image_size', 256, 'side of the images', **f)
+  flags.DEFINE_integer('max_views', 4, 'views per product', **f)
+  flags.DEFINE_integer('columns', 6, 'products per row of the contact sheet', **f)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  parser.add_argument('--out', required=True, help='directory for the PNG contact sheets')
-  parser.add_argument('--num_products', type=int, default=24)
-  parser.add_argument('--seed', type=int, default=0)
-  parser.add_argument('--first', type=int, default=0, help='index of the first product shown')
-  parser.add_argument('--image_size', type=int, default=256)
-  parser.add_argument('--max_views', type=int, default=4)
-  parser.add_argument('--columns', type=int, default=6)
-  args = parser.parse_args(argv)
+  """``argv``: the arguments after the program name (default ``sys.argv[1:]``); absl flags on
+  a FlagValues of this call's own."""
+  args = flags.FlagValues()
+  _define_flags(args)
+  argv = ['python -m input_pipeline.synthetic_render', *(sys.argv[1:] if argv is None else argv)]
+  try:
+    extra = args(argv)[1:]
+  except flags.Error as e:
+    raise SystemExit(f'error: {e}') from None
+  if extra or not args.out:
+    raise SystemExit(
+        f'error: unexpected arguments {extra}' if extra else 'error: --out is required.'
+    )
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   try:
