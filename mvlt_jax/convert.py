@@ -1320,6 +1320,23 @@ def _build_model(config: Any) -> Any:
         'attribute_classes is empty (training takes it from the dataset); '
         'give it, e.g. --config.model.attribute_classes="(16, 6)".'
     )
+  # Sizes that a config such as configs/demo.py leaves at 0 ("from the data"; a trained
+  # checkpoint's config.json has them resolved): a model built with them has empty tables.
+  unresolved = ['vocab_size'] if not model_config.get('vocab_size') else []
+  if 'recognition' in heads:
+    unresolved += [
+        f'num_{level}_classes'
+        for level in CLASS_LEVELS
+        if not model_config.get(f'num_{level}_classes')
+    ]
+  if unresolved:
+    raise ConversionError(
+        f'config.model.{", ".join(unresolved)}: 0 ("from the data": training takes the '
+        'vocabulary from the tokenizer and the class counts from the dataset); give '
+        + ', '.join(f'--config.model.{field}=N' for field in unresolved)
+        + (' (or --class_names=PATH for the class counts)' if unresolved != ['vocab_size'] else '')
+        + ', or export a trained checkpoint (its config.json has them).'
+    )
   return build_model(model_config)
 
 
