@@ -1045,6 +1045,10 @@ def _import_torch():
 def load_torch_state_dict(path: str) -> dict[str, Any]:
   """A state dict from ``.pth`` (``{'model': sd}`` of the release, or a bare ``sd``) or
   ``.safetensors``. A ``module.`` prefix on every key (DistributedDataParallel) is removed.
+
+  Raises:
+    ConversionError: one line naming ``path`` and why it cannot be read (no such file, empty,
+      truncated, damaged, the other format, an object that ``weights_only`` refuses ...).
   """
   if not os.path.isfile(path):
     raise ConversionError(f'{path}: no such file.')
@@ -1056,7 +1060,12 @@ def load_torch_state_dict(path: str) -> dict[str, Any]:
           f'{path}: reading safetensors needs the safetensors package '
           '(pip install safetensors==0.8.0).'
       ) from error
-    state = load_file(path)
+    try:
+      state = load_file(path)
+    except Exception as error:  # SafetensorError, OSError ...  pylint: disable=broad-except
+      raise ConversionError(
+          f'{path}: cannot be read as a safetensors file: {_safetensors_problem(path, error)}.'
+      ) from error
   else:
     torch = _import_torch()
     # Release checkpoints also pickle their argparse arguments; allow that one plain class.
@@ -1065,7 +1074,8 @@ def load_torch_state_dict(path: str) -> dict[str, Any]:
       state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError ...
       raise ConversionError(
-          f'{path}: cannot be read as a PyTorch checkpoint with ' f'weights_only=True: {error}'
+          f'{path}: cannot be read as a PyTorch checkpoint (torch.load, weights_only=True): '
+          f'{_torch_file_problem(path, error)}.'
       ) from error
   if isinstance(state, Mapping) and isinstance(state.get('model'), Mapping):
     state = state['model']
@@ -1084,6 +1094,122 @@ def load_torch_state_dict(path: str) -> dict[str, Any]:
   if all(name.startswith('module.') for name in state):
     state = {name[len('module.') :]: value for name, value in state.items()}
   return dict(state)
+
+
+# What a file's first bytes say it is (``_file_format``), in words.
+_FORMAT_NAMES = {
+    'zip': "a PyTorch checkpoint (torch.save's zip archive)",
+    'pickle': 'a PyTorch checkpoint (a legacy torch.save pickle)',
+    'safetensors': 'a safetensors file',
+}
+_MAX_REASON_CHARS = 300
+
+
+def _file_format(path: str) -> str:
+  """``empty``, ``zip`` (torch.save), ``pickle`` (legacy torch.save), ``safetensors`` (an
+  8-byte header length, then the JSON header's ``{``) or ``unknown``, from the first bytes."""
+  with open(path, 'rb') as f:
+    head = f.read(9)
+  if not head:
+    return 'empty'
+  if head.startswith(b'PK\x03\x04'):
+    return 'zip'
+  if head.startswith(b'\x80') and len(head) > 1 and 2 <= head[1] <= 5:
+    return 'pickle'
+  if len(head) == 9 and head[8:9] == b'{':
+    return 'safetensors'
+  return 'unknown'
+
+
+def _error_reason(error: BaseException) -> str:
+  """An exception as a short one-line reason: its type and first line."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  text = lines[0] if lines else ''
+  text = ' '.join(text.split()).rstrip('.')
+  if len(text) > _MAX_REASON_CHARS:
+    text = text[: _MAX_REASON_CHARS - 3] + '...'
+  return f'{type(error).__name__}: {text}' if text else type(error).__name__
+
+
+def _safetensors_problem(path: str, error: BaseException) -> str:
+  """Why ``path`` is not a readable safetensors file (``error``: what the reader raised)."""
+  try:
+    size = os.path.getsize(path)
+    kind = _file_format(path)
+    if kind == 'empty':
+      return 'the file is empty (0 bytes)'
+    if kind in ('zip', 'pickle'):
+      return f'it is {_FORMAT_NAMES[kind]}, not safetensors (name it .pth)'
+    if size < 8:
+      return f'truncated: {size} bytes, less than the 8-byte header length'
+    with open(path, 'rb') as f:
+      header_size = int.from_bytes(f.read(8), 'little')
+      if kind != 'safetensors':
+        return (
+            'not a safetensors file (no JSON header after the 8-byte length; the reader says '
+            f'{_error_reason(error)})'
+        )
+      if 8 + header_size > size:
+        return (
+            f'truncated: its header is {header_size} bytes long but the file has '
+            f'{size - 8} after the header length'
+        )
+      try:
+        header = json.loads(f.read(header_size))
+      except ValueError as json_error:
+        return f'its header is not valid JSON ({_error_reason(json_error)})'
+    offsets = [
+        entry.get('data_offsets', (0, 0))[1]
+        for name, entry in (header.items() if isinstance(header, dict) else ())
+        if name != '__metadata__' and isinstance(entry, dict)
+    ]
+    data = size - 8 - header_size
+    if offsets and all(isinstance(end, int) for end in offsets) and max(offsets) > data:
+      return (
+          f'truncated: its header describes {max(offsets)} bytes of tensor data, the file '
+          f'holds {data}'
+      )
+  except OSError as os_error:
+    return _error_reason(os_error)
+  return f'damaged ({_error_reason(error)})'
+
+
+def _torch_file_problem(path: str, error: BaseException) -> str:
+  """Why ``torch.load`` could not read ``path`` (``error``: what it raised), in one line."""
+  try:
+    kind = _file_format(path)
+  except OSError as os_error:
+    return _error_reason(os_error)
+  if kind == 'empty':
+    return 'the file is empty (0 bytes)'
+  if kind == 'safetensors':
+    return 'it is a safetensors file, not a .pth (name it .safetensors)'
+  if kind == 'unknown':
+    return 'not a PyTorch checkpoint (neither a zip archive nor a pickle)'
+  if kind == 'zip':
+    import zipfile  # pylint: disable=import-outside-toplevel
+
+    try:
+      with zipfile.ZipFile(path) as archive:
+        damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as zip_error:
+      return f'truncated or damaged: its zip archive cannot be opened ({_error_reason(zip_error)})'
+    if damaged is not None:
+      return f"damaged: the zip archive's entry {damaged} fails its checksum"
+  message = str(error)
+  refused = re.search(r'Unsupported global: GLOBAL ([\w.]+)', message)
+  if refused:
+    return (
+        f'it pickles a {refused.group(1)} object, which weights_only=True does not load (only '
+        'tensors, plain containers and argparse.Namespace); save the state dict alone'
+    )
+  if (
+      kind == 'pickle'
+      and isinstance(error, (EOFError, RuntimeError))
+      and 'EOF' in (type(error).__name__ + message)
+  ):
+    return f'truncated ({_error_reason(error)})'
+  return _error_reason(error)
 
 
 def save_torch_state_dict(state_dict: Mapping[str, Any], path: str) -> None:

@@ -114,3 +114,87 @@ def test_demo_config_without_the_data_sizes_is_one_error_line(tmp_path, capsys):
     convert._build_model(
         convert.load_config(DEMO_CONFIG, ['--config.model.attribute_classes=(4,)'])
     )
+
+
+# --- b. Bad files: one line naming the file and the reason ----------------------------------
+
+
+def _safetensors_bytes(header, data_size):
+  header = header.encode()
+  return struct.pack('<Q', len(header)) + header + b'\0' * data_size
+
+
+@pytest.fixture(scope='module')
+def good_files(tmp_path_factory):
+  """The bytes of a small valid .safetensors and .pth."""
+  directory = tmp_path_factory.mktemp('files')
+  state = {'block1.0.attn.q.weight': torch.zeros(32, 32), 'pos_embed1': torch.ones(1, 4, 8)}
+  files = {}
+  for suffix in ('safetensors', 'pth'):
+    path = str(directory / f'good.{suffix}')
+    convert.save_torch_state_dict(state, path)
+    with open(path, 'rb') as f:
+      files[suffix] = f.read()
+  return files
+
+
+BAD_FILES = {
+    # name: (bytes of the file from the good ones, the reason in the message)
+    'truncated.safetensors': (
+        lambda good: good['safetensors'][: len(good['safetensors']) // 2],
+        'truncated: its header describes 4224 bytes of tensor data, the file holds',
+    ),
+    'tiny.safetensors': (lambda good: b'\x10\0\0', 'truncated: 3 bytes'),
+    'empty.safetensors': (lambda good: b'', 'the file is empty (0 bytes)'),
+    'text.safetensors': (lambda good: b'just some text, no tensors', 'not a safetensors file'),
+    'bad_json.safetensors': (
+        lambda good: _safetensors_bytes('{"a": [1, 2', 16),
+        'its header is not valid JSON',
+    ),
+    'wrong_header.safetensors': (  # 100 float32 need 400 bytes, the header gives 40
+        lambda good: _safetensors_bytes(
+            '{"a": {"dtype": "F32", "shape": [10, 10], "data_offsets": [0, 40]}}', 400
+        ),
+        'damaged (SafetensorError: Error while deserializing header: invalid shape',
+    ),
+    'a_pth.safetensors': (lambda good: good['pth'], 'not safetensors (name it .pth)'),
+    'truncated.pth': (
+        lambda good: good['pth'][: len(good['pth']) - 100],
+        'truncated or damaged: its zip archive cannot be opened',
+    ),
+    'empty.pth': (lambda good: b'', 'the file is empty (0 bytes)'),
+    'text.pth': (lambda good: b'not a checkpoint', 'neither a zip archive nor a pickle'),
+    'a_safetensors.pth': (lambda good: good['safetensors'], 'name it .safetensors'),
+}
+
+
+@pytest.mark.parametrize('name', sorted(BAD_FILES))
+def test_bad_files_are_one_error_line(name, good_files, tmp_path, capsys):
+  make, reason = BAD_FILES[name]
+  path = tmp_path / name
+  path.write_bytes(make(good_files))
+  with pytest.raises(convert.ConversionError, match=r'^[^\n]+$') as error:
+    convert.load_torch_state_dict(str(path))
+  assert str(error.value).startswith(f'{path}: cannot be read as a ') and reason in str(error.value)
+  # The command line and training's init_from say the same.
+  config_flag = f'--config={os.path.join(REPO, "configs", "pretrain.py")}'
+  status, _, err = run(
+      ['from-torch', '--torch', path, config_flag, '--out', tmp_path / 'x'], capsys
+  )
+  assert_one_error_line(status, err, str(path), reason)
+  with pytest.raises(MVLTError) as init_error:
+    convert.load_init_variables(str(path), conftest.tiny_config().model)
+  assert str(init_error.value) == str(error.value)
+  assert not (tmp_path / 'x').exists()
+
+
+def test_a_pth_with_a_foreign_object_names_it(tmp_path, capsys):
+  import fractions  # pylint: disable=import-outside-toplevel
+
+  path = tmp_path / 'pickled.pth'
+  torch.save({'model': {'a': torch.zeros(2)}, 'lr': fractions.Fraction(1, 3)}, str(path))
+  with pytest.raises(convert.ConversionError) as error:
+    convert.load_torch_state_dict(str(path))
+  message = str(error.value)
+  assert '\n' not in message
+  assert 'it pickles a fractions.Fraction object, which weights_only=True does not load' in message
