@@ -192,6 +192,7 @@ def export_state_dict(
     num_batches_tracked: int = 0,
     class_mapping: Optional['ClassMapping'] = None,
     seed: int = 0,
+    allow_nonfinite: bool = False,
 ) -> tuple[dict[str, np.ndarray], list[str]]:
   """flax variables -> (``{torch_name: float32 array in PyTorch layout}``, notes).
 
@@ -201,10 +202,31 @@ def export_state_dict(
   release's order by class name (``map_class_rows_to_release``; rows without a partner get
   the PyTorch port's fresh init for ``seed``); without it they are copied as they are and
   the notes hold a warning. ``notes`` says what the mapping did.
+
+  Raises:
+    ConversionError: a variable holds NaN or Inf (named), unless ``allow_nonfinite``: then
+      they are exported as they are and the notes start with a warning that names them.
   """
   state: dict[str, np.ndarray] = {}
   origin: dict[str, FlatKey] = {}
-  for flat_key, value in _flatten(variables).items():
+  flat = {
+      flat_key: np.asarray(jax.device_get(value), dtype=np.float32)
+      for flat_key, value in _flatten(variables).items()
+  }
+  nonfinite = _nonfinite_entries({'/'.join(key): array for key, array in flat.items()})
+  pre_notes = []
+  if nonfinite and not allow_nonfinite:
+    raise ConversionError(
+        f'non-finite values (NaN/Inf) in {len(nonfinite)} of the {len(flat)} variables: '
+        f'{_summarise_entries(nonfinite)}; refusing to export them (--allow_nonfinite / '
+        'allow_nonfinite=True exports them as they are).'
+    )
+  if nonfinite:
+    pre_notes.append(
+        f'WARNING: exported non-finite values (NaN/Inf) as they are (allow_nonfinite) in '
+        f'{len(nonfinite)} variables: {_summarise_entries(nonfinite)}'
+    )
+  for flat_key, array in flat.items():
     name = torch_name(flat_key)
     if name in state:
       raise ConversionError(
@@ -212,7 +234,6 @@ def export_state_dict(
           f'map to the PyTorch name {name!r}.'
       )
     origin[name] = flat_key
-    array = np.asarray(jax.device_get(value), dtype=np.float32)
     state[name] = np.array(to_torch_layout(flat_key, array), order='C')  # an owned copy
     if flat_key[0] == 'batch_stats' and flat_key[-1] == 'mean':
       state[f'{_bn_module_of(name)}.{NUM_BATCHES_TRACKED}'] = np.array(
@@ -222,7 +243,36 @@ def export_state_dict(
     if WORD_EMBEDDING_KEY not in state:
       raise ConversionError(f'The MLM head needs {WORD_EMBEDDING_KEY} (its tied decoder).')
     state[TIED_DECODER_KEY] = state[WORD_EMBEDDING_KEY].copy()
-  return map_class_rows_to_release(state, class_mapping, seed=seed)
+  state, notes = map_class_rows_to_release(state, class_mapping, seed=seed)
+  return state, pre_notes + notes
+
+
+_NONFINITE_IMPORT_WARNING = (
+    'WARNING: imported non-finite values (NaN/Inf) as they are (allow_nonfinite)'
+)
+
+
+def _nonfinite_entries(arrays: Mapping[str, Any]) -> list[str]:
+  """``'name (3 NaN, 1 Inf of 1024 values)'`` for each floating array holding NaN or Inf."""
+  entries = []
+  for name, array in arrays.items():
+    array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.floating):
+      continue
+    finite = np.isfinite(array)
+    if finite.all():
+      continue
+    nan = int(np.isnan(array).sum())
+    inf = int(array.size - finite.sum()) - nan
+    counts = ', '.join(f'{n} {kind}' for n, kind in ((nan, 'NaN'), (inf, 'Inf')) if n)
+    entries.append(f'{name} ({counts} of {array.size} values)')
+  return entries
+
+
+def _summarise_entries(entries: Sequence[str], limit: int = 8) -> str:
+  """The first ``limit`` entries, then how many more: one line."""
+  more = len(entries) - limit
+  return ', '.join(entries[:limit]) + (f' ... and {more} more' if more > 0 else '')
 
 
 def variables_to_numpy_state_dict(
@@ -231,10 +281,15 @@ def variables_to_numpy_state_dict(
     num_batches_tracked: int = 0,
     class_mapping: Optional['ClassMapping'] = None,
     seed: int = 0,
+    allow_nonfinite: bool = False,
 ) -> dict[str, np.ndarray]:
   """``export_state_dict`` without its notes (logged: warnings as warnings)."""
   state, notes = export_state_dict(
-      variables, num_batches_tracked=num_batches_tracked, class_mapping=class_mapping, seed=seed
+      variables,
+      num_batches_tracked=num_batches_tracked,
+      class_mapping=class_mapping,
+      seed=seed,
+      allow_nonfinite=allow_nonfinite,
   )
   _log_notes(notes)
   return state
@@ -251,18 +306,24 @@ def variables_to_torch_state_dict(
     num_batches_tracked: int = 0,
     class_mapping: Optional['ClassMapping'] = None,
     seed: int = 0,
+    allow_nonfinite: bool = False,
 ) -> dict[str, Any]:
   """flax variables -> PyTorch state dict with exactly the release's keys and shapes.
 
   Load it with ``strict=True`` into ``mvlt_jax.torch_port.MVLT`` or the release's model of
   the same heads. The tied decoder is a separate tensor (equal values), so the result can
-  also be written as safetensors. ``class_mapping``, ``seed``: see ``export_state_dict``.
+  also be written as safetensors. ``class_mapping``, ``seed``, ``allow_nonfinite``: see
+  ``export_state_dict``.
   """
   torch = _import_torch()
   return {
       name: torch.from_numpy(array)
       for name, array in variables_to_numpy_state_dict(
-          variables, num_batches_tracked=num_batches_tracked, class_mapping=class_mapping, seed=seed
+          variables,
+          num_batches_tracked=num_batches_tracked,
+          class_mapping=class_mapping,
+          seed=seed,
+          allow_nonfinite=allow_nonfinite,
       ).items()
   }
 
@@ -414,6 +475,7 @@ def import_state_dict(
     init: Optional[Variables] = None,
     seed: int = 0,
     fill_missing: bool = True,
+    allow_nonfinite: bool = False,
 ) -> tuple[Variables, ImportReport]:
   """PyTorch state dict -> flax variables of ``model``, plus a report of what was done.
 
@@ -440,9 +502,12 @@ def import_state_dict(
     seed: seed of that default init.
     fill_missing: False leaves the allowed-missing keys out of the result (listed in
       ``report.left_out``) instead of filling them from the init.
+    allow_nonfinite: import tensors that hold NaN or Inf as they are (a warning in the
+      report names them) instead of failing.
 
   Raises:
-    ConversionError: listing every missing, unexpected and mis-shaped key by name.
+    ConversionError: listing every missing, unexpected and mis-shaped key by name; or, in
+      one line, the tensors with a place in the model that hold NaN or Inf.
   """
   if source not in SOURCES:
     raise ConversionError(f'Unknown source {source!r}; choose one of {SOURCES}.')
@@ -460,6 +525,25 @@ def import_state_dict(
 
   template = _flatten(abstract_variables(model, model_config))
   expected = {torch_name(flat_key): flat_key for flat_key in template}
+  # Tensors that would enter the model (the tied decoder is compared with the word table).
+  nonfinite = _nonfinite_entries(
+      {
+          name: array
+          for name, array in arrays.items()
+          if name in expected or name == TIED_DECODER_KEY
+      }
+  )
+  if nonfinite and not allow_nonfinite:
+    raise ConversionError(
+        f'non-finite values (NaN/Inf) in {len(nonfinite)} tensors: '
+        f'{_summarise_entries(nonfinite)}; refusing to import them (--allow_nonfinite / '
+        'allow_nonfinite=True imports them as they are).'
+    )
+  if nonfinite:
+    report.notes.append(
+        f'{_NONFINITE_IMPORT_WARNING} in {len(nonfinite)} tensors: '
+        f'{_summarise_entries(nonfinite)}'
+    )
   bn_modules = {_bn_module_of(name) for name, key in expected.items() if key[0] == 'batch_stats'}
   model_rows = {
       level: template[expected[name]].shape[0]
@@ -1293,6 +1377,7 @@ def load_init_variables(
     allow_missing: Iterable[str] | str = INIT_FROM_ALLOWED_GROUPS,
     allow_unexpected: Iterable[str] | str = INIT_FROM_ALLOWED_GROUPS,
     seed: int = 0,
+    allow_nonfinite: bool = False,
 ) -> tuple[Variables, str]:
   """The variables that ``path`` holds for a model of ``model_config``, and a one-line description.
 
@@ -1316,8 +1401,9 @@ def load_init_variables(
       class counts must be resolved (not 0).
     class_mapping: for a file with recognition heads: map their rows by class name
       (``make_class_mapping``); None copies them as they are and the description warns.
-    source, allow_missing, allow_unexpected, seed: as ``import_state_dict`` (``seed`` only
-      for dataset classes that the release does not know, with ``class_mapping``).
+    source, allow_missing, allow_unexpected, seed, allow_nonfinite: as
+      ``import_state_dict`` (``seed`` only for dataset classes that the release does not
+      know, with ``class_mapping``; NaN / Inf in the file are an error by default).
 
   Returns:
     ``({'params': ..., 'batch_stats': ...}, description)``: nested dicts of arrays in the
@@ -1355,6 +1441,7 @@ def load_init_variables(
         class_mapping=class_mapping,
         seed=seed,
         fill_missing=False,
+        allow_nonfinite=allow_nonfinite,
     )
   except ConversionError as error:
     raise ConversionError(f'{path}: {error}') from error
@@ -1408,6 +1495,7 @@ def _describe_import(path: str, report: ImportReport) -> str:
       note.startswith(tuple(f'{level} classes' for level in CLASS_LEVELS)) for note in report.notes
   ):
     parts.append('recognition rows mapped by class name')
+  parts += [note for note in report.notes if note.startswith(_NONFINITE_IMPORT_WARNING)]
   return '; '.join(parts)
 
 
@@ -1473,7 +1561,15 @@ def _build_model(config: Any) -> Any:
 _PROGRAM = 'python -m mvlt_jax.convert'
 # The flags of each command (both take --config).
 _COMMAND_FLAGS = {
-    'to-torch': ('checkpoint', 'init', 'out', 'seed', 'class_names', 'release_class_order'),
+    'to-torch': (
+        'checkpoint',
+        'init',
+        'out',
+        'seed',
+        'class_names',
+        'release_class_order',
+        'allow_nonfinite',
+    ),
     'from-torch': (
         'torch',
         'out',
@@ -1484,6 +1580,7 @@ _COMMAND_FLAGS = {
         'seed',
         'class_names',
         'release_class_order',
+        'allow_nonfinite',
     ),
 }
 COMMANDS = tuple(_COMMAND_FLAGS)
@@ -1499,9 +1596,11 @@ _HELP_ARGUMENTS = (
 )
 _USAGE = f"""usage: {_PROGRAM} to-torch (--checkpoint=DIR | --init --config=FILE) --out=FILE
            [--config=FILE [--config.a.b=value ...]] [--class_names=PATH] [--seed=N]
+           [--allow_nonfinite]
        {_PROGRAM} from-torch --torch=FILE --config=FILE [--config.a.b=value ...]
            --out=DIR [--source=auto|mvlt|pvt] [--allow_missing=GROUP,...]
            [--allow_unexpected=GROUP,...] [--allow_untied_decoder] [--class_names=PATH]
+           [--allow_nonfinite]
 
 Converts MVLT weights between PyTorch (the public release, PVT-v1) and mvlt_jax
 (docs/convert.md).
@@ -1585,6 +1684,13 @@ def _define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> None:
       False,
       'from-torch: keep the word embedding '
       'when the MLM decoder differs from it (else an error).',
+      **f,
+  )
+  flags.DEFINE_boolean(
+      'allow_nonfinite',
+      False,
+      'Convert weights that hold NaN or Inf as they are, with a warning naming them (by '
+      'default both commands refuse them, naming them).',
       **f,
   )
   flags.DEFINE_integer(
@@ -1737,7 +1843,17 @@ def _run_to_torch(options: flags.FlagValues) -> None:
     variables = load_checkpoint_variables(options.checkpoint)
     if config is None:
       config = load_checkpoint_config(options.checkpoint)
-  arrays, notes = export_state_dict(variables, class_mapping=class_mapping, seed=options.seed)
+  try:
+    arrays, notes = export_state_dict(
+        variables,
+        class_mapping=class_mapping,
+        seed=options.seed,
+        allow_nonfinite=options.allow_nonfinite,
+    )
+  except ConversionError as error:
+    if options.checkpoint:
+      raise ConversionError(f'{options.checkpoint}: {error}') from error
+    raise
   torch = _import_torch()
   state_dict = {name: torch.from_numpy(array) for name, array in arrays.items()}
   if config is not None:
@@ -1763,6 +1879,7 @@ def _run_from_torch(options: flags.FlagValues) -> None:
         allow_untied_decoder=options.allow_untied_decoder,
         class_mapping=class_mapping,
         seed=options.seed,
+        allow_nonfinite=options.allow_nonfinite,
     )
   except ConversionError as error:
     raise ConversionError(f'{options.torch}: {error}') from error

@@ -198,3 +198,92 @@ def test_a_pth_with_a_foreign_object_names_it(tmp_path, capsys):
   message = str(error.value)
   assert '\n' not in message
   assert 'it pickles a fractions.Fraction object, which weights_only=True does not load' in message
+
+
+# --- c. NaN / Inf weights: refused both ways unless --allow_nonfinite -------------------------
+
+PRETRAIN_CONFIG = os.path.join(REPO, 'configs', 'pretrain.py')
+TINY_OVERRIDES = [  # tests/conftest.py's tiny_config as flags (mlm, itm, mir)
+    '--config.model.variant=pvlt_micro',
+    '--config.model.image_size=64',
+    '--config.model.text_length=16',
+    '--config.model.vocab_size=64',
+    '--config.model.pos_grid_size=32',
+    '--config.model.text_width=32',
+    '--config.model.head_width=32',
+    '--config.model.mir_channels=8',
+]
+
+
+@pytest.fixture(scope='module')
+def tiny():
+  """conftest.tiny_config's model (mlm, itm, mir): random variables, their state dict."""
+  config = convert.load_config(PRETRAIN_CONFIG, TINY_OVERRIDES)
+  model = build_model(config.model)
+  variables = conftest.random_variables(model, seed=4)
+  state = convert.variables_to_torch_state_dict(variables)
+  return argparse.Namespace(config=config, model=model, variables=variables, state=state)
+
+
+def test_nonfinite_weights_are_refused_on_import_unless_allowed(tiny, tmp_path, capsys):
+  state = {name: value.clone() for name, value in tiny.state.items()}
+  state['block2.0.attn.q.weight'][0, :3] = float('nan')
+  state['t2i_head.conv4.1.running_var'][1] = float('inf')
+  path = tmp_path / 'nan.pth'
+  convert.save_torch_state_dict(state, str(path))
+  flags = ['from-torch', '--torch', path, f'--config={PRETRAIN_CONFIG}', *TINY_OVERRIDES]
+  status, _, err = run([*flags, '--out', tmp_path / 'refused'], capsys)
+  assert_one_error_line(
+      status,
+      err,
+      f'{path}: non-finite values (NaN/Inf) in 2 tensors: ',
+      'block2.0.attn.q.weight (3 NaN of 4096 values)',
+      't2i_head.conv4.1.running_var (1 Inf of 24 values)',
+      '--allow_nonfinite',
+  )
+  assert not (tmp_path / 'refused').exists()
+  with pytest.raises(MVLTError, match=r'nan.pth: non-finite .* block2.0.attn.q.weight'):
+    convert.load_init_variables(str(path), tiny.config)  # training's init_from refuses too
+  # Allowed: imported as they are, with a warning that names them.
+  status, out, err = run([*flags, '--out', tmp_path / 'allowed', '--allow_nonfinite'], capsys)
+  assert status == 0, err
+  assert 'WARNING: imported non-finite values (NaN/Inf) as they are' in out
+  assert 'block2.0.attn.q.weight (3 NaN of 4096 values)' in out
+  kernel = convert.load_checkpoint_variables(str(tmp_path / 'allowed'))['params']['block2']['0'][
+      'attn'
+  ]['q']['kernel']
+  assert np.isnan(kernel).sum() == 3
+
+
+def test_nonfinite_parameters_are_refused_on_export_unless_allowed(tiny, tmp_path, capsys):
+  variables = jax_tree_copy(tiny.variables)
+  variables['params']['itm_head']['linear']['bias'][1] = float('-inf')
+  variables['batch_stats']['t2i_head']['conv4']['1']['mean'][:2] = float('nan')
+  directory = str(tmp_path / 'checkpoint')
+  convert.save_converted_checkpoint(variables, tiny.config, directory)
+  out = tmp_path / 'nan.pth'
+  status, _, err = run(['to-torch', '--checkpoint', directory, '--out', out], capsys)
+  assert_one_error_line(
+      status,
+      err,
+      f'{directory}: non-finite values (NaN/Inf) in 2 of the ',
+      'params/itm_head/linear/bias (1 Inf of 2 values)',
+      'batch_stats/t2i_head/conv4/1/mean (2 NaN of 24 values)',
+      'refusing to export them (--allow_nonfinite',
+  )
+  assert not out.exists()
+  with pytest.raises(convert.ConversionError, match='itm_head/linear/bias'):
+    convert.variables_to_torch_state_dict(variables)
+  status, stdout, err = run(
+      ['to-torch', '--checkpoint', directory, '--out', out, '--allow_nonfinite'], capsys
+  )
+  assert status == 0, err
+  assert 'WARNING: exported non-finite values (NaN/Inf) as they are' in stdout
+  assert torch.isinf(convert.load_torch_state_dict(str(out))['itm_head.linear.bias'][1])
+
+
+def jax_tree_copy(variables):
+  """A deep copy of nested dicts of numpy arrays (writable)."""
+  if isinstance(variables, dict):
+    return {key: jax_tree_copy(value) for key, value in variables.items()}
+  return np.array(variables)
