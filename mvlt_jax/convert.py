@@ -1324,12 +1324,17 @@ def save_converted_checkpoint(
   """
   from mvlt_jax import checkpoint  # pylint: disable=import-outside-toplevel
 
-  if os.path.exists(os.path.join(path, str(step))):
-    raise ConversionError(
-        f'{path} already holds a checkpoint at step {step}; choose a new ' '--out directory.'
-    )
+  _check_no_checkpoint_at(path, step)
   tree = jax.tree.map(np.asarray, dict(variables))
   return checkpoint.save_variables(path, tree, config, step=step)
+
+
+def _check_no_checkpoint_at(path: str, step: int = 0) -> None:
+  """Conversion never writes over a checkpoint."""
+  if os.path.exists(os.path.join(path, str(step))):
+    raise ConversionError(
+        f'{path} already holds a checkpoint at step {step}; choose a new --out directory.'
+    )
 
 
 def load_checkpoint_variables(path: str, step: Optional[int] = None) -> Variables:
@@ -1833,6 +1838,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _run_to_torch(options: flags.FlagValues) -> None:
+  # As from-torch, which never writes over a checkpoint: checked before any work.
+  if os.path.lexists(options.out):
+    raise ConversionError(
+        f'{options.out} already exists; choose a new --out file (to-torch does not overwrite).'
+    )
   config = options.config
   class_mapping = _class_mapping_of(options, config)
   if options.init:
@@ -1865,6 +1875,7 @@ def _run_to_torch(options: flags.FlagValues) -> None:
 
 
 def _run_from_torch(options: flags.FlagValues) -> None:
+  _check_no_checkpoint_at(options.out)  # before any work, as to-torch's --out
   config = options.config
   state_dict = load_torch_state_dict(options.torch)
   class_mapping = _class_mapping_of(options, config)

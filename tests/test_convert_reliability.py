@@ -287,3 +287,30 @@ def jax_tree_copy(variables):
   if isinstance(variables, dict):
     return {key: jax_tree_copy(value) for key, value in variables.items()}
   return np.array(variables)
+
+
+# --- d. to-torch does not overwrite --out (as from-torch) -------------------------------------
+
+
+def test_to_torch_refuses_an_existing_out(demo, tmp_path, capsys):
+  out = tmp_path / 'taken.pth'
+  out.write_bytes(b'precious')
+  status, _, err = run(['to-torch', '--checkpoint', demo.checkpoint, '--out', out], capsys)
+  assert_one_error_line(status, err, f'{out} already exists; choose a new --out file')
+  assert out.read_bytes() == b'precious'
+  # Refused before any work: even with --init (whose compile would take seconds).
+  init = ['to-torch', '--init', f'--config={PRETRAIN_CONFIG}', *TINY_OVERRIDES, '--out', out]
+  assert_one_error_line(*run(init, capsys)[::2], 'already exists')
+  # from-torch likewise refuses a directory that holds a checkpoint.
+  status, _, err = run(
+      [
+          'from-torch',
+          '--torch',
+          tmp_path / 'any.pth',
+          f'--config={PRETRAIN_CONFIG}',
+          '--out',
+          demo.checkpoint,
+      ],
+      capsys,
+  )
+  assert_one_error_line(status, err, 'already holds a checkpoint at step 0')
