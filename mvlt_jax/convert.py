@@ -27,8 +27,9 @@ PyTorch name, with the leaf renamed:
 
 Two PyTorch entries have no JAX leaf of their own: ``mlm_head.mlm_decoder.weight`` is the
 word-embedding table (tied; exported as a copy, checked for equality on import) and
-``*.num_batches_tracked`` of each BatchNorm (exported as 0, ignored on import: PyTorch only
-reads it when ``momentum=None``, which the release does not use).
+``*.num_batches_tracked`` of each BatchNorm (exported as 0, dropped on import and reported
+as BatchNorm counters, not as ignored weights: PyTorch only reads it when ``momentum=None``,
+which the release does not use).
 
 Recognition heads (``sup_cls_head``, ``sub_cls_head``): the release numbers its classes in
 first-appearance order (``release_class_order.txt``, shipped beside this module), a prepared
@@ -341,6 +342,8 @@ class ImportReport:
   loaded: list[str] = dataclasses.field(default_factory=list)
   filled_from_init: list[str] = dataclasses.field(default_factory=list)
   ignored: list[str] = dataclasses.field(default_factory=list)
+  # ``num_batches_tracked`` of the model's BatchNorms: no JAX counterpart, nothing lost.
+  bn_counters: list[str] = dataclasses.field(default_factory=list)
   resized: list[str] = dataclasses.field(default_factory=list)
   # Allowed-missing keys left out of the result (``fill_missing=False``).
   left_out: list[str] = dataclasses.field(default_factory=list)
@@ -357,6 +360,10 @@ class ImportReport:
       lines.append('not in the file, left out: ' + _summarise_names(self.left_out))
     if self.ignored:
       lines.append('ignored: ' + _summarise_names(self.ignored))
+    if self.bn_counters:
+      lines.append(
+          f'BatchNorm counters not needed by JAX: {len(self.bn_counters)} ({NUM_BATCHES_TRACKED})'
+      )
     lines += [f'resized: {entry}' for entry in self.resized]
     lines += self.notes
     return '\n'.join(lines)
@@ -594,7 +601,7 @@ def import_state_dict(
               'embedding)'
           )
     elif name.endswith('.' + NUM_BATCHES_TRACKED) and _bn_module_of(name) in bn_modules:
-      report.ignored.append(name)  # no JAX counterpart
+      report.bn_counters.append(name)  # no JAX counterpart
     elif source == 'pvt' and 'pvt_classifier' in groups:
       report.ignored.append(name)
     elif groups & allow_unexpected:

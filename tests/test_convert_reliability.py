@@ -314,3 +314,44 @@ def test_to_torch_refuses_an_existing_out(demo, tmp_path, capsys):
       capsys,
   )
   assert_one_error_line(status, err, 'already holds a checkpoint at step 0')
+
+
+# --- e. BatchNorm counters are not reported as ignored weights ---------------------------------
+
+
+def test_batchnorm_counters_are_reported_apart_from_ignored_weights(tiny, tmp_path, capsys):
+  variables, report = convert.import_state_dict(tiny.state, tiny.model, tiny.config.model)
+  counters = [name for name in tiny.state if name.endswith('.num_batches_tracked')]
+  assert len(counters) == 11 and all(name.startswith('t2i_head.') for name in counters)
+  assert report.ignored == [] and sorted(report.bn_counters) == sorted(counters)
+  summary = report.summary()
+  assert 'BatchNorm counters not needed by JAX: 11 (num_batches_tracked)' in summary
+  assert 'ignored' not in summary.replace('0 ignored', ''), summary
+  assert variables['batch_stats']['t2i_head']['conv4']['1']['mean'].shape == (24,)
+  # The command line prints that summary; training's init_from line leaves the counters out.
+  path = tmp_path / 'tiny.safetensors'
+  convert.save_torch_state_dict(tiny.state, str(path))
+  status, out, err = run(
+      [
+          'from-torch',
+          '--torch',
+          path,
+          f'--config={PRETRAIN_CONFIG}',
+          *TINY_OVERRIDES,
+          '--out',
+          tmp_path / 'converted',
+      ],
+      capsys,
+  )
+  assert status == 0, err
+  assert 'BatchNorm counters not needed by JAX: 11 (num_batches_tracked)' in out
+  assert 'ignored: t2i_head' not in out
+  _, description = convert.load_init_variables(str(path), tiny.config)
+  assert 'ignored' not in description and 't2i_head' not in description, description
+  # Real ignored weights are still 'ignored': the decoder into a model without it.
+  config = conftest.tiny_config(heads=('mlm', 'itm'))
+  _, report = convert.import_state_dict(
+      tiny.state, build_model(config.model), config.model, allow_unexpected='mir'
+  )
+  assert report.bn_counters == [] and len(report.ignored) > 11
+  assert 'ignored: t2i_head (' in report.summary()
