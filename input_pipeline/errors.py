@@ -20,10 +20,44 @@ import dataclasses
 
 from mvlt_jax.errors import MVLTError
 
+_ESCAPES = {'\n': '\\n', '\r': '\\r', '\t': '\\t'}
+
+
+def printable(text: object) -> str:
+  """``text`` with every non-printable character escaped as ``repr`` does (``\\x1b``,
+  ``\\n``, ``\\u202e``, ``\\ud800``), the rest kept as is.
+
+  Names that come from the input (paths, ids, categories) go through it before they are
+  printed: a control character in a file name or an id cannot move the cursor, clear or
+  retitle the terminal, and a lone surrogate cannot make ``print`` fail.
+  """
+  text = str(text)
+  if text.isprintable():
+    return text
+  out = []
+  for char in text:
+    if char.isprintable():
+      out.append(char)
+    elif char in _ESCAPES:
+      out.append(_ESCAPES[char])
+    elif ord(char) < 0x100:
+      out.append(f'\\x{ord(char):02x}')
+    elif ord(char) < 0x10000:
+      out.append(f'\\u{ord(char):04x}')
+    else:
+      out.append(f'\\U{ord(char):08x}')
+  return ''.join(out)
+
 
 class PrepareError(MVLTError):
   """Base class of every error of the input pipeline with a user-facing message (a kind of
-  ``MVLTError``, the one root of the errors users see)."""
+  ``MVLTError``, the one root of the errors users see).
+
+  Its message is made :func:`printable` (one line, no control characters).
+  """
+
+  def __init__(self, message: object = ''):
+    super().__init__(printable(message))
 
 
 class FatalInputError(PrepareError):
@@ -39,7 +73,24 @@ class TokenizerError(PrepareError):
 
 
 class ImageDecodeError(PrepareError):
-  """An image cannot be read or decoded (corrupt, truncated, unsupported)."""
+  """An image cannot be read or decoded (corrupt, truncated, ...).
+
+  ``reason``: the skip reason of its record (:data:`SKIP_REASONS`).
+  """
+
+  reason = 'corrupt_image'
+
+
+class ImageTooLargeError(ImageDecodeError):
+  """An image over the file size or pixel count limit (not read or not decoded)."""
+
+  reason = 'image_too_large'
+
+
+class UnsupportedImageFormatError(ImageDecodeError):
+  """An image of a format outside ``image_ops.ACCEPTED_FORMATS`` (not decoded)."""
+
+  reason = 'unsupported_format'
 
 
 class SyntheticCatalogError(PrepareError):
@@ -56,6 +107,8 @@ SKIP_REASONS = (
     'duplicate_id',  # an id seen before (the first occurrence is kept)
     'missing_image',  # the image file does not exist
     'corrupt_image',  # the image cannot be decoded (corrupt, truncated, ...)
+    'image_too_large',  # over max_image_bytes or max_image_pixels (not read / not decoded)
+    'unsupported_format',  # an image format outside image_ops.ACCEPTED_FORMATS (not decoded)
 )
 
 

@@ -12,48 +12,156 @@ The release's preprocessing, reproduced here:
 
 Before that, any input becomes RGB on a white background: EXIF orientation is
 applied, transparency (RGBA, LA, palette or colour-key transparency) is
-composited on white, 16-bit grayscale is scaled to 8 bits, CMYK/palette/
+composited on white, 16-bit grayscale is scaled to 8 bits (integer arithmetic, a
+block of rows at a time: no float copy of the image), CMYK/palette/
 grayscale/bilevel are converted to RGB.
+
+What is decoded (hostile input included):
+
+* only the raster formats of :data:`ACCEPTED_FORMATS` (``Image.open(...,
+  formats=...)``): Pillow's other plugins (EPS, which runs Ghostscript, PSD, ICO,
+  PPM, ...) never see the bytes; an image of another format raises
+  :class:`UnsupportedImageFormatError` naming its format;
+* only an image of at most ``max_pixels`` pixels: the size is read from the
+  header (``Image.open`` is lazy) and a larger image raises
+  :class:`ImageTooLargeError` before any pixel is decoded (Pillow's own
+  decompression-bomb limit is set to the same number while it is decoded, for the sizes
+  Pillow meets only then: GIF frames, TIFF tiles).
+  The file size limit (``max_image_bytes``) is checked by the source before the
+  file is read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from input_pipeline.errors import ImageDecodeError
+from input_pipeline.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageFormatError
 
 WHITE = (255, 255, 255)
+# The image formats decoded (Pillow's format names), the raster formats product photos come
+# in. JPEG includes MPO (multi-picture JPEG from cameras, opened by the JPEG plugin). Any
+# other format Pillow knows (EPS, PDF, PSD, ICO, PPM, TGA, JPEG 2000, AVIF, ...) is refused.
+ACCEPTED_FORMATS = ('JPEG', 'PNG', 'WEBP', 'GIF', 'BMP', 'TIFF')
+# Default limits (PrepareOptions.max_image_pixels / max_image_bytes): far above any product
+# photo (a 50-megapixel camera, a 64 MiB file), far below what exhausts a worker's memory.
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
+DEFAULT_MAX_IMAGE_BYTES = 64 * 2**20
 # Grayscale modes holding more than 8 bits per pixel (16-bit PNG, 32-bit int).
 _HIGH_BIT_DEPTH_MODES = ('I', 'I;16', 'I;16B', 'I;16L', 'I;16N')
 _MAX_16_BIT = 65535
+# Pixels converted at once from 16 to 8 bits (bounds the temporary arrays).
+_CONVERT_BLOCK_PIXELS = 1 << 16
 
 
-def decode_image(data: bytes) -> Image.Image:
+def _sniffed_format(data: bytes) -> str | None:
+  """The Pillow format whose signature ``data`` starts with (no plugin code is run on the
+  data beyond its ``_accept`` check of the first bytes), or None."""
+  Image.init()
+  prefix = data[:16]
+  for name, (_, accept) in Image.OPEN.items():
+    try:
+      if accept is not None and accept(prefix):
+        return name
+    except Exception:  # pylint: disable=broad-except  # A plugin's check of odd bytes.
+      continue
+  return None
+
+
+@contextlib.contextmanager
+def _pillow_pixel_limit(max_pixels: int | None) -> Iterator[None]:
+  """Pillow's decompression-bomb limit set to ``max_pixels`` (None: off), its warning made an
+  error: what Pillow checks while decoding (GIF frames, TIFF tiles, ...) is held to it too."""
+  saved = Image.MAX_IMAGE_PIXELS
+  Image.MAX_IMAGE_PIXELS = max_pixels
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter('error', Image.DecompressionBombWarning)
+      yield
+  finally:
+    Image.MAX_IMAGE_PIXELS = saved
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
   """Decodes encoded image bytes completely and applies the EXIF orientation.
 
+  Only :data:`ACCEPTED_FORMATS` are decoded, and only images of at most ``max_pixels``
+  pixels (checked from the header, before decoding).
+
   Raises:
-    ImageDecodeError: the bytes are not a complete image PIL can decode.
+    ImageTooLargeError: more than ``max_pixels`` pixels.
+    UnsupportedImageFormatError: a format Pillow knows outside :data:`ACCEPTED_FORMATS`.
+    ImageDecodeError: the bytes are not a complete image of an accepted format.
   """
-  try:
-    image = Image.open(io.BytesIO(data))
-    image.load()  # Decode now: truncation shows up here, not later.
-    return ImageOps.exif_transpose(image)
-  except Exception as e:  # PIL raises many kinds (OSError, SyntaxError, ...).
-    raise ImageDecodeError(f'cannot decode image: {type(e).__name__}: {e}') from e
+  # Opening reads the header only; the size is checked here, with the numbers.
+  with _pillow_pixel_limit(None):
+    try:
+      image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except Exception as e:  # pylint: disable=broad-except  # PIL raises many kinds.
+      raise _not_opened(data, e) from None
+  width, height = image.size
+  if width * height > max_pixels:
+    raise ImageTooLargeError(
+        f'the image is {width}x{height} ({width * height:,} pixels), over '
+        f'max_image_pixels={max_pixels:,}'
+    )
+  with _pillow_pixel_limit(max_pixels):
+    try:
+      image.load()  # Decode now: truncation shows up here, not later.
+      return ImageOps.exif_transpose(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+      raise ImageTooLargeError(f'{e} (max_image_pixels={max_pixels:,})') from e
+    except Exception as e:  # PIL raises many kinds (OSError, SyntaxError, ...).
+      raise ImageDecodeError(f'cannot decode image: {image.format} {type(e).__name__}: {e}') from e
+
+
+def _not_opened(data: bytes, error: Exception) -> ImageDecodeError:
+  """Why ``Image.open`` of ``data`` failed: a refused format, or not a valid image."""
+  if not data:
+    return ImageDecodeError('cannot decode image: the file is empty')
+  sniffed = _sniffed_format(data)
+  if sniffed is not None and sniffed not in ACCEPTED_FORMATS:
+    return UnsupportedImageFormatError(
+        f'image format {sniffed} is not accepted (accepted: {", ".join(ACCEPTED_FORMATS)})'
+    )
+  if sniffed is not None:
+    return ImageDecodeError(f'cannot decode image: not a valid {sniffed} file')
+  if isinstance(error, Image.UnidentifiedImageError):
+    return ImageDecodeError(
+        f'cannot decode image: not an image (none of {", ".join(ACCEPTED_FORMATS)})'
+    )
+  return ImageDecodeError(f'cannot decode image: {type(error).__name__}: {error}')
+
+
+def _to_8_bit(image: Image.Image) -> Image.Image:
+  """A 16/32-bit integer grayscale image as mode L: values clipped to [0, 65535] and scaled
+  by 255 / 65535, rounded (``(v + 128) // 257``, exact: 65535 = 255 * 257 and no value
+  falls on a half). A block of rows at a time: besides the image, only the 8-bit result
+  (1 byte a pixel) and one block exist, no float or whole-image copy."""
+  width, height = image.size
+  out = np.empty((height, width), np.uint8)
+  rows = max(1, _CONVERT_BLOCK_PIXELS // max(width, 1))
+  for top in range(0, height, rows):
+    bottom = min(height, top + rows)
+    block = np.asarray(image.crop((0, top, width, bottom))).astype(np.int32)
+    np.clip(block, 0, _MAX_16_BIT, out=block)
+    block += 128
+    block //= 257
+    out[top:bottom] = block
+  return Image.fromarray(out)  # mode L
 
 
 def to_rgb_on_white(image: Image.Image) -> Image.Image:
   """Any PIL image as mode RGB, transparent parts composited on white."""
   if image.mode in _HIGH_BIT_DEPTH_MODES:
-    values = np.asarray(image, dtype=np.float64)
-    scaled = np.clip(np.round(values * 255.0 / _MAX_16_BIT), 0, 255).astype(np.uint8)
-    image = Image.fromarray(scaled)  # mode L
+    image = _to_8_bit(image)
   elif image.mode == 'F':
     image = Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8))
   has_alpha = 'A' in image.getbands() or 'transparency' in image.info
@@ -108,9 +216,11 @@ def preprocess_image(
   return np.asarray(rgb, dtype=np.uint8)  # [size, size, 3]
 
 
-def decode_and_preprocess(data: bytes, size: int, crop_margin: bool = True) -> np.ndarray:
+def decode_and_preprocess(
+    data: bytes, size: int, crop_margin: bool = True, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> np.ndarray:
   """:func:`decode_image` then :func:`preprocess_image`; uint8 ``[size, size, 3]``."""
-  image = decode_image(data)
+  image = decode_image(data, max_pixels)
   try:
     return preprocess_image(image, size, crop_margin)
   except (OSError, ValueError) as e:  # A decodable image of an unsupported mode.
@@ -133,12 +243,14 @@ class StorageSpec:
     crop_margin: crop to the non-white content before resizing.
     encoding: ``raw`` (uint8 [S, S, 3]) or ``jpeg`` (JPEG bytes).
     jpeg_quality: quality of the ``jpeg`` encoding.
+    max_pixels: larger encoded images are refused (:class:`ImageTooLargeError`).
   """
 
   size: int
   crop_margin: bool = True
   encoding: str = 'raw'
   jpeg_quality: int = 95
+  max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
 
 # What a source hands over for one image: encoded bytes, pixels, or a
@@ -155,7 +267,7 @@ def to_stored_image(image: SourceImage, spec: StorageSpec) -> np.ndarray | bytes
   if callable(image):
     image = image()
   if isinstance(image, bytes):
-    pixels = decode_and_preprocess(image, spec.size, spec.crop_margin)
+    pixels = decode_and_preprocess(image, spec.size, spec.crop_margin, spec.max_pixels)
   else:
     pixels = preprocess_image(image, spec.size, spec.crop_margin)
   if spec.encoding == 'jpeg':

@@ -4,13 +4,19 @@ NAME is ``fashion_gen`` (official h5 files in ``--manual_dir``), ``catalog``
 (a JSONL/CSV catalog and its images in ``--manual_dir``) or
 ``synthetic_fashion`` (generated, no input needed). Preparation
 
+0. locks the dataset's folder ``<data_dir>/<name>`` (``mvlt_jax.locking``:
+   ``<data_dir>/<name>/.lock``, a kernel ``flock``, and ``.lock.holder`` naming the
+   holder while it is held): a second preparation of the same dataset fails at once
+   with an error naming the process that holds it; the lock of a process that has
+   ended, however, is released by the system (kill -9 included);
 1. reads every record's text, skipping bad records (``--strict``: stops at
    the first, exit status 1, with the file/record and the reason);
 2. trains the SentencePiece tokenizer on the training captions (or reads the
    WordPiece ``--vocab_file``);
-3. writes the TFDS dataset (``<data_dir>/<name>/1.0.0/``; TFDS writes into a
-   temporary folder and renames it when complete) and then moves the
-   tokenizer into ``<data_dir>/<name>/tokenizer/``;
+3. writes the TFDS dataset and the tokenizer into a staging folder
+   (``<data_dir>/<name>/.staging-*/``) and, once both are complete, moves them into
+   place (``<data_dir>/<name>/1.0.0/`` and ``<data_dir>/<name>/tokenizer/``),
+   replacing the dataset prepared before (``--overwrite``) only then;
 4. prints a summary: examples per split and category, the split counts
    (records, products, categories and sub-categories per split, and the classes
    only in training), skipped records and why.
@@ -18,21 +24,38 @@ NAME is ``fashion_gen`` (official h5 files in ``--manual_dir``), ``catalog``
 A preparation is complete when :func:`load_prepared` accepts it: the dataset
 folder exists and the tokenizer's fingerprint matches the one recorded in the
 dataset metadata. A failed or interrupted preparation leaves nothing that
-passes this check, and the next run starts over. Running again with the same
-options does nothing; with other options it needs ``--overwrite``.
+passes this check (its staging folder is removed, or by the next run), and the
+next run starts over. A failed ``--overwrite`` (a bad record with ``--strict``,
+a fatal input error, an interruption while building) leaves the dataset
+prepared before as it was, usable (an interruption during the final two
+renames puts it back); only the death of the process between those renames can
+leave neither (never a mix: the fingerprint check refuses it). Overwriting needs
+the disk space of both datasets until the swap.
+
+Running again with the same options does nothing; with other options it needs
+``--overwrite``. ``--strict`` on a dataset that is already prepared does not
+re-read the input: if the preparation skipped no record the dataset is what a
+strict one would be, and is kept; if it skipped records, the run fails naming
+how many and why, and ``--strict --overwrite`` prepares it again strictly
+(keeping the old one if that fails).
+
+Limits on hostile input: only ``image_ops.ACCEPTED_FORMATS`` are decoded,
+``--max_image_bytes`` and ``--max_image_pixels`` bound what one image may cost
+(see ``datasets/base.PrepareOptions``), and names from the input are printed
+with control characters escaped (``errors.printable``).
 
 Python API: :func:`prepare_dataset`, :func:`load_prepared`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -54,7 +77,13 @@ from input_pipeline.datasets.base import (
 from input_pipeline.datasets.catalog import Catalog
 from input_pipeline.datasets.fashion_gen import FashionGen
 from input_pipeline.datasets.synthetic_fashion import SyntheticFashion
-from input_pipeline.errors import NotPreparedError, PrepareError, SkippedRecords, TokenizerError
+from input_pipeline.errors import (
+    NotPreparedError,
+    PrepareError,
+    SkippedRecords,
+    TokenizerError,
+    printable,
+)
 from input_pipeline.image_workers import ImageWorkers, default_num_workers
 from input_pipeline.tokenizer import (
     Tokenizer,
@@ -62,12 +91,19 @@ from input_pipeline.tokenizer import (
     load_tokenizer,
     train_sentencepiece,
 )
+from mvlt_jax import locking
+from mvlt_jax.errors import MVLTError
 
 BUILDERS: dict[str, type[PreparedDatasetBuilder]] = {
     builder.name: builder for builder in (FashionGen, Catalog, SyntheticFashion)
 }
 TOKENIZER_DIR = 'tokenizer'
-_STAGING_PREFIX = '.tokenizer.incomplete-'
+# Inside <data_dir>/<name>: a preparation's staging folder (a TFDS data dir of its own, which
+# also receives the dataset it replaces before that is deleted), and the staging folder of
+# earlier versions (the tokenizer alone). Left over by a crash, they are removed by the next
+# run (under the lock).
+_STAGING_PREFIX = '.staging-'
+_OLD_STAGING_PREFIX = '.tokenizer.incomplete-'
 # How TFDS names its unfinished dataset folders (see tfds.core.utils.incomplete_dir).
 _TFDS_INCOMPLETE_PREFIX = tfds_constants.INCOMPLETE_PREFIX
 
@@ -124,7 +160,8 @@ class PrepareSummary:
     if self.skipped_examples:
       lines.append('  the first ones:')
       lines.extend(f'    {message}' for message in self.skipped_examples)
-    return '\n'.join(lines)
+    # Category names, paths and the skipped records' messages come from the input.
+    return '\n'.join(printable(line) for line in lines)
 
 
 def _plural(count: int, singular: str, plural: str) -> str:
@@ -240,24 +277,88 @@ def make_tokenizer(options: PrepareOptions, captions: Sequence[str]) -> Tokenize
   return train_sentencepiece(captions, options.vocab_size)
 
 
-def _remove_leftovers(root: str, dataset_dir: str) -> None:
-  """Removes an incomplete dataset folder and unfinished temporary folders."""
-  shutil.rmtree(dataset_dir, ignore_errors=True)
-  if os.path.isdir(root):
-    for entry in os.listdir(root):
-      if entry.startswith((_STAGING_PREFIX, _TFDS_INCOMPLETE_PREFIX)):
-        shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
+def _remove_leftovers(root: str) -> None:
+  """Removes the staging folders a crashed preparation left in ``root``."""
+  for entry in os.listdir(root):
+    if entry.startswith((_STAGING_PREFIX, _OLD_STAGING_PREFIX, _TFDS_INCOMPLETE_PREFIX)):
+      shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
 
 
-def _install_tokenizer(staging_dir: str, final_dir: str) -> None:
-  """Moves the staged tokenizer into place, replacing an old one."""
-  if os.path.exists(final_dir):
-    old_dir = f'{final_dir}.old-{uuid.uuid4().hex}'
-    os.rename(final_dir, old_dir)
-    os.rename(staging_dir, final_dir)
-    shutil.rmtree(old_dir, ignore_errors=True)
-  else:
-    os.rename(staging_dir, final_dir)
+def _move_into_place(staged: str, final: str) -> None:
+  os.rename(staged, final)
+
+
+def _install(staged_root: str, root: str, entries: Sequence[str], replaced_dir: str) -> None:
+  """Moves each of ``entries`` (the version folder, then the tokenizer) from ``staged_root``
+  into ``root``; one already there goes into ``replaced_dir`` first. Should a move fail or
+  be interrupted (Ctrl-C), those already there are put back: the dataset prepared before
+  stays whole."""
+  displaced = []
+  try:
+    for entry in entries:
+      final = os.path.join(root, entry)
+      if os.path.exists(final):
+        os.rename(final, os.path.join(replaced_dir, entry))
+        displaced.append(entry)
+      _move_into_place(os.path.join(staged_root, entry), final)
+  except BaseException:
+    for entry in displaced:
+      final = os.path.join(root, entry)
+      if os.path.exists(final):  # The new one: back to the staging folder (deleted).
+        os.rename(final, os.path.join(staged_root, f'{entry}.new'))
+      os.rename(os.path.join(replaced_dir, entry), final)
+    raise
+
+
+def _recorded_options(
+    options_cls: type[PrepareOptions], recorded: dict[str, Any]
+) -> dict[str, Any]:
+  """The options a dataset was prepared with; those it predates take their defaults."""
+  defaults = {
+      f.name: f.default
+      for f in dataclasses.fields(options_cls)
+      if f.default is not dataclasses.MISSING
+  }
+  return {**defaults, **recorded}
+
+
+def _skipped_text(skipped: dict[str, dict[str, int]]) -> str:
+  return '; '.join(
+      f'{split}: ' + ', '.join(f'{reason} {n}' for reason, n in reasons.items())
+      for split, reasons in skipped.items()
+  )
+
+
+def _check_existing(
+    existing: PreparedDataset,
+    resolved: PrepareOptions,
+    name: str,
+    data_dir: str,
+    strict: bool,
+) -> None:
+  """Raises unless ``existing`` is what this run asks for (``prepare_dataset`` then returns
+  its summary): the same options and, with ``strict``, no record skipped."""
+  recorded = _recorded_options(type(resolved), existing.metadata.get('options', {}))
+  asked = resolved.as_dict()
+  if any(recorded.get(k) != v for k, v in asked.items()):
+    differences = '; '.join(
+        f'{k}: prepared {recorded.get(k)!r}, asked {v!r}'
+        for k, v in asked.items()
+        if recorded.get(k) != v
+    )
+    raise PrepareError(
+        f'{name} is already prepared in {data_dir} with other options '
+        f'({differences}); pass --overwrite to replace it'
+    )
+  skipped = existing.metadata.get('skipped') or {}
+  num_skipped = sum(sum(reasons.values()) for reasons in skipped.values())
+  if strict and num_skipped:
+    raise PrepareError(
+        f'{name} in {data_dir} was prepared skipping {_plural(num_skipped, "record", "records")} '
+        f'({_skipped_text(skipped)}), so not strictly; --strict does not re-check a prepared '
+        'dataset: pass --strict --overwrite to prepare it again strictly (the prepared dataset '
+        'is kept if that fails)'
+    )
 
 
 def prepare_dataset(
@@ -293,27 +394,37 @@ def prepare_dataset(
   data_dir = os.fspath(data_dir)
   builder_cls = builder_class(name)
   resolved = builder_cls.OPTIONS_CLS.from_overrides(name, options)
-  try:
-    existing = load_prepared(name, data_dir)
-  except NotPreparedError:
-    existing = None
-  if existing is not None and not overwrite:
-    if existing.metadata.get('options') == resolved.as_dict():
-      return _summary(existing, time.perf_counter() - start, True, data_dir)
-    recorded = existing.metadata.get('options', {})
-    differences = '; '.join(
-        f'{k}: prepared {recorded.get(k)!r}, asked {v!r}'
-        for k, v in resolved.as_dict().items()
-        if recorded.get(k) != v
-    )
-    raise PrepareError(
-        f'{name} is already prepared in {data_dir} with other options '
-        f'({differences}); pass --overwrite to replace it'
-    )
-
   root = dataset_root(data_dir, name)
-  _remove_leftovers(root, os.path.join(root, str(builder_cls.VERSION)))
+  with contextlib.ExitStack() as stack:
+    try:
+      os.makedirs(root, exist_ok=True)
+      stack.enter_context(locking.exclusive(root, f'prepare {name}'))
+    except OSError as e:  # A data dir that cannot be written, ...
+      raise PrepareError(f'cannot lock {root}: {e}') from e
+    try:
+      existing = load_prepared(name, data_dir)
+    except NotPreparedError:
+      existing = None
+    if existing is not None and not overwrite:
+      _check_existing(existing, resolved, name, data_dir, strict)
+      return _summary(existing, time.perf_counter() - start, True, data_dir)
+    _remove_leftovers(root)
+    _build(builder_cls, resolved, root, data_dir, manual_dir, strict, num_workers)
+    return _summary(load_prepared(name, data_dir), time.perf_counter() - start, False, data_dir)
 
+
+def _build(
+    builder_cls: type[PreparedDatasetBuilder],
+    resolved: PrepareOptions,
+    root: str,
+    data_dir: str,
+    manual_dir: str | None,
+    strict: bool,
+    num_workers: int | None,
+) -> None:
+  """Prepares the dataset in a staging folder of ``root``, then moves it into place (the
+  caller holds ``root``'s lock)."""
+  name = builder_cls.name
   source = builder_cls.make_source(manual_dir, resolved)
   skips = SkippedRecords(strict=strict)
   records = drop_bad_text_records(source.read_records(skips), skips)
@@ -323,11 +434,13 @@ def prepare_dataset(
   )
   require_nonempty_splits(records, name, skips)
 
-  os.makedirs(root, exist_ok=True)
-  staging_dir = tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=root)
+  # The staging folder is a data dir of its own: TFDS writes <staging>/<name>/<version>.
+  staging = tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=root)
   try:
+    staged_root = os.path.join(staging, name)
+    os.makedirs(staged_root)
     tokenizer = make_tokenizer(resolved, training_captions(records))
-    tokenizer.save(staging_dir)
+    tokenizer.save(os.path.join(staged_root, TOKENIZER_DIR))
     with ImageWorkers(resolved.storage_spec(), num_workers or default_num_workers()) as workers:
       plan = BuildPlan(
           options=resolved,
@@ -340,17 +453,20 @@ def prepare_dataset(
           image_workers=workers,
           attribute_classes=source.attribute_classes(),
       )
-      builder = builder_cls(data_dir=data_dir, plan=plan)
+      builder = builder_cls(data_dir=staging, plan=plan)
       builder.download_and_prepare(
-          download_dir=os.path.join(staging_dir, 'downloads'),  # Nothing is downloaded.
+          download_dir=os.path.join(staging, 'downloads'),  # Nothing is downloaded.
           download_config=tfds.download.DownloadConfig(
               manual_dir=manual_dir, try_download_gcs=False
           ),
       )
-    _install_tokenizer(staging_dir, tokenizer_dir(data_dir, name))
+    # Complete: replace the dataset prepared before. Should the process die between the
+    # two moves, the tokenizer's fingerprint does not match: nothing passes for prepared.
+    replaced = os.path.join(staging, 'replaced')
+    os.makedirs(replaced)
+    _install(staged_root, root, (str(builder_cls.VERSION), TOKENIZER_DIR), replaced)
   finally:
-    shutil.rmtree(staging_dir, ignore_errors=True)
-  return _summary(load_prepared(name, data_dir), time.perf_counter() - start, False, data_dir)
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------
@@ -400,6 +516,18 @@ def _define_flags(flag_values: flags.FlagValues) -> None:
   flags.DEFINE_integer('image_size', None, 'side of the stored square images', **f)
   flags.DEFINE_enum('image_encoding', None, ('raw', 'jpeg'), 'how images are stored', **f)
   flags.DEFINE_integer('jpeg_quality', None, 'JPEG quality (image_encoding=jpeg)', **f)
+  flags.DEFINE_integer(
+      'max_image_bytes',
+      None,
+      'an image file larger than this is skipped unread (default 64 MiB)',
+      **f,
+  )
+  flags.DEFINE_integer(
+      'max_image_pixels',
+      None,
+      'an image of more pixels is skipped undecoded (default 100 million)',
+      **f,
+  )
   flags.DEFINE_boolean(
       'crop_white_margin',
       None,
@@ -461,8 +589,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         num_workers=options.num_workers,
         **dataset_options,
     )
-  except PrepareError as e:
-    print(f'prepare{" " + name if name else ""}: error: {e}', file=sys.stderr)
+  except MVLTError as e:  # PrepareError, FolderInUseError, ...: one line, no traceback.
+    print(f'prepare{" " + name if name else ""}: error: {printable(e)}', file=sys.stderr)
     return 1
   print(summary.format())
   return 0

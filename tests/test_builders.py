@@ -231,7 +231,8 @@ def test_catalog_metadata_and_tokenizer(catalog_dirs, catalog_summary):
   assert tokenizer_info['vocab_size'] == prepared.tokenizer.vocab_size
   assert tokenizer_info == catalog_summary.tokenizer
   assert os.path.isfile(os.path.join(data_dir, 'catalog', 'tokenizer', 'tokenizer.json'))
-  assert sorted(os.listdir(os.path.join(data_dir, 'catalog'))) == ['1.0.0', 'tokenizer']
+  # (.lock: prepare's lock on the folder, see mvlt_jax.locking.)
+  assert sorted(os.listdir(os.path.join(data_dir, 'catalog'))) == ['.lock', '1.0.0', 'tokenizer']
 
 
 def test_preparing_again_reuses_or_refuses(catalog_dirs, catalog_summary):

@@ -69,17 +69,18 @@ def assert_not_prepared(data_dir, name='catalog'):
   assert not [e for e in leftovers if e.startswith(('incomplete.', '.tokenizer'))], leftovers
 
 
-# Each bad record, where it goes, the reason and the words of its message.
+# Each bad record, where it goes, the reason and the words of its message ({manual}: the
+# manual dir).
 BAD_RECORDS = {
     'corrupt_image': (
         'train',
         data.catalog_record(7, 'img/corrupt.jpg'),
-        "train.jsonl line 4 (id 'item7'): cannot decode image",
+        "train.jsonl line 4 (id 'item7'): {manual}/img/corrupt.jpg: cannot decode image",
     ),
     'truncated_image': (
         'validation',
         data.catalog_record(8, 'img/truncated.png'),
-        "validation.jsonl line 3 (id 'item8'): cannot decode image",
+        "validation.jsonl line 3 (id 'item8'): {manual}/img/truncated.png: cannot decode image",
     ),
     'missing_image': (
         'train',
@@ -131,7 +132,7 @@ def test_strict_stops_at_the_bad_record_with_its_message(case, tmp_path, capsys)
       capsys, 'catalog', f'--data_dir={data_dir}', f'--manual_dir={manual}', '--strict', *OPTIONS
   )
   assert code == 1
-  assert message in err, err
+  assert message.format(manual=manual) in err, err
   assert f'[{REASONS.get(case, case)}]' in err
   assert_not_prepared(data_dir)
 
@@ -167,8 +168,9 @@ def test_bad_records_are_skipped_and_counted(lenient_build):
   assert summary.num_examples == {'train': 3, 'validation': 2}
   text = summary.format()
   assert 'skipped records: 9' in text
+  manual = os.path.join(os.path.dirname(data_dir), 'manual')
   for _, record, message in BAD_RECORDS.values():  # Every skipped record is named, and why.
-    assert message.split(': ', 1)[1] in text
+    assert message.format(manual=manual).split(': ', 1)[1] in text
     if isinstance(record, dict):
       assert f"(id '{record['id']}')" in text
   metadata = prepare.load_prepared('catalog', data_dir).metadata
@@ -381,7 +383,8 @@ def test_failure_midway_leaves_nothing_and_a_rerun_succeeds(tmp_path):
         num_workers=1,
     )
   assert_not_prepared(data_dir)
-  assert os.listdir(os.path.join(data_dir, 'catalog')) == []
+  # Only the lock file (mvlt_jax.locking: it stays; the lock is the kernel's flock on it).
+  assert os.listdir(os.path.join(data_dir, 'catalog')) == ['.lock']
   with open(os.path.join(manual, 'img', 'corrupt.jpg'), 'wb') as f:  # Repair the image.
     f.write(data.images_of_every_mode()['rgb.jpg'])
   summary = prepare.prepare_dataset(
@@ -400,11 +403,14 @@ def test_failure_midway_leaves_nothing_and_a_rerun_succeeds(tmp_path):
 def test_crash_before_the_tokenizer_is_installed(tmp_path, monkeypatch):
   manual = make_catalog(tmp_path)
   data_dir = str(tmp_path / 'data')
+  move = prepare._move_into_place
 
-  def crash(staging_dir, final_dir):
-    raise KeyboardInterrupt('killed')
+  def crash_at_the_tokenizer(staged, final):
+    if os.path.basename(final) == prepare.TOKENIZER_DIR:
+      raise KeyboardInterrupt('killed')
+    move(staged, final)
 
-  monkeypatch.setattr(prepare, '_install_tokenizer', crash)
+  monkeypatch.setattr(prepare, '_move_into_place', crash_at_the_tokenizer)
   with pytest.raises(KeyboardInterrupt):
     prepare.prepare_dataset(
         'catalog', data_dir, manual_dir=manual, vocab_size=40, text_length=16, num_workers=1

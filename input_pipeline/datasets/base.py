@@ -76,6 +76,11 @@ class PrepareOptions:
     image_encoding: ``raw`` (uint8 bytes, fastest to read) or ``jpeg``.
     jpeg_quality: JPEG quality for ``image_encoding='jpeg'``.
     crop_white_margin: crop each image to its non-white content first.
+    max_image_bytes: an image file larger than this is not read (its record is skipped,
+      ``image_too_large``).
+    max_image_pixels: an image of more pixels than this is not decoded (its record is
+      skipped, ``image_too_large``; checked from the image's header). Fashion-Gen's h5
+      images are held to it as a whole (a fatal error).
   """
 
   tokenizer: str = 'sentencepiece'
@@ -87,6 +92,8 @@ class PrepareOptions:
   image_encoding: str = 'raw'
   jpeg_quality: int = 95
   crop_white_margin: bool = True
+  max_image_bytes: int = image_ops.DEFAULT_MAX_IMAGE_BYTES
+  max_image_pixels: int = image_ops.DEFAULT_MAX_IMAGE_PIXELS
 
   CAPTION_FIELDS: ClassVar[tuple[str, ...]] = ('title', 'title+description')
 
@@ -117,6 +124,8 @@ class PrepareOptions:
         f'image_encoding={self.image_encoding!r}, expected one of {IMAGE_ENCODINGS}',
     )
     check(1 <= self.jpeg_quality <= 100, f'jpeg_quality={self.jpeg_quality}')
+    check(self.max_image_bytes >= 1, f'max_image_bytes={self.max_image_bytes}, expected >= 1')
+    check(self.max_image_pixels >= 1, f'max_image_pixels={self.max_image_pixels}, expected >= 1')
     if self.vocab_file:
       # Recorded as an absolute path, so that re-runs compare equal.
       object.__setattr__(self, 'vocab_file', os.path.abspath(self.vocab_file))
@@ -144,6 +153,7 @@ class PrepareOptions:
         crop_margin=self.crop_white_margin,
         encoding=self.image_encoding,
         jpeg_quality=self.jpeg_quality,
+        max_pixels=self.max_image_pixels,
     )
 
 
@@ -211,6 +221,11 @@ class DataSource(abc.ABC):
     catalog has colour and pattern. Stored as the ``attributes`` feature (int32 [K]).
     """
     return {}
+
+  def image_file(self, record: SourceRecord) -> str | None:
+    """The file ``record``'s image comes from, named in messages about it (None: none)."""
+    del record
+    return None
 
   @abc.abstractmethod
   def images(
@@ -501,7 +516,9 @@ class PreparedDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=
     images = plan.image_workers.process(plan.source.images(split, plan.records[split]))
     for record, image in images:  # image: uint8 [S, S, 3] or JPEG bytes, or an error
       if isinstance(image, ImageDecodeError):
-        image = BadRecordError(record.where, 'corrupt_image', str(image))
+        path = plan.source.image_file(record)
+        detail = f'{path}: {image}' if path else str(image)
+        image = BadRecordError(record.where, image.reason, detail)
       if isinstance(image, BadRecordError):
         plan.skips.add(split, image)
         continue

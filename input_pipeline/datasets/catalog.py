@@ -46,7 +46,15 @@ Bad records are skipped (or, in strict mode, stop the preparation) with their
 file and line; those of a single-file catalog are counted under ``catalog``
 (they are dropped before the file is split), the others under their split.
 
-Images of any size and mode are accepted (see :mod:`input_pipeline.image_ops`).
+Images of any mode are accepted (see :mod:`input_pipeline.image_ops`), in the formats of
+``image_ops.ACCEPTED_FORMATS`` (another format: ``unsupported_format``), up to
+``max_image_bytes`` per file (checked with ``fstat`` before the file is read) and
+``max_image_pixels`` per image (checked from its header before it is decoded); a larger one
+is skipped (``image_too_large``), its message naming the file and the limit.
+
+Hostile records are skipped like any bad one: a value holding a lone surrogate (``"\\ud800"``
+is valid JSON, but not Unicode that can be written out) or a JSON line nested too deeply
+to parse are ``invalid_record``.
 """
 
 from __future__ import annotations
@@ -164,6 +172,11 @@ def split_products(
 def _has_undecodable_bytes(text: str) -> bool:
   """Whether ``text`` holds bytes that were not UTF-8 (decoded as surrogates)."""
   return any('\udc80' <= char <= '\udcff' for char in text)
+
+
+def _first_surrogate(text: str) -> str | None:
+  """The first surrogate code point of ``text`` (not Unicode that can be encoded), or None."""
+  return next((char for char in text if '\ud800' <= char <= '\udfff'), None)
 
 
 class CatalogSource(DataSource):
@@ -289,6 +302,11 @@ class CatalogSource(DataSource):
       except ValueError as e:
         yield where, BadRecordError(where, 'invalid_record', f'not valid JSON ({e})')
         continue
+      except RecursionError:
+        yield where, BadRecordError(
+            where, 'invalid_record', 'the JSON is nested too deeply to be read'
+        )
+        continue
       if not isinstance(fields, dict):
         yield where, BadRecordError(where, 'invalid_record', 'the line is not a JSON object')
         continue
@@ -341,6 +359,14 @@ class CatalogSource(DataSource):
             f'the field {name!r} must be a string, not {type(value).__name__}',
         )
       values[name] = str(value).strip()
+      surrogate = _first_surrogate(values[name])
+      if surrogate is not None:
+        raise BadRecordError(
+            where,
+            'invalid_record',
+            f'the field {name!r} is not valid Unicode (a lone surrogate '
+            f'\\u{ord(surrogate):04x})',
+        )
     if not values['image']:
       raise BadRecordError(where, 'missing_field', "the field 'image' is empty")
     image_path = os.path.join(os.path.dirname(path), values['image'])
@@ -374,19 +400,38 @@ class CatalogSource(DataSource):
       return os.path.join(self._manual_dir, self._options.class_file)
     return 'the categories of the train split'
 
+  def image_file(self, record: SourceRecord) -> str:
+    return record.image_ref
+
   def images(
       self, split: str, records: Sequence[SourceRecord]
   ) -> Iterator[tuple[SourceRecord, ImageInput]]:
     for record in records:
-      try:
-        with open(record.image_ref, 'rb') as f:
-          data = f.read()
-      except OSError as e:
-        yield record, BadRecordError(
-            record.where, 'missing_image', f'cannot read {record.image_ref}: {e.strerror}'
-        )
-        continue
-      yield record, data
+      yield record, self._read_image(record)
+
+  def _read_image(self, record: SourceRecord) -> ImageInput:
+    """The bytes of ``record``'s image file, or why not: a file over ``max_image_bytes`` is
+    not read (its size is checked on the open file, and the read stops past the limit)."""
+    path, limit = record.image_ref, self._options.max_image_bytes
+
+    def too_large(size: str) -> BadRecordError:
+      return BadRecordError(
+          record.where,
+          'image_too_large',
+          f'{path}: the file is {size} bytes, over max_image_bytes={limit:,}',
+      )
+
+    try:
+      with open(path, 'rb') as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+          return too_large(f'{size:,}')
+        data = f.read(limit + 1)
+    except OSError as e:
+      return BadRecordError(record.where, 'missing_image', f'cannot read {path}: {e.strerror}')
+    if len(data) > limit:  # It grew since fstat.
+      return too_large(f'more than {limit:,}')
+    return data
 
 
 class Catalog(PreparedDatasetBuilder):

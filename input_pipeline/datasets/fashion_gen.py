@@ -52,8 +52,9 @@ SUBCATEGORY_FIELD = 'input_subcategory'
 PRODUCT_ID_FIELD = 'input_productID'
 POSE_FIELD = 'input_pose'
 TEXT_ENCODING = 'latin-1'
-# Rows of images read from the h5 file at once.
+# Rows of images read from the h5 file at once, and the most bytes such a block may take.
 DEFAULT_READ_CHUNK = 256
+MAX_READ_CHUNK_BYTES = 64 * 2**20
 
 
 def _decode_value(value) -> str:
@@ -71,7 +72,8 @@ class FashionGenSource(DataSource):
   Args:
     manual_dir: the folder holding the h5 files.
     options: the preparation options (``caption_fields``).
-    read_chunk: image rows read from the file at once.
+    read_chunk: image rows read from the file at once (fewer where they would take more than
+      ``MAX_READ_CHUNK_BYTES``).
   """
 
   class_list_source = 'the categories of train and validation'
@@ -116,6 +118,12 @@ class FashionGenSource(DataSource):
       if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise FatalInputError(
             f'{path}: {IMAGE_FIELD} is {images.dtype} {images.shape}, expected uint8 [N, H, W, 3]'
+        )
+      height, width = images.shape[1:3]
+      if height * width > self._options.max_image_pixels:
+        raise FatalInputError(
+            f'{path}: its images are {width}x{height} ({width * height:,} pixels), over '
+            f'max_image_pixels={self._options.max_image_pixels:,}'
         )
       present = required + ([POSE_FIELD] if POSE_FIELD in f else [])
       lengths = {name: len(f[name]) for name in present}
@@ -172,13 +180,15 @@ class FashionGenSource(DataSource):
   ) -> Iterator[tuple[SourceRecord, ImageInput]]:
     with self._open(self._paths[split]) as f:
       images = f[IMAGE_FIELD]
+      row_bytes = int(np.prod(images.shape[1:]))
+      chunk = max(1, min(self._read_chunk, MAX_READ_CHUNK_BYTES // max(row_bytes, 1)))
       block_start, block = 0, np.zeros((0,), np.uint8)
       for record in records:  # Rows ascend: each block is read once.
         row = record.image_ref
         if not block_start <= row < block_start + len(block):
           block_start = row
           try:
-            block = images[row : row + self._read_chunk]  # [chunk, H, W, 3]
+            block = images[row : row + chunk]  # [chunk, H, W, 3]
           except OSError:
             block = np.zeros((0,), np.uint8)  # Read the damaged region row by row.
         if len(block):
