@@ -15,18 +15,19 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs
 config_flags.DEFINE_config_file('config', None, 'A configs/*.py file.', lock_config=True)
 flags.mark_flags_as_required(['config', 'workdir'])
 
-# Tasks that are functions of mvlt_jax.evaluators of the same name (each writes WORKDIR/results/).
-EVALUATION_TASKS = ('eval_retrieval', 'eval_recognition', 'reconstruct')
-
 
 def run_task(config, workdir: str) -> None:
-  """Runs ``config.task``."""
-  if config.task == 'summary':
+  """Runs ``config.task`` (checked first: ``config_check``)."""
+  from mvlt_jax import config_check  # pylint: disable=import-outside-toplevel
+
+  config_check.check_config(config)
+  if config.task == config_check.SUMMARY_TASK:
     from mvlt_jax import summary  # pylint: disable=import-outside-toplevel
 
     print(summary.format_summary(config.model))
     return
-  if config.task == 'train':
+  config_check.check_workdir(workdir)
+  if config.task == config_check.TRAIN_TASK:
     from mvlt_jax import train  # pylint: disable=import-outside-toplevel
 
     train.train_and_evaluate(config, workdir)
@@ -35,31 +36,53 @@ def run_task(config, workdir: str) -> None:
 
       evaluators.run_demo_evaluation(config, workdir)
     return
-  if config.task in EVALUATION_TASKS:
-    from mvlt_jax import evaluators  # pylint: disable=import-outside-toplevel
+  # Evaluation tasks are functions of mvlt_jax.evaluators of the same name (each writes
+  # WORKDIR/results/).
+  from mvlt_jax import evaluators  # pylint: disable=import-outside-toplevel
 
-    getattr(evaluators, config.task)(config, workdir)
-    return
-  raise app.UsageError(
-      f'Unknown config.task {config.task!r}; available: summary, train, '
-      f'{", ".join(EVALUATION_TASKS)}.'
-  )
+  getattr(evaluators, config.task)(config, workdir)
+
+
+def _parse_flags(argv):
+  """absl's flag parsing, with a mistake in ``--config`` or its overrides as one line."""
+  try:
+    positional = flags.FLAGS(argv)
+    getattr(flags.FLAGS.config, 'task')  # a config file that failed to load raises here
+    return positional
+  except flags.Error as error:
+    message = str(error)
+  except (AttributeError, KeyError) as error:  # an override of a field the config lacks
+    field = str(error).strip('\'"')
+    named = [
+        arg.split('=', 1)[0]
+        for arg in argv
+        if arg.startswith('--config.') and field in arg.split('=', 1)[0].split('.')
+    ]
+    message = f'{named[0] if named else "--config"}: the config has no field {field!r}.'
+  except Exception as error:  # pylint: disable=broad-except  (running the config file failed)
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    message = f'--config: {type(error).__name__}' + (f': {lines[-1]}' if lines else '')
+  sys.exit(f'error: {message}')  # absl's and config_flags' messages name flags, not input
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  from input_pipeline.errors import PrepareError  # pylint: disable=import-outside-toplevel
-  from mvlt_jax.errors import MVLTError  # pylint: disable=import-outside-toplevel
+  from mvlt_jax.errors import MVLTError, printable  # pylint: disable=import-outside-toplevel
 
   try:
+    if len(argv) > 1:
+      raise MVLTError(f'unexpected arguments {argv[1:]} (flags are --name=value).')
     run_task(flags.FLAGS.config, _WORKDIR.value)
-  except (MVLTError, PrepareError) as e:
+  except MVLTError as e:
+    exit_code = getattr(e, 'exit_code', None)  # train.TrainingInterrupted: not a failure
+    if exit_code is not None:
+      logging.warning('%s', e)
+      print(f'stopped: {printable(e)}', file=sys.stderr)
+      sys.exit(exit_code)
     # A problem the user can fix: the message names it; no traceback.
     logging.error('%s: %s', type(e).__name__, e)
-    sys.exit(f'error: {e}')
+    sys.exit(f'error: {printable(e)}')
 
 
 if __name__ == '__main__':
   logging.set_verbosity(logging.INFO)
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -136,7 +136,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_epochs = 150
   c.total_steps = 0  # 0 = derived from num_epochs
   c.checkpoint_every = 1000
-  c.keep_checkpoints = 3  # the latest N in WORKDIR/checkpoints (a restart resumes the latest)
+  # The latest N in WORKDIR/checkpoints (0 = all); a restart resumes the newest that restores.
+  c.keep_checkpoints = 3
   c.log_every = 50
   # Validation while training: the training losses (no dropout, fixed masks) and accuracies on
   # the first `validation_batches` global batches of dataset.eval_split, every

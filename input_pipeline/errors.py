@@ -18,35 +18,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 
-from mvlt_jax.errors import MVLTError
-
-_ESCAPES = {'\n': '\\n', '\r': '\\r', '\t': '\\t'}
-
-
-def printable(text: object) -> str:
-  """``text`` with every non-printable character escaped as ``repr`` does (``\\x1b``,
-  ``\\n``, ``\\u202e``, ``\\ud800``), the rest kept as is.
-
-  Names that come from the input (paths, ids, categories) go through it before they are
-  printed: a control character in a file name or an id cannot move the cursor, clear or
-  retitle the terminal, and a lone surrogate cannot make ``print`` fail.
-  """
-  text = str(text)
-  if text.isprintable():
-    return text
-  out = []
-  for char in text:
-    if char.isprintable():
-      out.append(char)
-    elif char in _ESCAPES:
-      out.append(_ESCAPES[char])
-    elif ord(char) < 0x100:
-      out.append(f'\\x{ord(char):02x}')
-    elif ord(char) < 0x10000:
-      out.append(f'\\u{ord(char):04x}')
-    else:
-      out.append(f'\\U{ord(char):08x}')
-  return ''.join(out)
+from mvlt_jax.errors import MVLTError, printable  # pylint: disable=unused-import  (re-exported)
 
 
 class PrepareError(MVLTError):

@@ -26,6 +26,9 @@ def images_to_float(images: jax.Array) -> jax.Array:
   return images.astype(jnp.float32)
 
 
+LOSS_SCHEDULES = ('alternate', 'sum')
+
+
 def feeds_masked_image(step: jax.Array, loss_schedule: str) -> jax.Array:
   """Whether ``step`` feeds the masked image: always (``sum``, the paper) or on odd steps
   (``alternate``, the release: even steps feed the unmasked image)."""
@@ -33,7 +36,7 @@ def feeds_masked_image(step: jax.Array, loss_schedule: str) -> jax.Array:
     return step % 2 == 1
   if loss_schedule == 'sum':
     return jnp.ones((), bool)
-  raise ConfigError(f'config.loss_schedule={loss_schedule!r}; use alternate or sum.')
+  raise ConfigError(f'config.loss_schedule={loss_schedule!r}; use one of {LOSS_SCHEDULES}.')
 
 
 def make_pretrain_inputs(

@@ -41,6 +41,23 @@ def parameter_table(params) -> list[tuple[str, int]]:
 
 
 def format_summary(model_config) -> str:
+  notes = []
+  heads = tuple(model_config.heads)
+  if 'attributes' in heads and not model_config.get('attribute_classes'):
+    # Their sizes come from the dataset's attribute labels; the table leaves them out.
+    model_config = model_config.copy_and_resolve_references()
+    model_config.heads = tuple(head for head in heads if head != 'attributes')
+    notes.append(
+        '(attribute heads left out: their sizes come from the dataset at training time; set '
+        'model.attribute_classes, e.g. "(16, 6)", to include them)'
+    )
+  if not model_config.vocab_size:
+    model_config = model_config.copy_and_resolve_references()
+    model_config.vocab_size = 1
+    notes.append(
+        "(word table and MLM decoder sized from the dataset's tokenizer at training time; "
+        'counted here with a vocabulary of 1: set model.vocab_size to include them)'
+    )
   variables = abstract_variables(model_config)
   rows = parameter_table(variables['params'])
   width = max(len(name) for name, _ in rows)
@@ -55,4 +72,4 @@ def format_summary(model_config) -> str:
         '(recognition heads sized from the dataset at training time; counted here '
         'with 0 classes: set model.num_main_classes / num_sub_classes to include them)'
     )
-  return '\n'.join(lines)
+  return '\n'.join(lines + notes)

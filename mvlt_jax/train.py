@@ -16,8 +16,8 @@ import numpy as np
 from absl import logging
 
 from mvlt_jax import checkpoint as checkpoint_lib
-from mvlt_jax import data, distributed, optim, sharding, steps, summary
-from mvlt_jax.errors import ConfigError, NonFiniteLossError
+from mvlt_jax import config_check, data, distributed, locking, optim, sharding, steps, summary
+from mvlt_jax.errors import ConfigError, MVLTError, NonFiniteLossError
 from mvlt_jax.masking import TokenSpec
 from mvlt_jax.models import build_model
 from mvlt_jax.train_state import (
@@ -55,19 +55,45 @@ def recipe_summary(config) -> str:
 # ----------------------------------------------------------------------------- loop
 
 
-class PreemptionFlag:
-  """Set by SIGTERM; the loop then saves a checkpoint and exits cleanly."""
+class TrainingInterrupted(MVLTError):
+  """Training stopped early on SIGTERM (a preemption) or Ctrl-C, after saving a checkpoint.
+
+  ``main.py`` exits with ``exit_code`` (128 + the signal's number: 143 after SIGTERM, 130
+  after Ctrl-C), so that a scheduler sees an unfinished run; running the same command again
+  resumes it.
+  """
+
+  def __init__(self, step: int, signal_number: int):
+    self.step = step
+    self.exit_code = 128 + signal_number
+    name = signal.Signals(signal_number).name
+    super().__init__(
+        f'{name} received: checkpoint saved at step {step}; run the same command again to '
+        'resume.'
+    )
+
+
+class StopSignals:
+  """SIGTERM and SIGINT (Ctrl-C) set ``received``; the loop then saves a checkpoint and stops.
+  A second Ctrl-C stops at once, without saving (Python's KeyboardInterrupt)."""
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
-    self.raised = False
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    self.received: Optional[int] = None
+    self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
 
   def _handle(self, signum, frame):  # pylint: disable=unused-argument
-    logging.warning('SIGTERM received: saving a checkpoint and stopping.')
-    self.raised = True
+    if self.received == signal.SIGINT and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    logging.warning('%s received: saving a checkpoint and stopping.', signal.Signals(signum).name)
+    if signum == signal.SIGINT:
+      print('\nCtrl-C: saving a checkpoint and stopping (Ctrl-C again: stop without saving).')
+    self.received = signum
 
   def restore(self):
-    signal.signal(signal.SIGTERM, self._previous)
+    for number, previous in self._previous.items():
+      signal.signal(number, previous)
 
 
 def check_finite(step: int, metrics: dict) -> None:
@@ -80,21 +106,26 @@ def check_finite(step: int, metrics: dict) -> None:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
-  """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and returns the state."""
+  """Trains ``config`` in ``workdir`` (resuming from its latest checkpoint) and returns the state.
+
+  Raises:
+    TrainingInterrupted: SIGTERM or Ctrl-C stopped the run (a checkpoint was saved).
+    MVLTError: a problem the user can fix (the message says which); the workdir is left as
+      it was.
+  """
+  config_check.check_config(config)
   distributed.maybe_initialize(config.distributed)
+  config_check.check_workdir(workdir)
+  if jax.process_index() != 0:
+    return _train(config, workdir)
+  with locking.exclusive(workdir, 'training'):
+    return _train(config, workdir)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   prepared = data.load_dataset(config)
   config = data.resolve_config(config, prepared)
   is_chief = jax.process_index() == 0
-  os.makedirs(workdir, exist_ok=True)
-  if is_chief:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
-
-  if not 0.0 <= config.get('best_from_fraction', 0.0) <= 1.0:
-    raise ConfigError(
-        f'config.best_from_fraction={config.best_from_fraction}; use a share of '
-        'training in [0, 1].'
-    )
   recipe = recipe_summary(config)
   logging.info(recipe)
   if is_chief:
@@ -105,6 +136,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   token_spec = TokenSpec.from_tokenizer(prepared.tokenizer)
   steps_per_epoch = data.steps_per_epoch(config)
   total_steps = config.total_steps or int(config.num_epochs * steps_per_epoch)
+  if total_steps <= 0:
+    raise ConfigError(
+        f'config.num_epochs={config.num_epochs} of {steps_per_epoch} steps each is no step: '
+        'set --config.num_epochs or --config.total_steps.'
+    )
   schedule = optim.learning_rate_schedule(
       config.optimizer, config.global_batch_size, steps_per_epoch, total_steps
   )
@@ -114,32 +150,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     make_state = functools.partial(create_train_state, model, config, optimizer)
     abstract_state = jax.eval_shape(make_state)
     state_shardings = sharding.state_shardings(abstract_state, mesh)
+    checkpoint_dir = os.path.join(workdir, 'checkpoints')
+    # Before anything is written: a workdir of another model or tokenizer is refused.
+    checkpoint_lib.check_resumable(
+        checkpoint_dir, config, prepared.tokenizer, abstract_state.params
+    )
     state = jax.jit(make_state, out_shardings=state_shardings)()
     num_params = summary.count_parameters(state.params)
     logging.info('parameters: %s', f'{num_params:,}')
     if is_chief:
       print(f'parameters: {num_params:,}', flush=True)
 
-    checkpoint_dir = os.path.join(workdir, 'checkpoints')
     manager = checkpoint_lib.make_manager(checkpoint_dir, keep=config.keep_checkpoints)
-    checkpoint_lib.write_run_files(checkpoint_dir, config, data.tokenizer_dir(config))
-    latest = manager.latest_step()
-    if latest is not None:
-      abstract = jax.tree.map(
-          lambda leaf, s: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=s),
-          abstract_state,
-          state_shardings,
-      )
-      state, _ = checkpoint_lib.restore(manager, latest, abstract)  # data position = step
-      logging.info('Resuming from step %d (checkpoint %s).', latest, checkpoint_dir)
+    abstract = jax.tree.map(
+        lambda leaf, s: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=s),
+        abstract_state,
+        state_shardings,
+    )
+    restored = checkpoint_lib.restore_latest(manager, abstract)  # data position = step
+    if restored is not None:
+      state = restored.state
+      _put_aside_unreadable(manager, restored, workdir, is_chief)
+      logging.info('Resuming from step %d (checkpoint %s).', restored.step, checkpoint_dir)
       if is_chief:
-        print(f'Resuming from step {latest} ({checkpoint_dir}).', flush=True)
+        print(f'Resuming from step {restored.step} ({checkpoint_dir}).', flush=True)
     else:
       loaded_params = set()
       if config.init_from:
         state, loaded_params = load_init_from(state, config)
         state = jax.device_put(state, state_shardings)
       warn_if_vision_from_scratch(config, loaded_params)
+    # The run's files, once the checkpoint (if any) is known to fit this config.
+    checkpoint_lib.write_run_files(checkpoint_dir, config, data.tokenizer_dir(config))
+    if is_chief:
+      with open(os.path.join(workdir, 'config.json'), 'w') as f:
+        f.write(config.to_json_best_effort(indent=2))
     start_step = int(state.step)
 
     batch_sharding = sharding.batch_sharding(mesh)
@@ -186,6 +231,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       if validation is not None:
         validation.close()
   return state
+
+
+def _put_aside_unreadable(manager, restored, workdir: str, is_chief: bool) -> None:
+  """Steps newer than the restored one that did not restore move to UNREADABLE_DIR."""
+  if not restored.unreadable:
+    return
+  moved = checkpoint_lib.put_aside(
+      manager,
+      [step for step, _ in restored.unreadable],
+      os.path.join(workdir, checkpoint_lib.UNREADABLE_DIR),
+  )
+  for (step, reason), path in zip(restored.unreadable, moved):  # moved: process 0's list
+    message = f'checkpoint step {step} does not restore ({reason}); moved to {path}.'
+    logging.warning(message)
+    if is_chief:
+      print(f'warning: {message}', flush=True)
 
 
 BEST_CHECKPOINT_DIR = 'best_checkpoint'
@@ -294,7 +355,7 @@ def _loop(
   is_chief = jax.process_index() == 0
   writer = _summary_writer(workdir) if is_chief else None
   progress = _progress_bar(start_step, total_steps) if is_chief else None
-  preemption = PreemptionFlag()
+  signals = StopSignals()
   pending: Optional[tuple[int, Any]] = None  # metrics of the step before, fetched one step late
   window_start, window_steps = time.perf_counter(), 0
   step = start_step
@@ -315,7 +376,7 @@ def _loop(
         _report(*pending, writer, progress, throughput=throughput)
         pending = None
         window_start, window_steps = time.perf_counter(), 0
-      stop = preemption.raised or manager.reached_preemption(step)
+      stop = signals.received is not None or manager.reached_preemption(step)
       if step % config.checkpoint_every == 0 or step == total_steps or stop:
         if pending is not None:
           _report(*pending, writer, progress)
@@ -337,14 +398,14 @@ def _loop(
         window_start, window_steps = time.perf_counter(), 0  # not counted as training time
       if stop:
         manager.wait_until_finished()
-        logging.warning('Stopped at step %d after SIGTERM; checkpoint saved.', step)
+        logging.warning('Stopped at step %d; checkpoint saved.', step)
         if is_chief:
           print(f'Preempted: checkpoint saved at step {step}.', flush=True)
-        break
+        raise TrainingInterrupted(step, signals.received or signal.SIGTERM)
     if pending is not None:
       _report(*pending, writer, progress)
   finally:
-    preemption.restore()
+    signals.restore()
     manager.wait_until_finished()
     if progress is not None:
       progress.close()

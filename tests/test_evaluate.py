@@ -565,16 +565,8 @@ def test_other_tokenizer_is_refused(tmp_path, parts):
 
 
 def test_main_knows_the_tasks():
-  # Read main.py's task list without importing it (its absl flags may already be defined
-  # by another module imported in this test process).
-  import ast  # pylint: disable=import-outside-toplevel
+  from mvlt_jax import config_check  # pylint: disable=import-outside-toplevel
 
-  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'main.py')
-  tree = ast.parse(open(path).read())
-  tasks = next(
-      ast.literal_eval(node.value)
-      for node in tree.body
-      if isinstance(node, ast.Assign) and node.targets[0].id == 'EVALUATION_TASKS'
-  )
+  tasks = config_check.EVALUATION_TASKS
   assert set(tasks) == {'eval_retrieval', 'eval_recognition', 'reconstruct'}
   assert all(callable(getattr(evaluators, task)) for task in tasks)

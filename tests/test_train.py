@@ -3,6 +3,7 @@
 import glob
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -233,29 +234,34 @@ def _wait_for_checkpoint(workdir, proc, timeout=600):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('how', ['kill9', 'sigterm'])
+@pytest.mark.parametrize('how', ['kill9', 'sigterm', 'sigint'])
 def test_interrupted_run_resumes_to_same_parameters(reference, run_dirs, how):
   workdir = run_dirs['root'] / how
   env = _env(run_dirs['cache'])
-  # Slow the first run down a little so that it is interrupted mid-run, not at its end.
+  # Slow the first run down a little so that it is interrupted mid-run, not at its end. With
+  # the evaluation after training on: a preempted run must skip it.
   slow_cmd = [
       sys.executable,
       '-m',
       'tests.slow_main',
       '0.3',
-      *_train_cmd(workdir, run_dirs['data'])[2:],
+      *_train_cmd(workdir, run_dirs['data'], '--config.eval_after_training=True')[2:],
   ]
   proc = subprocess.Popen(
       slow_cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
   )
   _wait_for_checkpoint(workdir, proc)
-  proc.send_signal(signal.SIGKILL if how == 'kill9' else signal.SIGTERM)
+  sent = {'kill9': signal.SIGKILL, 'sigterm': signal.SIGTERM, 'sigint': signal.SIGINT}[how]
+  proc.send_signal(sent)
   stdout, stderr = proc.communicate(timeout=300)
-  if how == 'sigterm':
-    assert proc.returncode == 0, stderr[-3000:]
-    assert 'Preempted: checkpoint saved at step' in stdout
-  else:
+  if how == 'kill9':
     assert proc.returncode == -signal.SIGKILL
+  else:
+    # Saved, stopped, not evaluated, and an exit status that says "unfinished": 128 + signal.
+    assert proc.returncode == 128 + sent, stderr[-3000:]
+    assert 'Preempted: checkpoint saved at step' in stdout
+    assert 'Traceback' not in stderr and 'stopped: ' in stderr
+    assert not os.path.exists(os.path.join(workdir, 'results'))
   _, stopped_at = _params(workdir)
   assert 0 < stopped_at < TOTAL_STEPS
   result = subprocess.run(
@@ -268,6 +274,72 @@ def test_interrupted_run_resumes_to_same_parameters(reference, run_dirs, how):
   )
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'Resuming from step' in result.stdout
+  params, step = _params(workdir)
+  assert step == TOTAL_STEPS
+  _assert_same_params(params, reference['params'])
+
+
+def _run_files(workdir):
+  """The bytes of every file of a workdir's checkpoints/ folder and its config.json."""
+  files = {}
+  for path in sorted(glob.glob(os.path.join(workdir, 'checkpoints', '**'), recursive=True)):
+    if os.path.isfile(path):
+      with open(path, 'rb') as f:
+        files[os.path.relpath(path, workdir)] = f.read()
+  with open(os.path.join(workdir, 'config.json'), 'rb') as f:
+    files['config.json'] = f.read()
+  return files
+
+
+@pytest.mark.slow
+def test_resuming_with_another_model_is_refused_and_changes_nothing(reference, run_dirs):
+  workdir = run_dirs['root'] / 'other_model'
+  shutil.copytree(reference['workdir'], workdir)
+  before = _run_files(workdir)
+  result = subprocess.run(
+      _train_cmd(workdir, run_dirs['data'], '--config.model.text_width=48'),
+      cwd=REPO,
+      env=_env(run_dirs['cache']),
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
+  assert result.returncode == 1
+  assert 'Traceback' not in result.stderr
+  error = result.stderr.strip().splitlines()[-1]
+  assert error.startswith('error: ') and 'holds another model' in error
+  assert 'model.text_width=32 there, 48 here' in error
+  assert _run_files(workdir) == before  # config.json, tokenizer and steps untouched
+
+
+@pytest.mark.slow
+def test_damaged_latest_checkpoint_resumes_from_the_step_before(reference, run_dirs):
+  workdir = run_dirs['root'] / 'damaged'
+  shutil.copytree(reference['workdir'], workdir)
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  assert checkpoint_lib.parameter_shapes(checkpoints, TOTAL_STEPS)  # readable before
+  # Truncate the largest data file of the last step; leave a stale temporary folder too.
+  last = glob.glob(os.path.join(checkpoints, str(TOTAL_STEPS), 'state', '**', '*'), recursive=True)
+  largest = max((p for p in last if os.path.isfile(p)), key=os.path.getsize)
+  with open(largest, 'r+b') as f:
+    f.truncate(os.path.getsize(largest) // 2)
+  os.makedirs(os.path.join(checkpoints, f'{TOTAL_STEPS + 1}.orbax-checkpoint-tmp-1', 'state'))
+  result = subprocess.run(
+      _train_cmd(workdir, run_dirs['data']),
+      cwd=REPO,
+      env=_env(run_dirs['cache']),
+      capture_output=True,
+      text=True,
+      timeout=900,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  before = TOTAL_STEPS - 3  # checkpoint_every = 3
+  assert f'warning: checkpoint step {TOTAL_STEPS} does not restore' in result.stdout
+  assert f'Resuming from step {before}' in result.stdout
+  # The damaged step is kept aside, not deleted; the stale temporary folder is gone.
+  aside = os.listdir(os.path.join(workdir, checkpoint_lib.UNREADABLE_DIR))
+  assert len(aside) == 1 and aside[0].startswith(f'{TOTAL_STEPS}-')
+  assert not glob.glob(os.path.join(checkpoints, '*orbax-checkpoint-tmp*'))
   params, step = _params(workdir)
   assert step == TOTAL_STEPS
   _assert_same_params(params, reference['params'])
