@@ -155,6 +155,13 @@ def get_config() -> ml_collections.ConfigDict:
   # A checkpoint directory or a PyTorch file to start from: PVT's ImageNet pvt_tiny.pth (as
   # the release always does), a release checkpoint, or one of ours.
   c.init_from = ''
+  # What init_from does with an array of another shape there than here (the class heads of
+  # another dataset's classes, the word table of another vocabulary, the text positions of
+  # another text length; also the word table of another tokenizer): 'error' stops before
+  # training, naming them; 'fresh' starts them fresh and loads the rest. Either way the run
+  # prints what was loaded and what was not. `prepare --tokenizer_from=CKPT` gives a dataset
+  # the checkpoint's tokenizer and text length, so that its word table loads.
+  c.init_from_mismatch = 'error'
   # Say so in one line when the vision path starts without pre-trained weights (the paper's
   # Table 4: about -6 points of R@5).
   c.pretrained_vision_expected = True

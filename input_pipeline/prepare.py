@@ -12,7 +12,10 @@ NAME is ``fashion_gen`` (official h5 files in ``--manual_dir``), ``catalog``
 1. reads every record's text, skipping bad records (``--strict``: stops at
    the first, exit status 1, with the file/record and the reason);
 2. trains the SentencePiece tokenizer on the training captions (or reads the
-   WordPiece ``--vocab_file``);
+   WordPiece ``--vocab_file``, or takes the tokenizer of a checkpoint,
+   ``--tokenizer_from=CKPT``: the one saved in ``CKPT/tokenizer``, with the text
+   length of ``CKPT/config.json`` unless ``--text_length`` is given, so that the
+   checkpoint's word table fits the dataset when training starts from it);
 3. writes the TFDS dataset and the tokenizer into a staging folder
    (``<data_dir>/<name>/.staging-*/``) and, once both are complete, moves them into
    place (``<data_dir>/<name>/1.0.0/`` and ``<data_dir>/<name>/tokenizer/``),
@@ -88,6 +91,7 @@ from input_pipeline.image_workers import ImageWorkers, default_num_workers
 from input_pipeline.tokenizer import (
     Tokenizer,
     WordPieceTokenizer,
+    checkpoint_tokenizer,
     load_tokenizer,
     train_sentencepiece,
 )
@@ -132,6 +136,9 @@ class PrepareSummary:
   already_prepared: bool = False
   # datasets.base.split_counts of the dataset (empty for one prepared before they were recorded).
   split_counts: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+  # The checkpoint whose tokenizer the dataset was prepared with (tokenizer_from), or ''.
+  tokenizer_from: str = ''
+  text_length: int = 0
 
   @property
   def num_skipped(self) -> int:
@@ -143,7 +150,12 @@ class PrepareSummary:
     lines = [
         f'{verb} {self.name} in {self.dataset_dir} ({self.seconds:.1f} s)',
         f'tokenizer: {self.tokenizer["kind"]}, {self.tokenizer["vocab_size"]} ids '
-        f'({self.tokenizer_dir})',
+        f'({self.tokenizer_dir})'
+        + (
+            f', from the checkpoint {self.tokenizer_from} (text length {self.text_length})'
+            if self.tokenizer_from
+            else ''
+        ),
         'examples per split: '
         + ', '.join(f'{split} {count}' for split, count in self.num_examples.items()),
     ]
@@ -267,14 +279,30 @@ def _summary(
       seconds=seconds,
       already_prepared=already_prepared,
       split_counts=dict(metadata.get('split_counts', {})),
+      tokenizer_from=(metadata.get('options') or {}).get('tokenizer_from') or '',
+      text_length=int(metadata.get('text_length', 0)),
   )
 
 
 def make_tokenizer(options: PrepareOptions, captions: Sequence[str]) -> Tokenizer:
-  """The tokenizer ``options`` ask for (SentencePiece trained on ``captions``)."""
+  """The tokenizer ``options`` ask for (SentencePiece trained on ``captions``, a WordPiece
+  vocabulary, or the tokenizer of the checkpoint ``options.tokenizer_from``)."""
+  if options.tokenizer_from:
+    return _checkpoint_tokenizer(options)
   if options.tokenizer == 'wordpiece':
     return WordPieceTokenizer.from_vocab_file(options.vocab_file)
   return train_sentencepiece(captions, options.vocab_size)
+
+
+def _checkpoint_tokenizer(options: PrepareOptions) -> Tokenizer:
+  """The tokenizer of ``options.tokenizer_from``, as ``options`` were resolved with."""
+  tokenizer = checkpoint_tokenizer(options.tokenizer_from)
+  if tokenizer is None or (tokenizer.KIND, tokenizer.vocab_size) != (
+      options.tokenizer,
+      options.vocab_size,
+  ):
+    raise PrepareError(f'the tokenizer of {options.tokenizer_from} changed during the run')
+  return tokenizer
 
 
 def _remove_leftovers(root: str) -> None:
@@ -340,6 +368,15 @@ def _check_existing(
   its summary): the same options and, with ``strict``, no record skipped."""
   recorded = _recorded_options(type(resolved), existing.metadata.get('options', {}))
   asked = resolved.as_dict()
+  if resolved.tokenizer_from and recorded.get('tokenizer_from') == resolved.tokenizer_from:
+    wanted = _checkpoint_tokenizer(resolved).fingerprint
+    if existing.tokenizer.fingerprint != wanted:
+      raise PrepareError(
+          f'{name} in {data_dir} was prepared with the tokenizer of '
+          f'{resolved.tokenizer_from}, which has changed since (fingerprint '
+          f'{existing.tokenizer.fingerprint[:12]}... then, {wanted[:12]}... now); pass '
+          '--overwrite to prepare it again with the new one'
+      )
   if any(recorded.get(k) != v for k, v in asked.items()):
     differences = '; '.join(
         f'{k}: prepared {recorded.get(k)!r}, asked {v!r}'
@@ -511,7 +548,16 @@ def _define_flags(flag_values: flags.FlagValues) -> None:
   flags.DEFINE_enum('tokenizer', None, ('sentencepiece', 'wordpiece'), 'tokenizer to build', **f)
   flags.DEFINE_string('vocab_file', None, 'BERT uncased vocab.txt (wordpiece)', **f)
   flags.DEFINE_integer('vocab_size', None, 'SentencePiece vocabulary size', **f)
-  flags.DEFINE_integer('text_length', None, 'length of input_ids', **f)
+  flags.DEFINE_integer(
+      'text_length', None, "length of input_ids (with --tokenizer_from: the checkpoint's)", **f
+  )
+  flags.DEFINE_string(
+      'tokenizer_from',
+      None,
+      'a checkpoint folder: tokenize with its tokenizer (CKPT/tokenizer) and its text length, '
+      'so that fine-tuning from it (--config.init_from) keeps its word table',
+      **f,
+  )
   flags.DEFINE_string('caption_fields', None, 'title | title+description | caption', **f)
   flags.DEFINE_integer('image_size', None, 'side of the stored square images', **f)
   flags.DEFINE_enum('image_encoding', None, ('raw', 'jpeg'), 'how images are stored', **f)

@@ -13,6 +13,12 @@ Both produce the model's text input, ``[CLS] tokens [SEP]`` right-padded with
 A tokenizer is saved in a directory holding its model file and a
 ``tokenizer.json`` (kind, vocabulary size, special ids, fingerprint of the
 model file); :func:`load_tokenizer` reads it back.
+
+A training checkpoint keeps the tokenizer of its dataset beside its steps
+(``CKPT/tokenizer``, ``mvlt_jax.checkpoint.TOKENIZER_DIR``);
+:func:`checkpoint_tokenizer` reads it (without TensorFlow or JAX), so that another dataset
+can be tokenized with it (``prepare --tokenizer_from=CKPT``) and ``init_from`` can tell
+whether a checkpoint's word table fits a dataset.
 """
 
 from __future__ import annotations
@@ -510,3 +516,38 @@ def load_tokenizer(directory: str) -> Tokenizer:
         f'{info_path}: does not match {model_path} ' f'(recorded {recorded}, found {actual})'
     )
   return tokenizer
+
+
+# ---------------------------------------------------------------------------
+# The tokenizer of a checkpoint
+
+# The layout of a mvlt_jax checkpoint folder (mvlt_jax.checkpoint: CONFIG_FILE, TOKENIZER_DIR),
+# repeated here so that preparation does not import JAX and orbax.
+CHECKPOINT_CONFIG_FILE = 'config.json'
+CHECKPOINT_TOKENIZER_DIR = 'tokenizer'
+
+
+def checkpoint_folder(path: str) -> str:
+  """The folder holding a checkpoint's ``config.json`` and tokenizer: ``path`` itself, or its
+  parent when ``path`` is one of its ``<step>`` folders (absolute)."""
+  path = os.path.abspath(os.fspath(path))
+  parent = os.path.dirname(path)
+  if os.path.basename(path).isdigit() and (
+      os.path.isfile(os.path.join(parent, CHECKPOINT_CONFIG_FILE))
+      or os.path.isdir(os.path.join(parent, CHECKPOINT_TOKENIZER_DIR))
+  ):
+    return parent
+  return path
+
+
+def checkpoint_tokenizer(path: str) -> Tokenizer | None:
+  """The tokenizer saved beside the checkpoint ``path`` (a checkpoint folder or one of its
+  steps), or None when it keeps none (e.g. one converted from the release's PyTorch files).
+
+  Raises:
+    TokenizerError: the tokenizer saved there cannot be read.
+  """
+  directory = os.path.join(checkpoint_folder(path), CHECKPOINT_TOKENIZER_DIR)
+  if not os.path.isdir(directory):
+    return None
+  return load_tokenizer(directory)

@@ -21,7 +21,7 @@ from input_pipeline import errors as data_errors
 from input_pipeline import pipeline
 from input_pipeline import prepare
 from input_pipeline import retrieval_sets
-from input_pipeline.tokenizer import load_tokenizer
+from input_pipeline.tokenizer import checkpoint_tokenizer, load_tokenizer
 from mvlt_jax.errors import ConfigError
 
 
@@ -31,6 +31,12 @@ def load_dataset(config):
   A dataset prepared already (e.g. by hand with ``python -m input_pipeline.prepare`` and
   options of its own) is used as it is; with ``dataset.auto_prepare`` process 0 prepares a
   missing one first, with the config's options, while the other processes wait.
+
+  With ``dataset.prepare_options.tokenizer_from=CKPT`` the dataset must have the tokenizer
+  of the checkpoint CKPT (same fingerprint), whoever prepared it.
+
+  Raises:
+    ConfigError: the dataset's tokenizer is not the one ``tokenizer_from`` names.
   """
   ds = config.dataset
   if ds.auto_prepare and jax.process_index() == 0:
@@ -45,10 +51,36 @@ def load_dataset(config):
     from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
 
     multihost_utils.sync_global_devices('dataset prepared')
-  return prepare.load_prepared(ds.name, ds.data_dir)
+  prepared = prepare.load_prepared(ds.name, ds.data_dir)
+  _check_tokenizer_from(config, prepared)
+  return prepared
+
+
+def _check_tokenizer_from(config, prepared) -> None:
+  ds = config.dataset
+  checkpoint = ds.prepare_options.get('tokenizer_from')
+  if not checkpoint:
+    return
+  wanted = checkpoint_tokenizer(checkpoint)
+  if wanted is not None and wanted.fingerprint == prepared.tokenizer.fingerprint:
+    return
+  where = os.path.join(ds.data_dir, ds.name)
+  theirs = 'keeps no tokenizer' if wanted is None else f'has {wanted.fingerprint[:12]}...'
+  raise ConfigError(
+      f'config.dataset.prepare_options.tokenizer_from={checkpoint}, but {where} was prepared '
+      f'with another tokenizer (fingerprint {prepared.tokenizer.fingerprint[:12]}...; the '
+      f'checkpoint {theirs}): prepare it again (`python -m input_pipeline.prepare {ds.name} '
+      f'--data_dir={ds.data_dir} --tokenizer_from={checkpoint} --overwrite ...`), or use '
+      'another --config.dataset.data_dir.'
+  )
 
 
 def prepare_options(config) -> dict:
+  """The options ``load_dataset`` prepares a missing dataset with: the dataset fields, the
+  model's text length and ``dataset.prepare_options``. With ``prepare_options.tokenizer_from``
+  the checkpoint's tokenizer replaces the one ``dataset.tokenizer`` / ``vocab_file`` /
+  ``prepare_options.vocab_size`` describe (those are left out); the text length stays the
+  model's (``model.text_length``, which ``resolve_config`` holds the dataset to)."""
   ds = config.dataset
   options = dict(
       tokenizer=ds.tokenizer,
@@ -56,7 +88,11 @@ def prepare_options(config) -> dict:
       text_length=config.model.text_length,
       caption_fields=ds.caption_fields,
   )
-  options.update(ds.prepare_options.to_dict())
+  extra = ds.prepare_options.to_dict()
+  if extra.get('tokenizer_from'):
+    del options['tokenizer'], options['vocab_file']
+    extra.pop('vocab_size', None)
+  options.update(extra)
   return options
 
 

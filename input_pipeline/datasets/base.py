@@ -29,6 +29,7 @@ import abc
 import collections
 import dataclasses
 import inspect
+import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Union
@@ -47,7 +48,14 @@ from input_pipeline.errors import (
     SkippedRecords,
 )
 from input_pipeline.image_workers import ImageWorkers
-from input_pipeline.tokenizer import SPECIAL_TOKENS, Tokenizer
+from input_pipeline.tokenizer import (
+    CHECKPOINT_CONFIG_FILE,
+    CHECKPOINT_TOKENIZER_DIR,
+    SPECIAL_TOKENS,
+    Tokenizer,
+    checkpoint_folder,
+    checkpoint_tokenizer,
+)
 
 SPLITS = ('train', 'validation')
 TRAIN_SPLIT = 'train'
@@ -81,6 +89,13 @@ class PrepareOptions:
     max_image_pixels: an image of more pixels than this is not decoded (its record is
       skipped, ``image_too_large``; checked from the image's header). Fashion-Gen's h5
       images are held to it as a whole (a fatal error).
+    tokenizer_from: a checkpoint folder (or one of its steps): the captions are tokenized
+      with the tokenizer saved beside it (``CKPT/tokenizer``), not with one built here, so
+      that the checkpoint's word table fits the dataset (its ``init_from``). Resolved by
+      :meth:`from_overrides`: ``tokenizer`` and ``vocab_size`` become the checkpoint
+      tokenizer's kind and size (``vocab_file`` and another ``vocab_size`` or ``tokenizer``
+      are an error), and ``text_length``, unless given, the checkpoint's
+      (``model.text_length`` of ``CKPT/config.json``).
   """
 
   tokenizer: str = 'sentencepiece'
@@ -94,6 +109,7 @@ class PrepareOptions:
   crop_white_margin: bool = True
   max_image_bytes: int = image_ops.DEFAULT_MAX_IMAGE_BYTES
   max_image_pixels: int = image_ops.DEFAULT_MAX_IMAGE_PIXELS
+  tokenizer_from: str | None = None
 
   CAPTION_FIELDS: ClassVar[tuple[str, ...]] = ('title', 'title+description')
 
@@ -104,11 +120,18 @@ class PrepareOptions:
 
     # An empty path (as configs write "none") is no path.
     object.__setattr__(self, 'vocab_file', self.vocab_file or None)
+    object.__setattr__(self, 'tokenizer_from', self.tokenizer_from or None)
     check(
         self.tokenizer in TOKENIZER_KINDS,
         f'tokenizer={self.tokenizer!r}, expected one of {TOKENIZER_KINDS}',
     )
-    if self.tokenizer == 'wordpiece':
+    if self.tokenizer_from:
+      check(
+          not self.vocab_file,
+          'tokenizer_from and vocab_file both name a tokenizer; give one of them',
+      )
+      object.__setattr__(self, 'tokenizer_from', os.path.abspath(self.tokenizer_from))
+    elif self.tokenizer == 'wordpiece':
       check(bool(self.vocab_file), 'tokenizer=wordpiece needs vocab_file (a BERT vocab.txt)')
     else:
       check(not self.vocab_file, 'vocab_file is only used with tokenizer=wordpiece')
@@ -141,6 +164,8 @@ class PrepareOptions:
           f'invalid option for {dataset}: {", ".join(unknown)} '
           f'(valid: {", ".join(sorted(names))})'
       )
+    if given.get('tokenizer_from'):
+      given = _with_checkpoint_tokenizer(given)
     return cls(**given)
 
   def as_dict(self) -> dict[str, Any]:
@@ -155,6 +180,70 @@ class PrepareOptions:
         jpeg_quality=self.jpeg_quality,
         max_pixels=self.max_image_pixels,
     )
+
+
+def _checkpoint_model(folder: str) -> dict[str, Any]:
+  """``model`` of the checkpoint's ``config.json`` ({} when it has none)."""
+  path = os.path.join(folder, CHECKPOINT_CONFIG_FILE)
+  if not os.path.isfile(path):
+    return {}
+  try:
+    with open(path, 'rb') as f:
+      config = json.loads(f.read().decode('utf-8'))
+  except (OSError, ValueError) as e:
+    raise FatalInputError(f'invalid option: tokenizer_from: cannot read {path} ({e})') from e
+  model = config.get('model') if isinstance(config, dict) else None
+  return model if isinstance(model, dict) else {}
+
+
+def _with_checkpoint_tokenizer(given: dict[str, Any]) -> dict[str, Any]:
+  """``given`` with ``tokenizer_from`` resolved (see ``PrepareOptions.tokenizer_from``)."""
+  path = os.fspath(given['tokenizer_from'])
+  folder = checkpoint_folder(path)
+  where = f'tokenizer_from={path}'
+  if not os.path.isdir(folder):
+    raise FatalInputError(f'invalid option: {where}: no such checkpoint folder')
+  model = _checkpoint_model(folder)
+  tokenizer = checkpoint_tokenizer(folder)
+  if tokenizer is None:
+    inner = os.path.join(folder, 'checkpoints')
+    if os.path.isdir(os.path.join(inner, CHECKPOINT_TOKENIZER_DIR)):
+      raise FatalInputError(
+          f'invalid option: {where}: no tokenizer there; the checkpoints of that training '
+          f'run are in {inner}: pass --tokenizer_from={inner}'
+      )
+    sizes = ', '.join(
+        f'{key}={model[key]}' for key in ('vocab_size', 'text_length') if key in model
+    )
+    raise FatalInputError(
+        f'invalid option: {where}: the checkpoint keeps no tokenizer (no '
+        f"{os.path.join(folder, CHECKPOINT_TOKENIZER_DIR)}, as one converted from the release's "
+        f'PyTorch files{"; its model has " + sizes if sizes else ""}): prepare without '
+        '--tokenizer_from, with the vocabulary the checkpoint was trained with, e.g. for the '
+        "release's: --tokenizer=wordpiece --vocab_file=/path/to/bert-base-uncased/vocab.txt "
+        f'--text_length={model.get("text_length", 128)}'
+    )
+  if given.get('vocab_file'):
+    raise FatalInputError(
+        f'invalid option: {where} and vocab_file={given["vocab_file"]} both name a tokenizer; '
+        'give one of them'
+    )
+  for key, value in (('tokenizer', tokenizer.KIND), ('vocab_size', tokenizer.vocab_size)):
+    if key in given and given[key] != value:
+      raise FatalInputError(
+          f'invalid option: {key}={given[key]!r}, but the tokenizer of {where} is '
+          f'{tokenizer.KIND} with {tokenizer.vocab_size} ids: leave {key} out'
+      )
+  resolved = dict(given, tokenizer_from=folder, tokenizer=tokenizer.KIND)
+  resolved['vocab_size'] = tokenizer.vocab_size
+  if 'text_length' not in given:
+    if not isinstance(model.get('text_length'), int):
+      raise FatalInputError(
+          f'invalid option: {where}: {folder} has no {CHECKPOINT_CONFIG_FILE} with '
+          'model.text_length to take the text length from: give text_length'
+      )
+    resolved['text_length'] = model['text_length']
+  return resolved
 
 
 # ---------------------------------------------------------------------------
