@@ -1,5 +1,7 @@
 """mvlt-jax: one program for every task; ``config.task`` selects it.
 
+Library logs are off unless ``--verbosity=0`` (absl's flag; mvlt_jax/console.py).
+
 python main.py --config=configs/demo.py --workdir=workdirs/demo
 python main.py --config=configs/pretrain.py --workdir=DIR --config.task=summary
 """
@@ -66,7 +68,10 @@ def _parse_flags(argv):
 
 
 def main(argv):
+  from mvlt_jax import console  # pylint: disable=import-outside-toplevel
   from mvlt_jax.errors import MVLTError, printable  # pylint: disable=import-outside-toplevel
+
+  console.quiet_libraries(verbosity_given=flags.FLAGS['verbosity'].present)
 
   try:
     if len(argv) > 1:
@@ -75,14 +80,13 @@ def main(argv):
   except MVLTError as e:
     exit_code = getattr(e, 'exit_code', None)  # train.TrainingInterrupted: not a failure
     if exit_code is not None:
-      logging.warning('%s', e)
+      logging.info('%s', e)
       print(f'stopped: {printable(e)}', file=sys.stderr)
       sys.exit(exit_code)
     # A problem the user can fix: the message names it; no traceback.
-    logging.error('%s: %s', type(e).__name__, e)
+    logging.info('%s: %s', type(e).__name__, e)  # the log's copy (--verbosity=0)
     sys.exit(f'error: {printable(e)}')
 
 
 if __name__ == '__main__':
-  logging.set_verbosity(logging.INFO)
   app.run(main, flags_parser=_parse_flags)

@@ -1,7 +1,10 @@
 """The whole config checked before anything is compiled, prepared or written.
 
 ``check_config(config)`` raises one ``ConfigError`` naming the field, its value and what it
-may be; ``check_workdir(path)`` says when a workdir cannot be written. ``main.py`` calls both
+may be; ``check_workdir(path)`` says when a workdir cannot be written; ``check_devices``
+checks the mesh and the batch against the devices (after joining a multi-process job). None
+but ``check_devices`` touches JAX's backend, so they can run before
+``jax.distributed.initialize``. ``main.py`` calls both
 first; ``train.train_and_evaluate`` calls them too, for users who call it from Python.
 Sizes that come from the data (``vocab_size``, class counts, ``attribute_classes`` left at
 0 / ``()``) are checked later, against the prepared dataset (``data.resolve_config``).
@@ -9,12 +12,11 @@ Sizes that come from the data (``vocab_size``, class counts, ``attribute_classes
 
 import os
 
-import jax
-
 from mvlt_jax import sharding
 from mvlt_jax.errors import ConfigError
 from mvlt_jax.models import HEAD_NAMES, compute_dtype, resolve_pyramid, word_embedding_grad
 from mvlt_jax.steps import LOSS_SCHEDULES
+from mvlt_jax.train_state import INIT_FROM_MISMATCH
 
 TRAIN_TASK = 'train'
 SUMMARY_TASK = 'summary'
@@ -120,18 +122,28 @@ def check_config(config) -> None:
       0.0 <= config.get('best_from_fraction', 0.0) <= 1.0,
       f'config.best_from_fraction={config.best_from_fraction}: a share of training in [0, 1].',
   )
+  _require(
+      config.dataset.repeated_sampling >= 1,
+      f'config.dataset.repeated_sampling={config.dataset.repeated_sampling}: use >= 1.',
+  )
+  mismatch = config.get('init_from_mismatch', 'error')
+  _require(
+      mismatch in INIT_FROM_MISMATCH,
+      f'config.init_from_mismatch={mismatch!r}: choose one of {", ".join(INIT_FROM_MISMATCH)}.',
+  )
+  if config.init_from:
+    _check_checkpoint_path('config.init_from', config.init_from, required=False)
+  _check_data_dir(config)
+
+
+def check_devices(config) -> None:
+  """``config.mesh`` and ``config.global_batch_size`` against the devices (call it after
+  ``distributed.maybe_initialize``: it asks JAX for the devices, which starts the backend)."""
   try:
     mesh = sharding.make_mesh(config.mesh)
     sharding.check_global_batch(config.global_batch_size, mesh)
   except ValueError as error:
     raise ConfigError(f'{error} (config.mesh, config.global_batch_size)') from None
-  _require(
-      config.dataset.repeated_sampling >= 1,
-      f'config.dataset.repeated_sampling={config.dataset.repeated_sampling}: use >= 1.',
-  )
-  if config.init_from:
-    _check_checkpoint_path('config.init_from', config.init_from, required=False)
-  _check_data_dir(config)
 
 
 def _check_checkpoint_path(field: str, path: str, required: bool) -> None:
@@ -191,9 +203,7 @@ def check_workdir(workdir: str) -> None:
   """
   _require(bool(workdir), '--workdir is empty.')
   _require(not os.path.isfile(workdir), f'--workdir={workdir} is a file; give a directory.')
-  if jax.process_index() != 0:
-    return
-  try:
+  try:  # every process (the same folder on a shared file system: exist_ok)
     os.makedirs(workdir, exist_ok=True)
   except OSError as error:
     raise ConfigError(f'--workdir={workdir} cannot be created: {error.strerror}.') from None

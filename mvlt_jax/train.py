@@ -86,10 +86,14 @@ class StopSignals:
   def _handle(self, signum, frame):  # pylint: disable=unused-argument
     if self.received == signal.SIGINT and signum == signal.SIGINT:
       raise KeyboardInterrupt
-    logging.warning('%s received: saving a checkpoint and stopping.', signal.Signals(signum).name)
-    if signum == signal.SIGINT:
-      print('\nCtrl-C: saving a checkpoint and stopping (Ctrl-C again: stop without saving).')
+    # Only a flag here: printing from a signal handler can re-enter a print in progress.
     self.received = signum
+
+  def describe(self) -> str:
+    """What the loop prints when it stops for a signal."""
+    name = signal.Signals(self.received).name if self.received else 'Preemption notice'
+    again = ' (Ctrl-C again: stop without saving)' if self.received == signal.SIGINT else ''
+    return f'{name} received: saving a checkpoint and stopping{again}.'
 
   def restore(self):
     for number, previous in self._previous.items():
@@ -114,8 +118,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       it was.
   """
   config_check.check_config(config)
-  distributed.maybe_initialize(config.distributed)
   config_check.check_workdir(workdir)
+  distributed.maybe_initialize(config.distributed)
+  config_check.check_devices(config)
   if jax.process_index() != 0:
     return _train(config, workdir)
   with locking.exclusive(workdir, 'training'):
@@ -244,7 +249,7 @@ def _put_aside_unreadable(manager, restored, workdir: str, is_chief: bool) -> No
   )
   for (step, reason), path in zip(restored.unreadable, moved):  # moved: process 0's list
     message = f'checkpoint step {step} does not restore ({reason}); moved to {path}.'
-    logging.warning(message)
+    logging.info(message)
     if is_chief:
       print(f'warning: {message}', flush=True)
 
@@ -377,6 +382,10 @@ def _loop(
         pending = None
         window_start, window_steps = time.perf_counter(), 0
       stop = signals.received is not None or manager.reached_preemption(step)
+      if stop:
+        logging.info(signals.describe())
+        if is_chief:
+          (progress.write if progress is not None else print)(signals.describe())
       if step % config.checkpoint_every == 0 or step == total_steps or stop:
         if pending is not None:
           _report(*pending, writer, progress)
@@ -398,7 +407,7 @@ def _loop(
         window_start, window_steps = time.perf_counter(), 0  # not counted as training time
       if stop:
         manager.wait_until_finished()
-        logging.warning('Stopped at step %d; checkpoint saved.', step)
+        logging.info('Stopped at step %d; checkpoint saved.', step)
         if is_chief:
           print(f'Preempted: checkpoint saved at step {step}.', flush=True)
         raise TrainingInterrupted(step, signals.received or signal.SIGTERM)

@@ -50,8 +50,8 @@ def _tiny_train_config():
         ('total_steps', -5, 'config.total_steps=-5'),
         ('keep_checkpoints', -1, 'config.keep_checkpoints=-1'),
         ('global_batch_size', 0, 'config.global_batch_size=0'),
-        ('mesh.fsdp', 3, 'mesh.fsdp=3 does not divide'),
         ('task', 'finetune', "config.task='finetune': choose one of"),
+        ('init_from_mismatch', 'skip', "config.init_from_mismatch='skip': choose one of"),
         ('init_from', '/nonexistent/ckpt', 'config.init_from=/nonexistent/ckpt: no such'),
     ],
 )
@@ -65,6 +65,14 @@ def test_config_mistakes_are_named_before_anything_runs(field, value, message):
   with pytest.raises(ConfigError) as error:
     config_check.check_config(config)
   assert message in str(error.value)
+
+
+def test_mesh_and_batch_are_checked_against_the_devices():
+  config = _tiny_train_config()
+  config.mesh.fsdp = 3
+  config_check.check_config(config)  # no device is asked for before distributed init
+  with pytest.raises(ConfigError, match='mesh.fsdp=3 does not divide'):
+    config_check.check_devices(config)
 
 
 def test_epochs_of_no_step_are_refused():
