@@ -62,7 +62,12 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-import tensorflow_datasets as tfds
+if __name__ == '__main__':  # the command line: TensorFlow's start-up lines off, before import
+  from mvlt_jax import console
+
+  console.quiet_tensorflow()
+
+import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
 from tensorflow_datasets.core import constants as tfds_constants
 
@@ -491,6 +496,11 @@ def _build(
           attribute_classes=source.attribute_classes(),
       )
       builder = builder_cls(data_dir=staging, plan=plan)
+      counts = ', '.join(
+          f'{split} {len(split_records)}' for split, split_records in records.items()
+      )
+      print(f'Preparing {name} in {root}: {counts} records ...', flush=True)
+      tfds.disable_progress_bar()  # TFDS's bars name the staging files; the line above says it
       builder.download_and_prepare(
           download_dir=os.path.join(staging, 'downloads'),  # Nothing is downloaded.
           download_config=tfds.download.DownloadConfig(

@@ -537,6 +537,14 @@ class PreparedDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=
   OPTIONS_CLS: ClassVar[type[PrepareOptions]] = PrepareOptions
   DESCRIPTION: ClassVar[str] = ''
 
+  # TFDS prints "Downloading and preparing dataset ..." and "... downloaded and prepared to
+  # <staging folder>"; nothing is downloaded, and `prepare` prints its own lines.
+  def _log_download_bytes(self) -> None:
+    pass
+
+  def _log_download_done(self) -> None:
+    pass
+
   def __init__(self, *, plan: BuildPlan | None = None, **kwargs):
     self._plan = plan
     super().__init__(**kwargs)
