@@ -209,6 +209,10 @@ def test_model_imports_without_tensorflow():
                   raise ImportError('tensorflow is blocked in this test')
       sys.meta_path.insert(0, Block())
       import mvlt_jax.models, mvlt_jax.losses, mvlt_jax.masking, mvlt_jax.inference
+      import numpy as np
+      # Photos get the training preprocessing without TensorFlow too (#18).
+      photo = mvlt_jax.inference.load_photo(np.zeros((40, 30, 3), np.uint8), 32)
+      assert photo.shape == (32, 32, 3)
       assert 'tensorflow' not in sys.modules
       print('ok')
   """)

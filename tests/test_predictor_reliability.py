@@ -3,6 +3,8 @@
 computed; uint8 images are scaled as training scales them; one string is one caption.
 
 One compile in all (the tiny model, one image of 64x64, L=16); every refusal happens before it.
+Photos (#18): files, bytes, PIL images and uint8 arrays of any size get the training
+preprocessing (white-margin crop, resize to the checkpoint's 64x64) before that same compile.
 """
 
 import re
@@ -10,7 +12,9 @@ import re
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
+from input_pipeline import image_ops
 from mvlt_jax import steps
 from mvlt_jax.errors import ConfigError, MVLTError
 from mvlt_jax.inference import Predictor, PredictorInputError
@@ -86,8 +90,9 @@ def test_token_id_shapes_and_dtypes_are_checked(predictor, image_uint8):
 
 
 @pytest.mark.parametrize(
+    # (64, 64, 3) uint8 is one photo since #18 (test_photos_...); a float one is still refused.
     'shape',
-    [(1, 48, 48, 3), (1, 16, 16, 3), (1, 40, 64, 3), (1, 64, 64), (1, 64, 64, 4), (64, 64, 3)],
+    [(1, 48, 48, 3), (1, 16, 16, 3), (1, 40, 64, 3), (1, 64, 64), (1, 64, 64, 4)],
 )
 def test_image_shapes_the_model_cannot_take_are_refused(predictor, shape):
   images = np.zeros(shape, np.uint8)
@@ -153,3 +158,90 @@ def test_a_single_string_is_one_caption(predictor, image_uint8):
   recognition_only = conftest.tiny_config(heads=('recognition',))
   with pytest.raises(ConfigError, match='itm_scores needs the ITM head'):
     Predictor(recognition_only, predictor.variables).itm_scores(image_uint8, caption)
+
+
+# --- photos get the training preprocessing (#18) -------------------------------------------------
+
+PHOTO_BOX = (40, 60, 200, 230)  # left, top, right, bottom of the product in a 256x256 photo
+
+
+def product_photo():
+  """A 256x256 product photo: a shaded red object in PHOTO_BOX on white."""
+  image = np.full((256, 256, 3), 255, np.uint8)
+  left, top, right, bottom = PHOTO_BOX
+  shade = np.linspace(0.7, 1.0, right - left)[None, :, None]
+  image[top:bottom, left:right] = (np.array([200, 30, 30]) * shade).astype(np.uint8)
+  return image
+
+
+def test_a_256_px_photo_is_cropped_and_resized_for_the_64_px_model(predictor, tmp_path):
+  photo = product_photo()
+  path = tmp_path / 'photo.png'
+  Image.fromarray(photo).save(path)
+  # What prepare stores for that photo at image_size=64: the object cropped, then resized.
+  left, top, right, bottom = PHOTO_BOX
+  cropped = Image.fromarray(photo[top:bottom, left:right]).resize(
+      (IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR
+  )
+  expected = np.asarray(cropped)[None]  # uint8 [1, 64, 64, 3]
+  np.testing.assert_array_equal(image_ops.preprocess_image(photo, IMAGE_SIZE)[None], expected)
+  for form in (str(path), path, path.read_bytes(), Image.fromarray(photo), photo, [photo]):
+    np.testing.assert_array_equal(predictor.load_images(form), expected, err_msg=type(form))
+  np.testing.assert_array_equal(
+      predictor.prepare_images(str(path)), predictor.prepare_images(expected)
+  )
+  # The model gets what it was trained on: the same outputs as the preprocessed batch.
+  from_photo = predictor.forward(str(path), ids(1, 5, 9))
+  from_batch = predictor.forward(expected, ids(1, 5, 9))
+  for key in ('itm_logits', 'mlm_logits'):
+    np.testing.assert_array_equal(from_photo[key], from_batch[key], err_msg=key)
+  np.testing.assert_array_equal(
+      predictor.itm_scores([str(path)], 'red shirt'), predictor.itm_scores(expected, 'red shirt')
+  )
+  # A list mixes kinds and sizes; grayscale and RGBA arrays are photos too.
+  gray = np.full((30, 50), 90, np.uint8)
+  assert predictor.load_images([str(path), gray, photo[..., :2].repeat(2, -1)]).shape == (
+      3,
+      IMAGE_SIZE,
+      IMAGE_SIZE,
+      3,
+  )
+  # The same 256 px photo as a 4-D batch is taken as it is, but not silently.
+  with pytest.warns(UserWarning, match='trained at 64x64 as they are'):
+    assert predictor.prepare_images(photo[None]).shape == (1, 256, 256, 3)
+
+
+def test_a_pil_photo_is_turned_upright_as_a_file_is(predictor, tmp_path):
+  photo = Image.fromarray(product_photo()[:, 20:])  # 236 wide, 256 high
+  exif = Image.Exif()
+  exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+  path = tmp_path / 'rotated.jpg'
+  photo.save(path, exif=exif, quality=95)
+  from_file = predictor.load_images(str(path))
+  np.testing.assert_array_equal(predictor.load_images(Image.open(path)), from_file)
+  upright = predictor.load_images(np.asarray(Image.open(path).rotate(-90, expand=True)))
+  assert np.abs(from_file.astype(int) - upright.astype(int)).mean() < 1.0  # JPEG decode only
+
+
+def test_photos_that_cannot_be_read_are_refused(predictor, tmp_path):
+  not_an_image = tmp_path / 'photo.jpg'
+  not_an_image.write_text('hello')
+  with raises_input_error(re.escape(f'{tmp_path / "nowhere.jpg"}: no such image file.')):
+    predictor.itm_scores(str(tmp_path / 'nowhere.jpg'), 'red shirt')
+  with raises_input_error(re.escape(f'{not_an_image}: cannot decode image: not an image')):
+    predictor.forward([str(not_an_image)], ids(1))
+  with raises_input_error(r'image 1 of the list is an array of shape \(1, 64, 64, 3\)'):
+    predictor.load_images([product_photo(), np.zeros((1, 64, 64, 3), np.uint8)])
+  with raises_input_error('image 0 of the list is a float'):
+    predictor.load_images([0.5, str(not_an_image)])
+  # Photos are uint8: a float [H, W, 3] image is refused as before.
+  with raises_input_error(r'images must be \[N, H, W, 3\].*got shape \(64, 64, 3\)'):
+    predictor.forward(np.zeros((64, 64, 3), np.float32), ids(1))
+
+
+def test_one_uint8_array_of_any_size_is_one_photo(predictor, image_uint8):
+  np.testing.assert_array_equal(
+      predictor.load_images(image_uint8[0]), image_ops.preprocess_image(image_uint8[0], 64)[None]
+  )
+  white = np.full((64, 64, 3), 255, np.uint8)  # all white: nothing to crop, kept whole
+  np.testing.assert_array_equal(predictor.prepare_images(white), np.ones((1, 64, 64, 3)))
