@@ -13,19 +13,33 @@ Decisions:
   id) among the product's records; with no pose field, the smallest id. It
   supplies the product's image and caption in both directions. The choice
   does not depend on the order of the records on disk.
-* Products of a sub-category with fewer than `num_candidates` products can
-  neither be queries nor get enough distractors: they are skipped (never
-  drawn as queries, still counted in the metadata under `small_subcategories`
-  and `num_ineligible_products`). If fewer than `num_queries` products remain
-  the build fails with a clear message.
+* Products of a sub-category with fewer than `num_candidates` products
+  ("small" sub-categories) cannot get `num_candidates - 1` distractors of their
+  own sub-category. What happens to them is `small_subcategories`:
+
+  - `'skip'` (the paper's protocol only; the default of this module): they are
+    never drawn as queries (still counted in the metadata under
+    `small_subcategories` and `num_ineligible_products`); with fewer than
+    `num_queries` eligible products left the build fails with a clear message.
+  - `'fill'` (what the evaluator uses): when there are at least `num_queries`
+    eligible products the draw is exactly the `'skip'` one (the paper's
+    protocol, the same random draws). Otherwise every eligible product is a
+    query and the remaining queries are drawn among the other products; such a
+    query's candidates are every other product of its sub-category, then
+    products of its main category (drawn), then products of the rest of the
+    split (drawn). Each query records how many of its distractors came from
+    each level (`candidates_from`: sub-category, main category, catalog) and
+    `counts` sums them over the filled queries. Only a split with fewer than
+    `num_candidates` (or `num_queries`) products fails.
 * Draws: queries without replacement among the eligible products (sorted by
   product id, so the record order does not matter), then for each query its
   distractors without replacement among the other products of its
   sub-category and a uniform position for the partner (`partner_position`).
 
 The sets are stored as JSON with their parameters (dataset, split, seed,
-counts) so that a run can be repeated; `load_or_build` reuses a stored file
-and refuses one built for other parameters.
+counts, the small-sub-category rule) so that a run can be repeated;
+`load_or_build` reuses a stored file and refuses one built for other
+parameters, or by an older format (version 1 files predate the fill rule).
 """
 
 from __future__ import annotations
@@ -42,11 +56,16 @@ import numpy as np
 from input_pipeline import errors
 
 FORMAT_NAME = 'mvlt_retrieval_sets'
-FORMAT_VERSION = 1
+# 2: the small-sub-category rule (`small_subcategories`) in the parameters, and each query's
+# `category` and `candidates_from`. Files of version 1 are refused (built by the older rule).
+FORMAT_VERSION = 2
 VIEW_RULE = 'smallest pose, then smallest id, per product'
 DEFAULT_NUM_QUERIES = 1000
 DEFAULT_NUM_CANDIDATES = 101
 DIRECTIONS = ('tir', 'itr')
+SMALL_SUBCATEGORY_RULES = ('skip', 'fill')
+# Where a query's distractors come from, in the order the fill rule uses them.
+FILL_LEVELS = ('subcategory', 'category', 'catalog')
 
 
 class RetrievalSetsError(errors.PrepareError):
@@ -61,6 +80,7 @@ class RetrievalRecord:
   product_id: str
   subcategory: int
   pose: Any = None  # str or int; None when the dataset has no pose
+  category: int | None = None  # the main category; None when unknown (no main-category level)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +97,15 @@ class RetrievalQuery:
   candidate_record_ids: tuple[str, ...]
   candidate_product_ids: tuple[str, ...]
   partner_position: int
+  category: int | None = None
+  # Distractors (candidates other than the partner) from each of FILL_LEVELS: (C - 1, 0, 0)
+  # for a query of the paper's protocol.
+  candidates_from: tuple[int, ...] = ()
+
+  @property
+  def filled(self) -> bool:
+    """Whether some distractors come from outside the query's sub-category."""
+    return any(self.candidates_from[1:])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,10 +129,17 @@ class RetrievalSets:
   @classmethod
   def from_json(cls, data: Mapping[str, Any], source: str) -> RetrievalSets:
     if data.get('format') != FORMAT_NAME or data.get('format_version') != FORMAT_VERSION:
+      older = data.get('format') == FORMAT_NAME and data.get('format_version') == 1
       raise RetrievalSetsError(
           f'{source}: not a retrieval-sets file of format {FORMAT_NAME} '
           f"version {FORMAT_VERSION} (found {data.get('format')!r} version "
-          f"{data.get('format_version')!r})."
+          f"{data.get('format_version')!r})"
+          + (
+              '; version 1 files were built by the older rule (no fill of small '
+              'sub-categories): delete the file to build new sets.'
+              if older
+              else '.'
+          )
       )
     try:
       queries = tuple(
@@ -114,6 +150,8 @@ class RetrievalSets:
               candidate_record_ids=tuple(q['candidate_record_ids']),
               candidate_product_ids=tuple(q['candidate_product_ids']),
               partner_position=int(q['partner_position']),
+              category=None if q.get('category') is None else int(q['category']),
+              candidates_from=tuple(int(n) for n in q['candidates_from']),
           )
           for q in data['queries']
       )
@@ -150,6 +188,7 @@ def build_retrieval_sets(
     seed: int,
     dataset: str = '',
     split: str = '',
+    small_subcategories: str = 'skip',
 ) -> RetrievalSets:
   """Draws the query products and their same-sub-category candidates.
 
@@ -159,10 +198,16 @@ def build_retrieval_sets(
     num_candidates: candidates per query, the true partner included.
     seed: the draw's seed.
     dataset, split: recorded in the parameters (where `records` came from).
+    small_subcategories: 'skip' (products of sub-categories with fewer than
+      `num_candidates` products are never queries) or 'fill' (they are, when
+      there are too few other queries, with candidates filled from the main
+      category, then the whole split; see the module docstring).
 
   Raises:
     RetrievalSetsError: duplicate record ids, a product spread over several
-      sub-categories, or fewer eligible products than `num_queries`.
+      sub-categories, or too few products: 'skip', fewer eligible products
+      than `num_queries`; 'fill', fewer products than `num_candidates` or
+      `num_queries`.
   """
   if num_candidates < 2:
     raise RetrievalSetsError(
@@ -170,20 +215,27 @@ def build_retrieval_sets(
     )
   if num_queries < 1:
     raise RetrievalSetsError(f'num_queries must be >= 1, got {num_queries}.')
+  if small_subcategories not in SMALL_SUBCATEGORY_RULES:
+    raise RetrievalSetsError(
+        f'small_subcategories must be one of {SMALL_SUBCATEGORY_RULES}, got '
+        f'{small_subcategories!r}.'
+    )
   # Plain Python values (numpy scalars do not serialise to JSON).
   records = [
       dataclasses.replace(
-          r, id=str(r.id), product_id=str(r.product_id), subcategory=int(r.subcategory)
+          r,
+          id=str(r.id),
+          product_id=str(r.product_id),
+          subcategory=int(r.subcategory),
+          category=None if r.category is None else int(r.category),
       )
       for r in records
   ]
   ids = collections.Counter(r.id for r in records)
   duplicated = [i for i, n in ids.items() if n > 1]
+  where = f"{dataset or 'the records'} {split}".strip()
   if duplicated:
-    raise RetrievalSetsError(
-        f"Record ids are not unique in {dataset or 'the records'} "
-        f'{split}: {sorted(duplicated)[:5]}.'
-    )
+    raise RetrievalSetsError(f'Record ids are not unique in {where}: {sorted(duplicated)[:5]}.')
 
   products = _representatives(records)
   by_subcategory: dict[int, list[str]] = collections.defaultdict(list)
@@ -201,23 +253,46 @@ def build_retrieval_sets(
       'small_subcategories': [[sub, n] for sub, n in small.items()],
       'num_queries': num_queries,
   }
-  if len(eligible) < num_queries:
+  fill = small_subcategories == 'fill'
+  if fill and len(products) < num_candidates:
     raise RetrievalSetsError(
-        f"Only {len(eligible)} products of {dataset or 'the records'} {split} "
+        f'Only {len(products)} products in {where}; {num_candidates} candidates per query '
+        'need at least as many products. Use fewer candidates.'
+    )
+  if fill and len(products) < num_queries:
+    raise RetrievalSetsError(
+        f'Only {len(products)} products in {where}; {num_queries} queries were asked for. '
+        'Use fewer queries.'
+    )
+  if not fill and len(eligible) < num_queries:
+    raise RetrievalSetsError(
+        f'Only {len(eligible)} products of {where} '
         f'are in a sub-category with at least {num_candidates} products; '
         f'{num_queries} queries were asked for. Use fewer queries or '
-        'candidates.'
+        "candidates (or small_subcategories='fill')."
     )
 
   rng = np.random.default_rng(seed)
-  query_products = rng.choice(len(eligible), size=num_queries, replace=False)
+  if len(eligible) >= num_queries:  # the paper's protocol
+    query_products = [eligible[i] for i in rng.choice(len(eligible), num_queries, replace=False)]
+  else:  # 'fill': every eligible product, then a draw among the others
+    eligible_set = set(eligible)
+    others = [p for p in sorted(products) if p not in eligible_set]
+    query_products = [eligible[i] for i in rng.permutation(len(eligible))]
+    picked = rng.choice(len(others), num_queries - len(eligible), replace=False)
+    query_products += [others[i] for i in picked]
+
+  filler = _Filler(products, by_subcategory)
   queries = []
-  for product_index in query_products:
-    product_id = eligible[product_index]
+  for product_id in query_products:
     record = products[product_id]
-    others = [p for p in by_subcategory[record.subcategory] if p != product_id]
-    picked = rng.choice(len(others), size=num_candidates - 1, replace=False)
-    candidates = [others[i] for i in picked]
+    if record.subcategory in small:
+      candidates, candidates_from = filler.fill(product_id, num_candidates - 1, rng)
+    else:
+      others = [p for p in by_subcategory[record.subcategory] if p != product_id]
+      picked = rng.choice(len(others), size=num_candidates - 1, replace=False)
+      candidates = [others[i] for i in picked]
+      candidates_from = (num_candidates - 1, 0, 0)
     partner_position = int(rng.integers(num_candidates))
     candidates.insert(partner_position, product_id)
     queries.append(
@@ -228,8 +303,15 @@ def build_retrieval_sets(
             candidate_record_ids=tuple(products[p].id for p in candidates),
             candidate_product_ids=tuple(candidates),
             partner_position=partner_position,
+            category=record.category,
+            candidates_from=candidates_from,
         )
     )
+  filled = [q for q in queries if q.filled]
+  counts['num_filled_queries'] = len(filled)
+  counts['filled_candidates_from'] = {
+      level: sum(q.candidates_from[i] for q in filled) for i, level in enumerate(FILL_LEVELS)
+  }
   params = {
       'dataset': dataset,
       'split': split,
@@ -237,8 +319,50 @@ def build_retrieval_sets(
       'num_queries': num_queries,
       'num_candidates': num_candidates,
       'view_rule': VIEW_RULE,
+      'small_subcategories': small_subcategories,
   }
   return RetrievalSets(params=params, counts=counts, queries=tuple(queries))
+
+
+class _Filler:
+  """The distractors of a query whose sub-category is too small (the fill rule)."""
+
+  def __init__(self, products: Mapping[str, RetrievalRecord], by_subcategory):
+    self.products = products
+    self.by_subcategory = by_subcategory
+    self.ordered = np.array(sorted(products), dtype=object)
+    self.categories = np.array(
+        [-1 if products[p].category is None else products[p].category for p in self.ordered]
+    )
+    self.subcategories = np.array([products[p].subcategory for p in self.ordered])
+    self._pools: dict[tuple[int, bool], np.ndarray] = {}
+
+  def _pool(self, record: RetrievalRecord, same_category: bool) -> np.ndarray:
+    """Products outside the query's sub-category, in its main category or not (sorted)."""
+    key = (record.subcategory, same_category)
+    if key not in self._pools:
+      other_sub = self.subcategories != record.subcategory
+      if record.category is None:
+        in_category = np.zeros(len(self.ordered), bool)
+      else:
+        in_category = self.categories == record.category
+      self._pools[key] = self.ordered[other_sub & (in_category == same_category)]
+    return self._pools[key]
+
+  def fill(self, product_id: str, needed: int, rng) -> tuple[list[str], tuple[int, ...]]:
+    record = self.products[product_id]
+    candidates = [p for p in self.by_subcategory[record.subcategory] if p != product_id]
+    taken = [len(candidates)]
+    for same_category in (True, False):
+      pool = self._pool(record, same_category)
+      missing = needed - len(candidates)
+      if missing >= len(pool):
+        chosen = list(pool)
+      else:
+        chosen = [pool[i] for i in rng.choice(len(pool), size=missing, replace=False)]
+      candidates += chosen
+      taken.append(len(chosen))
+    return candidates, tuple(taken)
 
 
 def save(sets: RetrievalSets, path: str) -> None:
@@ -268,8 +392,10 @@ def load_or_build(
     seed: int,
     dataset: str = '',
     split: str = '',
+    small_subcategories: str = 'skip',
 ) -> RetrievalSets:
-  """Reads the sets at `path`, or builds and writes them if absent.
+  """Reads the sets at `path`, or builds and writes them if absent
+  (`build_retrieval_sets`).
 
   Raises:
     RetrievalSetsError: the file was built with other parameters (each
@@ -282,6 +408,7 @@ def load_or_build(
       'num_queries': num_queries,
       'num_candidates': num_candidates,
       'view_rule': VIEW_RULE,
+      'small_subcategories': small_subcategories,
   }
   if not os.path.exists(path):
     sets = build_retrieval_sets(
@@ -291,6 +418,7 @@ def load_or_build(
         seed=seed,
         dataset=dataset,
         split=split,
+        small_subcategories=small_subcategories,
     )
     save(sets, path)
     return sets
@@ -324,8 +452,11 @@ def records_from_metadata(metadata) -> list[RetrievalRecord]:
           product_id=str(p),
           subcategory=int(s),
           pose=None if pose is None else _plain(pose),
+          category=int(c),
       )
-      for i, p, s, pose in zip(metadata.ids, metadata.product_ids, metadata.subcategories, poses)
+      for i, p, s, c, pose in zip(
+          metadata.ids, metadata.product_ids, metadata.subcategories, metadata.categories, poses
+      )
   ]
 
 

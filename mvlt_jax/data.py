@@ -206,6 +206,9 @@ local_batch_size = pipeline.local_batch_size
 retrieval_records = retrieval_sets.records_from_metadata
 candidate_batches = retrieval_sets.candidate_batches
 load_or_build_retrieval_sets = retrieval_sets.load_or_build
+# In the file names of the evaluator's candidate sets: a file of an older format (an older
+# rule) is never picked up.
+RETRIEVAL_SETS_FORMAT_VERSION = retrieval_sets.FORMAT_VERSION
 
 
 def open_eval_split(config, split: str, model_config) -> pipeline.PreparedSplit:

@@ -11,6 +11,10 @@ Conventions (each tested in ``tests/test_metrics.py``):
   candidate whose score is equal to or higher than its own; ``'optimistic'`` puts it before
   the candidates of equal score. The two agree exactly when no candidate ties with the
   partner, so their difference counts the queries whose rank depends on a tie.
+* **R@K with K >= the number of candidates** is not applicable (``None``, null in JSON,
+  "n/a" in tables): every partner ranks within K, so 100 % would measure nothing
+  (:func:`recall_at_k` with ``num_candidates``; :func:`mean_and_std` of such values is
+  ``(None, None)``).
 * **Macro-F1** (:func:`classification_report`): the unweighted mean of the per-class F1
   over the classes that occur in the labels or in the predictions (sklearn's
   ``f1_score(average='macro')``). A class that occurs in neither is left out; a class that
@@ -101,21 +105,35 @@ def partner_ranks(
   return 1 + np.sum(beats & others, axis=1).astype(np.int64)
 
 
-def recall_at_k(ranks: np.ndarray, ks: Sequence[int] = DEFAULT_RECALL_KS) -> dict[int, float]:
+def recall_at_k(
+    ranks: np.ndarray,
+    ks: Sequence[int] = DEFAULT_RECALL_KS,
+    num_candidates: int | None = None,
+) -> dict[int, float | None]:
   """Share of queries whose partner ranks in the top K, for each K: ``{K: fraction}``.
 
-  Ranks may be ``inf`` (partner not among the scored candidates: a miss at every K).
+  Ranks may be ``inf`` (partner not among the scored candidates: a miss at every K). With
+  ``num_candidates`` (candidates per query), R@K for K >= num_candidates is ``None``: not
+  applicable (every partner ranks within K; 100 % would measure nothing).
   """
   ranks = np.asarray(ranks, np.float64)
   if ranks.ndim != 1 or ranks.size == 0:
     raise ValueError(f'ranks must be a non-empty 1-D array, got shape {ranks.shape}.')
   if np.any(np.isnan(ranks)) or np.any(ranks < 1):
     raise ValueError('ranks must be >= 1 (1-based) and not NaN.')
-  return {int(k): float(np.mean(ranks <= k)) for k in ks}
+  return {
+      int(k): (
+          None if num_candidates is not None and k >= num_candidates else float(np.mean(ranks <= k))
+      )
+      for k in ks
+  }
 
 
-def mean_and_std(values: Sequence[float]) -> tuple[float, float]:
-  """Mean and sample standard deviation (ddof=1; 0.0 for a single value)."""
+def mean_and_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+  """Mean and sample standard deviation (ddof=1; 0.0 for a single value); ``(None, None)``
+  when a value is ``None`` (not applicable)."""
+  if any(value is None for value in values):
+    return None, None
   values = np.asarray(values, np.float64)
   if values.size == 0:
     raise ValueError('mean_and_std of no values.')
@@ -317,6 +335,6 @@ def as_json_number(value: Any) -> Any:
   return value if np.isfinite(value) else None
 
 
-def recalls_by_name(recalls: Mapping[int, float]) -> dict[str, float]:
-  """``{1: 0.3, 5: 0.7}`` -> ``{'r1': 0.3, 'r5': 0.7}``."""
-  return {f'r{k}': float(v) for k, v in recalls.items()}
+def recalls_by_name(recalls: Mapping[int, float | None]) -> dict[str, float | None]:
+  """``{1: 0.3, 5: 0.7, 10: None}`` -> ``{'r1': 0.3, 'r5': 0.7, 'r10': None}``."""
+  return {f'r{k}': None if v is None else float(v) for k, v in recalls.items()}

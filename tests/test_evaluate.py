@@ -6,6 +6,7 @@ starts with ``[CLS] 1000 + product``, so an "oracle" scorer can tell matching pa
 and the tests can check that every row reaches the right record.
 """
 
+import dataclasses
 import json
 import os
 import socket
@@ -285,7 +286,8 @@ def test_retrieval_json(setup):
   for direction in ('tir', 'itr'):
     assert set(result[direction]) == {'r1', 'r5', 'r10'}
     assert 0.0 <= result[direction]['r1'] <= 1.0
-    assert result[direction]['r5'] == 1.0  # 5 candidates: every partner ranks <= 5
+    # 5 candidates: every partner ranks <= 5, so R@5 and R@10 are not applicable (not 100 %).
+    assert result[direction]['r5'] is None and result[direction]['r10'] is None
     for entry in result['per_resample']:
       ranks = entry[f'{direction}_ranks']
       assert len(ranks) == NUM_QUERIES and all(1 <= r <= NUM_CANDIDATES for r in ranks)
@@ -364,7 +366,7 @@ def _run_protocol(setup, parts, scorer, **overrides):
 def test_oracle_ranks_every_partner_first(setup, parts):
   result = _run_protocol(setup, parts, oracle_scorer(), resamples=1)
   for direction in ('tir', 'itr'):
-    assert result[direction] == {'r1': 1.0, 'r5': 1.0, 'r10': 1.0}
+    assert result[direction] == {'r1': 1.0, 'r5': None, 'r10': None}  # 5 candidates
     assert result['per_resample'][0][direction]['tied_queries'] == 0
 
 
@@ -426,6 +428,153 @@ def test_full_gallery_ranks_are_never_better_than_among_candidates(setup, parts)
   for direction in ('tir', 'itr'):
     for record, rank in zip(query_records, protocol[f'{direction}_ranks']):
       assert gallery[f'{direction}_ranks'][position[record]] >= rank
+
+
+# ----------------------------------------------------------------------------- small catalogs
+
+
+def parse_main_flags(monkeypatch, *arguments):
+  """main.py's ``--config`` flag parsed from ``arguments``, standing in for absl's FLAGS (as
+  main.py leaves them): returns the config main.py would run."""
+  from absl import flags
+  from ml_collections import config_flags
+
+  argv = ['main.py', *arguments]
+  flag_values = flags.FlagValues()
+  flags.DEFINE_string('workdir', None, 'As main.py.', flag_values=flag_values)
+  config_flags.DEFINE_config_file(
+      'config',
+      None,
+      'A configs/*.py file.',
+      flag_values=flag_values,
+      lock_config=True,
+      sys_argv=argv,
+  )
+  flag_values(argv)
+  monkeypatch.setattr(flags, 'FLAGS', flag_values)
+  return flag_values.config
+
+
+def test_readme_evaluation_takes_the_dataset_from_the_checkpoint(
+    setup, monkeypatch, tmp_path, capsys
+):
+  """The README's command, with configs/pretrain.py (fashion_gen in ./data, WordPiece without
+  a vocab_file): the dataset is the checkpoint's. Its sub-categories (12 products) are too
+  small for 20 candidates: filled, counted in the JSON and the table."""
+  monkeypatch.chdir(tmp_path)  # no ./data here: pretrain.py's dataset cannot be what runs
+  workdir = str(tmp_path / 'eval')
+  config = parse_main_flags(
+      monkeypatch,
+      f'--config={os.path.join(REPO, "configs", "pretrain.py")}',
+      '--config.task=eval_retrieval',
+      f'--config.checkpoint={setup["checkpoint"]}',
+      f'--workdir={workdir}',
+      '--config.eval.num_queries=8',
+      '--config.eval.num_candidates=20',
+  )
+  result = evaluators.eval_retrieval(config, workdir)
+  out = capsys.readouterr().out
+  assert result['dataset'] == NAME and result['data_dir'] == setup['data_dir']
+  assert result['dataset_source'] == {
+      'config_file': os.path.join(setup['checkpoint'], 'config.json'),
+      'given': [],
+  }
+  stored = read_json(workdir, 'retrieval.json')
+  # 12 products per sub-category (one sub-category per main category): each query has its
+  # 11 others, then 8 of the other main category's products.
+  assert stored['fill']['queries_per_draw'] == [NUM_QUERIES]
+  assert stored['fill']['candidates_from'] == {
+      'subcategory': 11 * NUM_QUERIES,
+      'category': 0,
+      'catalog': 8 * NUM_QUERIES,
+  }
+  assert stored['per_resample'][0]['filled_queries'] == NUM_QUERIES
+  assert stored['per_resample'][0]['sets_file'].endswith('_v2.json')
+  with open(stored['per_resample'][0]['sets_file']) as f:
+    sets = json.load(f)
+  assert sets['params']['small_subcategories'] == 'fill' and sets['format_version'] == 2
+  for query in sets['queries']:
+    assert len(set(query['candidate_product_ids'])) == 20
+  assert stored['tir']['r10'] is not None  # 20 candidates: R@10 applies
+  assert (
+      'Fill rule: 8 of 8 queries have fewer than 20 products in their sub-category; their 152 '
+      'other candidates: 88 same sub-category, 0 same main category, 64 rest of the split'
+  ) in out
+  # The command after training names the config file and repeats the eval settings.
+  command = common.hand_command(config, workdir, 'eval_retrieval', {'eval.num_candidates': 24})
+  assert f'--config={os.path.join(REPO, "configs", "pretrain.py")}' in command
+  assert '--config.eval.num_queries=8 --config.eval.num_candidates=24' in command
+
+
+def test_dataset_fields_given_explicitly_win(setup, parts, monkeypatch, tmp_path):
+  loaded = parts['loaded']
+  config = tiny_config()  # fashion_gen in ./data: none of it is the checkpoint's
+  config.dataset.eval_split = 'train'
+  config.dataset.data_dir = 'elsewhere'
+  merged, source = common.evaluation_config(config, loaded, given=['dataset.eval_split', 'task'])
+  assert merged.dataset.eval_split == 'train'  # given
+  assert merged.dataset.name == NAME and merged.dataset.data_dir == setup['data_dir']
+  assert source['given'] == ['eval_split']
+  # A config built in Python (not main.py's flag) keeps its dataset.
+  assert common.evaluation_config(config, loaded)[0].dataset.data_dir == 'elsewhere'
+  # A relative data_dir of the checkpoint is relative to where training ran.
+  saved = loaded.dataset_config.copy_and_resolve_references()
+  saved.data_dir = 'data'
+  relative = dataclasses.replace(loaded, dataset_config=saved)
+  merged, source = common.evaluation_config(config, relative, given=[])
+  monkeypatch.chdir(tmp_path)
+  with pytest.raises(common.EvaluationError, match='relative to the directory training ran in'):
+    common.open_eval_split(merged, relative, source)
+  monkeypatch.chdir(setup['root'])  # where 'data' is
+  assert common.open_eval_split(merged, relative, source).num_examples == NUM_RECORDS
+
+
+def test_split_smaller_than_the_candidates_is_a_clear_error(setup, parts):
+  with pytest.raises(
+      common.DataTooSmallError, match=r'has 24 products.*lower --config.eval.num_candidates'
+  ) as error:
+    _run_protocol(setup, parts, oracle_scorer(), num_candidates=30)
+  assert error.value.overrides == {'eval.num_candidates': NUM_RECORDS // VIEWS}
+
+
+def test_full_gallery_runs_whatever_num_candidates(setup, parts):
+  config = setup['config'].copy_and_resolve_references()
+  config.eval.update(
+      num_candidates=101, first_stage='none', full_gallery_queries=6, recall_ks=(1, 5, 24)
+  )
+  result = retrieval.run_retrieval(config, parts['loaded'], parts['data'], oracle_scorer())
+  assert 'has 24 products' in result['protocol_skipped'] and 'tir' not in result
+  gallery = result['full_gallery']
+  for direction in ('tir', 'itr'):  # R@24 of a gallery of 24 products: not applicable
+    assert gallery[direction]['r1'] == 1.0 and gallery[direction]['r24'] is None
+  text = retrieval.format_retrieval(result, with_paper=False)
+  assert text.startswith("Retrieval on the paper's protocol: skipped: ")
+  assert '| TIR (text -> image) | 100.0 | 100.0 | n/a | 100.0 |' in text
+  assert 'n/a: R@K with K >= the 24 products of the gallery' in text
+
+
+def test_evaluation_after_training_never_fails_the_run(setup, monkeypatch, capsys):
+  from mvlt_jax.evaluators import demo
+
+  config = setup['config'].copy_and_resolve_references()
+  config.eval.num_candidates = 30  # more than the 24 products of the split
+  config.eval.full_gallery = False
+  ran = []
+  stub = lambda config, workdir: ran.append(workdir) or {'psnr': 1.0}
+  monkeypatch.setattr(
+      demo, 'DEMO_TASKS', (demo.DEMO_TASKS[0], ('reconstruction', 'reconstruct', stub))
+  )
+  result = demo.run_demo_evaluation(config, setup['workdir'])
+  assert result == {'retrieval': None, 'reconstruction': {'psnr': 1.0}}
+  lines = capsys.readouterr().err.strip().splitlines()
+  assert len(lines) == 1, lines
+  assert lines[0].startswith('evaluation after training: eval_retrieval skipped: ')
+  assert 'has 24 products' in lines[0]
+  assert (
+      f'To run it by hand: python main.py --config=CONFIG --workdir={setup["workdir"]} '
+      f'--config.task=eval_retrieval --config.checkpoint={setup["checkpoint"]} '
+      '--config.eval.num_candidates=24'
+  ) in lines[0]
 
 
 # ----------------------------------------------------------------------------- split passes

@@ -39,6 +39,15 @@ def test_recall_at_k_boundaries():
   assert metrics.recalls_by_name(recalls) == {'r1': 1 / 6, 'r5': 2 / 6, 'r10': 4 / 6}
 
 
+def test_recall_at_k_of_k_at_least_the_candidates_is_not_applicable():
+  ranks = np.array([1, 2, 5, 5])
+  recalls = metrics.recall_at_k(ranks, (1, 4, 5, 10), num_candidates=5)
+  assert recalls == {1: 0.25, 4: 0.5, 5: None, 10: None}  # not 100 %: every partner ranks <= 5
+  assert metrics.recalls_by_name(recalls) == {'r1': 0.25, 'r4': 0.5, 'r5': None, 'r10': None}
+  assert metrics.mean_and_std([None, None]) == (None, None)
+  assert metrics.recall_at_k(ranks, (5,)) == {5: 1.0}  # without num_candidates, as before
+
+
 @pytest.mark.parametrize(
     'kwargs,message',
     [

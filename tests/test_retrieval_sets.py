@@ -1,5 +1,6 @@
 """Tests of the retrieval candidate sets (input_pipeline.retrieval_sets)."""
 
+import dataclasses
 import json
 import random
 
@@ -215,3 +216,80 @@ def test_candidate_batches(direction):
 def test_unknown_direction_is_an_error():
   with pytest.raises(rs.RetrievalSetsError, match='direction'):
     rs.candidate_batches(build(num_queries=1), FakeView([]), 'both')
+
+
+# ----------------------------------------------------------------------------- the fill rule
+
+# Main category of each sub-category: 3 shares main category 1 with 2; 4 is alone in 2.
+CATEGORY_OF = {0: 0, 1: 0, 2: 1, 3: 1, 4: 2}
+
+
+def records_with_categories():
+  return [dataclasses.replace(r, category=CATEGORY_OF[r.subcategory]) for r in make_records()]
+
+
+def test_fill_keeps_the_papers_draw_when_the_data_allows_it():
+  records = records_with_categories()
+  skip = build(records=records)  # 20 queries, 37 eligible products
+  fill = build(records=records, small_subcategories='fill')
+  assert [q.candidate_record_ids for q in fill.queries] == [
+      q.candidate_record_ids for q in skip.queries
+  ]
+  assert [q.partner_position for q in fill.queries] == [q.partner_position for q in skip.queries]
+  assert fill.counts['num_filled_queries'] == 0
+  assert all(q.candidates_from == (NUM_CANDIDATES - 1, 0, 0) for q in fill.queries)
+
+
+def test_fill_rule_for_small_subcategories():
+  records = records_with_categories()
+  by_id = {r.product_id: r for r in records}
+  sets = build(records=records, num_queries=45, small_subcategories='fill', seed=3)
+  assert sets == build(records=records, num_queries=45, small_subcategories='fill', seed=3)
+  assert len({q.product_id for q in sets.queries}) == 45
+  eligible = {q.product_id for q in sets.queries if q.subcategory in (0, 1, 2)}
+  assert len(eligible) == 37  # every eligible product is a query, then 8 others
+  filled = [q for q in sets.queries if q.filled]
+  assert len(filled) == 8 == sets.counts['num_filled_queries']
+  for query in sets.queries:
+    others = [p for p in query.candidate_product_ids if p != query.product_id]
+    assert len(set(query.candidate_product_ids)) == NUM_CANDIDATES
+    assert query.candidate_record_ids[query.partner_position] == query.record_id
+    same_sub = [p for p in others if by_id[p].subcategory == query.subcategory]
+    same_main = [
+        p
+        for p in others
+        if by_id[p].subcategory != query.subcategory and by_id[p].category == query.category
+    ]
+    rest = [p for p in others if by_id[p].category != query.category]
+    assert query.candidates_from == (len(same_sub), len(same_main), len(rest))
+    if query.subcategory == 3:  # 8 others of its sub-category, 1 of sub-category 2
+      assert query.candidates_from == (8, 1, 0)
+    if query.subcategory == 4:  # 1 other of its sub-category, none of its main category
+      assert query.candidates_from == (1, 0, 8)
+  assert sets.counts['filled_candidates_from'] == {
+      level: sum(q.candidates_from[i] for q in filled) for i, level in enumerate(rs.FILL_LEVELS)
+  }
+  assert build(records=records, num_queries=45, small_subcategories='fill', seed=4) != sets
+
+
+def test_fill_needs_as_many_products_as_candidates_and_queries():
+  with pytest.raises(rs.RetrievalSetsError, match='Only 48 products.*49 candidates'):
+    build(num_candidates=49, small_subcategories='fill')
+  with pytest.raises(rs.RetrievalSetsError, match='Only 48 products.*49 queries'):
+    build(num_queries=49, small_subcategories='fill')
+
+
+def test_files_of_the_older_rule_are_not_reused(tmp_path):
+  path = str(tmp_path / 'sets.json')
+  options = dict(num_queries=NUM_QUERIES, num_candidates=NUM_CANDIDATES, seed=4)
+  rs.load_or_build(path, make_records(), **options)
+  with open(path) as f:
+    stored = json.load(f)
+  assert stored['format_version'] == 2 and stored['params']['small_subcategories'] == 'skip'
+  with pytest.raises(rs.RetrievalSetsError, match='small_subcategories: file .skip., requested'):
+    rs.load_or_build(path, make_records(), small_subcategories='fill', **options)
+  stored['format_version'] = 1  # as written before the fill rule
+  with open(path, 'w') as f:
+    json.dump(stored, f)
+  with pytest.raises(rs.RetrievalSetsError, match='older rule'):
+    rs.load_or_build(path, make_records(), **options)

@@ -1,6 +1,8 @@
 """What the evaluation tasks share: processes, checkpoint, split, devices, split passes, report.
 
-Every process works on its contiguous share of the items and the per-item results are
+A task starts with :func:`prepare_evaluation`: the checkpoint, the config it evaluates with
+(the dataset of the checkpoint's config.json, fields given on the command line replacing
+theirs: :func:`evaluation_config`) and the evaluation split. Every process works on its contiguous share of the items and the per-item results are
 gathered once (:func:`process_slice`, :func:`gather_results`); process 0 writes
 ``WORKDIR/results/<name>.json`` and prints a markdown table. The protocols are in
 docs/evaluation.md.
@@ -11,12 +13,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import tempfile
 from typing import Any, Callable, Optional, Sequence
 
 import jax
 import ml_collections
 import numpy as np
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -35,6 +41,18 @@ PAPER_DATASET = 'fashion_gen'
 
 class EvaluationError(MVLTError):
   """An evaluation cannot run: wrong checkpoint for the task, data that does not fit it."""
+
+
+class DataTooSmallError(EvaluationError):
+  """The split has fewer items than the evaluation settings ask for.
+
+  ``overrides`` holds settings that fit the data (``{'eval.num_candidates': 24}``): the
+  command printed after training (``demo.run_demo_evaluation``) adds them.
+  """
+
+  def __init__(self, message: str, overrides: Optional[dict[str, Any]] = None):
+    super().__init__(message)
+    self.overrides = dict(overrides or {})
 
 
 # ----------------------------------------------------------------------------- processes
@@ -140,6 +158,10 @@ class LoadedCheckpoint:
   variables: dict
   tokenizer: Any  # input_pipeline.tokenizer.Tokenizer or None
   masking_config: Optional[ml_collections.ConfigDict] = None  # how it was pre-trained
+  # The dataset it was trained on (config.json's ``dataset``; None when it has none) and
+  # that file.
+  dataset_config: Optional[ml_collections.ConfigDict] = None
+  config_file: str = ''
 
   def model(self, heads: Sequence[str], dtype: str = ''):
     """The checkpoint's model with only ``heads`` (and ``dtype`` when given)."""
@@ -179,7 +201,121 @@ def load_checkpoint(path: str, required_heads: Sequence[str] = ()) -> LoadedChec
       opened.variables,
       opened.tokenizer,
       run_config.get('masking'),
+      run_config.get('dataset'),
+      os.path.join(opened.directory, checkpoint_lib.CONFIG_FILE),
   )
+
+
+# ----------------------------------------------------------------------------- config
+
+DATASET_FIELD = 'dataset'
+
+
+def command_line_fields(config) -> Optional[list[str]]:
+  """The fields given as ``--config.FIELD=VALUE`` on main.py's command line (``'task'``,
+  ``'dataset.data_dir'``, ...) when ``config`` is its ``--config`` flag's value; None for a
+  config built otherwise (in Python)."""
+  try:
+    flag = flags.FLAGS['config']
+  except KeyError:
+    return None
+  if not flags.FLAGS.is_parsed() or flag.value is not config:
+    return None
+  try:
+    return list(config_flags.get_override_values(flag))
+  except (TypeError, flags.Error):  # not a config_flags flag, or not parsed
+    return None
+
+
+def config_file_name(config) -> str:
+  """The ``--config`` file of main.py's command line when ``config`` is its value, else
+  ``CONFIG``."""
+  if command_line_fields(config) is None:
+    return 'CONFIG'
+  return config_flags.get_config_filename(flags.FLAGS['config'])
+
+
+def _field(tree: dict, path: Sequence[str]) -> Any:
+  for key in path:
+    tree = tree[key]
+  return tree
+
+
+def evaluation_config(
+    config, loaded: LoadedCheckpoint, given: Optional[Sequence[str]] = None
+) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
+  """The config an evaluation task runs with, and where its dataset came from.
+
+  The dataset (name, data_dir, splits, tokenizer settings, prepare options: the whole
+  ``config.dataset``) is the checkpoint's (its config.json), so that an evaluation needs no
+  dataset flags; a field given explicitly replaces the checkpoint's. The model is always
+  the checkpoint's (``loaded.model_config``); ``config.eval`` and the rest come from
+  ``config``.
+
+  Args:
+    config: the task's config.
+    loaded: the checkpoint.
+    given: the explicitly given fields, as paths (``'dataset.data_dir'``,
+      ``'dataset.prepare_options.num_products'``); default: those of main.py's command line
+      (:func:`command_line_fields`). A config built in Python (not main.py's ``--config``)
+      counts as given entirely: its dataset is used as it is.
+
+  Returns:
+    (config, source): a copy of ``config`` with the dataset filled in, and
+    ``{'config_file': the checkpoint's config.json or '', 'given': [dataset fields given]}``
+    (``results/<task>.json`` records it as ``dataset_source``).
+  """
+  fields = command_line_fields(config) if given is None else list(given)
+  result = ml_collections.ConfigDict(config.to_dict())
+  if fields is None or loaded.dataset_config is None:
+    return result, {'config_file': '', 'given': ['dataset']}
+  ignored = [f for f in fields if f == 'model' or f.startswith('model.')]
+  if ignored:
+    logging.warning(
+        "evaluation ignores %s: the model is the checkpoint's (%s); eval.dtype sets the "
+        'compute dtype.',
+        ', '.join(f'--config.{f}' for f in ignored),
+        loaded.config_file,
+    )
+  dataset_fields = [f for f in fields if f == DATASET_FIELD or f.startswith(DATASET_FIELD + '.')]
+  given_dict = config.to_dict()
+  # Fields an older config.json lacks keep the config's values.
+  merged = {**given_dict[DATASET_FIELD], **loaded.dataset_config.to_dict()}
+  for field in dataset_fields:
+    path = field.split('.')[1:]
+    if not path:
+      merged = given_dict[DATASET_FIELD]
+      continue
+    target = merged
+    for key in path[:-1]:
+      target = target.setdefault(key, {})
+    target[path[-1]] = _field(given_dict[DATASET_FIELD], path)
+  result.dataset = ml_collections.ConfigDict(merged)
+  source = {
+      'config_file': loaded.config_file,
+      'given': [f.split('.', 1)[1] if '.' in f else f for f in dataset_fields],
+  }
+  logging.info(
+      'evaluation dataset: %s in %s, from %s%s',
+      merged.get('name'),
+      merged.get('data_dir'),
+      loaded.config_file,
+      f' (given on the command line: {", ".join(source["given"])})' if dataset_fields else '',
+  )
+  return result, source
+
+
+def prepare_evaluation(
+    config, workdir: str, required_heads: Sequence[str]
+) -> tuple[ml_collections.ConfigDict, LoadedCheckpoint, 'EvalSplit']:
+  """What every task starts with: (the config it runs with, the checkpoint, the split).
+
+  The checkpoint is ``config.checkpoint`` or ``workdir/checkpoints``; the config is
+  :func:`evaluation_config`'s; the split :func:`open_eval_split`'s.
+  """
+  loaded = load_checkpoint(checkpoint_path(config, workdir), required_heads)
+  config, source = evaluation_config(config, loaded)
+  return config, loaded, open_eval_split(config, loaded, source)
 
 
 # ----------------------------------------------------------------------------- data
@@ -195,20 +331,36 @@ class EvalSplit:
   image_size: int
   num_examples: int
   class_names: dict  # {'main': [...], 'sub': [...]}
+  source: dict = dataclasses.field(default_factory=dict)  # evaluation_config's
 
   @property
   def description(self) -> str:
     return f'{self.name} split {self.split!r} in {self.data_dir}'
 
 
-def open_eval_split(config, loaded: LoadedCheckpoint) -> EvalSplit:
+def open_eval_split(config, loaded: LoadedCheckpoint, source: Optional[dict] = None) -> EvalSplit:
   """Opens (preparing it first when missing and allowed) the split ``config`` evaluates on.
 
+  ``source`` is :func:`evaluation_config`'s: a relative ``data_dir`` taken from the
+  checkpoint is relative to the directory training ran in; when the dataset is not there,
+  nothing is prepared and the error says so.
+
   Raises:
-    EvaluationError: the split's text length or tokenizer differs from the checkpoint's.
+    EvaluationError: the split's text length or tokenizer differs from the checkpoint's, or
+      the checkpoint's relative data_dir holds no dataset here.
   """
   ds = config.dataset
   split = config.eval.split or ds.eval_split
+  source = source or {}
+  from_checkpoint = source.get('config_file') and 'data_dir' not in source.get('given', ())
+  dataset_dir = os.path.join(ds.data_dir, ds.name)
+  if from_checkpoint and not os.path.isabs(ds.data_dir) and not os.path.isdir(dataset_dir):
+    raise EvaluationError(
+        f"the checkpoint's {source['config_file']} has dataset.data_dir={ds.data_dir!r}, "
+        'relative to the directory training ran in; here that is '
+        f'{os.path.abspath(dataset_dir)}, which does not exist. Run from that directory or '
+        f'give --config.dataset.data_dir=DIR (the folder holding {ds.name}/).'
+    )
   prepared = data_lib.open_eval_split(config, split, loaded.model_config)
   where = f'{ds.name} split {split!r} in {ds.data_dir}'
   text_length = data_lib.text_length(prepared)
@@ -226,6 +378,7 @@ def open_eval_split(config, loaded: LoadedCheckpoint) -> EvalSplit:
       int(loaded.model_config.image_size),
       prepared.num_examples,
       data_lib.class_names(prepared),
+      dict(source),
   )
 
 
@@ -429,7 +582,28 @@ def result_header(config, loaded: LoadedCheckpoint, data: EvalSplit, task: str) 
       'data_dir': os.path.abspath(data.data_dir),
       'model': loaded.model_config.variant,
       'dtype': config.eval.dtype or loaded.model_config.dtype,
+      'dataset_source': data.source,
   }
+
+
+def hand_command(config, workdir: str, task: str, overrides: Optional[dict] = None) -> str:
+  """The main.py command that runs ``task`` on the checkpoint of ``config`` / ``workdir``:
+  the ``eval.*`` settings given on the command line, then ``overrides``."""
+  settings = {
+      field: _field(config.to_dict(), field.split('.'))
+      for field in command_line_fields(config) or ()
+      if field.startswith('eval.')
+  }
+  settings.update(overrides or {})
+  words = [
+      'python main.py',
+      shlex.quote(f'--config={config_file_name(config)}'),
+      shlex.quote(f'--workdir={workdir}'),
+      f'--config.task={task}',
+      shlex.quote(f'--config.checkpoint={checkpoint_path(config, workdir)}'),
+  ]
+  words += [shlex.quote(f'--config.{field}={value}') for field, value in settings.items()]
+  return ' '.join(words)
 
 
 def finish(workdir: str, name: str, result: dict, text: str) -> None:

@@ -136,8 +136,7 @@ def format_per_class(result: dict) -> str:
 def eval_recognition(config, workdir: str) -> dict[str, Any]:
   """Task ``eval_recognition``: ``results/recognition.json`` (+ a per-class markdown file)."""
   common.maybe_initialize_distributed(config)
-  loaded = common.load_checkpoint(common.checkpoint_path(config, workdir), ('recognition',))
-  data = common.open_eval_split(config, loaded)
+  config, loaded, data = common.prepare_evaluation(config, workdir, ('recognition',))
   result = {
       **common.result_header(config, loaded, data, 'eval_recognition'),
       **run_recognition(config, loaded, data),

@@ -226,8 +226,7 @@ def format_reconstruction(result: dict) -> str:
 def reconstruct(config, workdir: str) -> dict[str, Any]:
   """Task ``reconstruct``: ``results/reconstruction.json`` and ``results/reconstruction.png``."""
   common.maybe_initialize_distributed(config)
-  loaded = common.load_checkpoint(common.checkpoint_path(config, workdir), ('mir',))
-  data = common.open_eval_split(config, loaded)
+  config, loaded, data = common.prepare_evaluation(config, workdir, ('mir',))
   picture = os.path.join(workdir, common.RESULTS_DIR, 'reconstruction.png')
   result = {
       **common.result_header(config, loaded, data, 'reconstruct'),

@@ -47,6 +47,17 @@ PAPER_RETRIEVAL = {
 }
 # The white image that stands for "no image" in the unimodal text pass (values in [0, 1]).
 BLANK_IMAGE_VALUE = 1.0
+# Where the candidates of a query whose sub-category is too small come from (the fill rule of
+# input_pipeline.retrieval_sets, small_subcategories='fill'; docs/evaluation.md).
+FILL_RULE = (
+    'every other product of the sub-category, then products of the main category, then of '
+    'the rest of the split (drawn from the seed)'
+)
+FILL_LEVEL_NAMES = {
+    'subcategory': 'same sub-category',
+    'category': 'same main category',
+    'catalog': 'rest of the split',
+}
 
 
 # ----------------------------------------------------------------------------- the paper's protocol
@@ -115,15 +126,53 @@ def _store_scores(scores, margins, query_indices, num_candidates):
 
 
 def _retrieval_sets_path(config, data: common.EvalSplit, seed: int) -> str:
+  """The file of the candidate sets, keyed by their parameters and the file format's version
+  (a file built by an older rule, e.g. before the fill rule, is never picked up)."""
   ev = config.eval
   directory = ev.retrieval_sets_dir or os.path.join(data.data_dir, data.name, 'retrieval_sets')
   return os.path.join(
-      directory, f'{data.split}_q{ev.num_queries}_c{ev.num_candidates}' f'_seed{seed}.json'
+      directory,
+      f'{data.split}_q{ev.num_queries}_c{ev.num_candidates}_seed{seed}'
+      f'_v{data_lib.RETRIEVAL_SETS_FORMAT_VERSION}.json',
   )
 
 
+def check_protocol_fits(config, data: common.EvalSplit, records) -> None:
+  """The paper's protocol needs ``num_candidates`` and ``num_queries`` products in the split
+  (small sub-categories are filled; only a split that small cannot be).
+
+  Raises:
+    DataTooSmallError: naming the settings to lower and the values that fit.
+  """
+  ev = config.eval
+  products = len({r.product_id for r in records})
+  problems, overrides = [], {}
+  if products < ev.num_candidates:
+    problems.append(
+        f'each query is ranked among eval.num_candidates={ev.num_candidates} products (its '
+        f'partner and {ev.num_candidates - 1} others): lower --config.eval.num_candidates '
+        f'(at most {products})'
+    )
+    overrides['eval.num_candidates'] = products
+  if products < ev.num_queries:
+    problems.append(
+        f'eval.num_queries={ev.num_queries} query products were asked for: lower '
+        f'--config.eval.num_queries (at most {products})'
+    )
+    overrides['eval.num_queries'] = products
+  if problems:
+    raise common.DataTooSmallError(
+        f'{data.description} has {products} products; ' + '; '.join(problems) + '.',
+        overrides,
+    )
+
+
 def load_retrieval_sets(config, data: common.EvalSplit, records, seed: int):
-  """The candidate sets of ``seed``: built and written by process 0 once, then reused."""
+  """The candidate sets of ``seed``: built and written by process 0 once, then reused.
+
+  Sub-categories with fewer than ``num_candidates`` products are filled (``FILL_RULE``);
+  where the data allows, the sets are the paper's protocol exactly.
+  """
   path = _retrieval_sets_path(config, data, seed)
   build = functools.partial(
       data_lib.load_or_build_retrieval_sets,
@@ -134,6 +183,7 @@ def load_retrieval_sets(config, data: common.EvalSplit, records, seed: int):
       seed=seed,
       dataset=data.name,
       split=data.split,
+      small_subcategories='fill',
   )
   sets = build() if jax.process_index() == 0 else None
   common.sync(f'retrieval sets {seed}')
@@ -150,10 +200,10 @@ def _rank_fields(scores: np.ndarray, partner: np.ndarray) -> dict[str, np.ndarra
 
 
 def _direction_summary(
-    ranks: np.ndarray, optimistic: np.ndarray, ks: Sequence[int]
+    ranks: np.ndarray, optimistic: np.ndarray, ks: Sequence[int], num_candidates: int
 ) -> dict[str, Any]:
   return {
-      **metrics.recalls_by_name(metrics.recall_at_k(ranks, ks)),
+      **metrics.recalls_by_name(metrics.recall_at_k(ranks, ks, num_candidates)),
       'tied_queries': int(np.sum(ranks != optimistic)),
       'mean_rank': float(np.mean(ranks)),
   }
@@ -168,9 +218,15 @@ def retrieval_protocol(
     view,
     metadata,
 ) -> dict[str, Any]:
-  """The paper's protocol (``resamples`` candidate draws), gathered over processes."""
+  """The paper's protocol (``resamples`` candidate draws), gathered over processes.
+
+  Raises:
+    DataTooSmallError: the split has fewer products than ``num_candidates`` or
+      ``num_queries`` (:func:`check_protocol_fits`), before anything is scored.
+  """
   ev = config.eval
   records = data_lib.retrieval_records(metadata)
+  check_protocol_fits(config, data, records)
   process_index, process_count = jax.process_index(), jax.process_count()
   rows = runner.padded(ev.queries_per_step * ev.num_candidates)
   per_resample, seconds, pairs = [], 0.0, 0
@@ -204,11 +260,16 @@ def retrieval_protocol(
         common.process_capacity(len(sets.queries), process_count),
     )
     order = np.argsort(gathered['query_index'])
-    entry = {'seed': seed, 'sets_file': path}
+    entry = {
+        'seed': seed,
+        'sets_file': path,
+        'filled_queries': sets.counts['num_filled_queries'],
+        'filled_candidates_from': sets.counts['filled_candidates_from'],
+    }
     for direction in DIRECTIONS:
       ranks = gathered[f'{direction}_rank'][order].astype(np.int64)
       optimistic = gathered[f'{direction}_optimistic_rank'][order].astype(np.int64)
-      entry[direction] = _direction_summary(ranks, optimistic, ev.recall_ks)
+      entry[direction] = _direction_summary(ranks, optimistic, ev.recall_ks, ev.num_candidates)
       entry[f'{direction}_ranks'] = ranks.tolist()
     per_resample.append(entry)
     logging.info('retrieval seed %d: %s', seed, {d: entry[d] for d in DIRECTIONS})
@@ -221,6 +282,19 @@ def retrieval_protocol(
       'ties': 'pessimistic',
       'score': 'ITM log-odds logits[1] - logits[0]',
       'directions': {d: dict(DIRECTION_INFO[d]) for d in DIRECTIONS},
+      'not_applicable': f'R@K with K >= {ev.num_candidates} (the candidates per query): null',
+      'fill': {
+          'rule': FILL_RULE,
+          'small_subcategories': [
+              [_class_name(data, sub), count] for sub, count in sets.counts['small_subcategories']
+          ],
+          'queries_per_draw': [e['filled_queries'] for e in per_resample],
+          # The filled queries' other candidates, every draw together.
+          'candidates_from': {
+              level: sum(e['filled_candidates_from'][level] for e in per_resample)
+              for level in FILL_LEVEL_NAMES
+          },
+      },
   }
   for direction in DIRECTIONS:
     result[direction], result[f'{direction}_std'] = {}, {}
@@ -234,6 +308,11 @@ def retrieval_protocol(
       per_resample=per_resample,
   )
   return result
+
+
+def _class_name(data: common.EvalSplit, sub: int):
+  names = data.class_names.get('sub', [])
+  return names[sub] if 0 <= sub < len(names) else sub
 
 
 # ----------------------------------------------------------------------------- full gallery
@@ -467,7 +546,7 @@ def full_gallery_retrieval(config, loaded, data, runner, scorer, view, metadata)
   for direction in DIRECTIONS:
     ranks = gathered[f'{direction}_rank'][order].astype(np.float64)
     optimistic = gathered[f'{direction}_optimistic_rank'][order].astype(np.float64)
-    summary = metrics.recalls_by_name(metrics.recall_at_k(ranks, ev.recall_ks))
+    summary = metrics.recalls_by_name(metrics.recall_at_k(ranks, ev.recall_ks, gallery_size))
     summary['tied_queries'] = int(np.sum(ranks != optimistic))
     summary['first_stage_recall'] = float(np.mean(gathered[f'{direction}_first_stage_hit']))
     result[direction] = summary
@@ -486,9 +565,22 @@ def full_gallery_retrieval(config, loaded, data, runner, scorer, view, metadata)
 
 
 def run_retrieval(
-    config, loaded: common.LoadedCheckpoint, data: common.EvalSplit
+    config,
+    loaded: common.LoadedCheckpoint,
+    data: common.EvalSplit,
+    scorer: Callable | None = None,
 ) -> dict[str, Any]:
-  """The paper's protocol, and the full-gallery one when ``eval.full_gallery``."""
+  """The paper's protocol, and the full-gallery one when ``eval.full_gallery``.
+
+  The full gallery does not depend on the protocol's candidate sets: on a split too small
+  for them (fewer products than ``num_candidates`` or ``num_queries``) the protocol is
+  skipped (``protocol_skipped`` holds why) and the full gallery still runs. ``scorer``
+  replaces the checkpoint's ITM scorer (:func:`make_itm_scorer`'s signature).
+
+  Raises:
+    DataTooSmallError: the split is too small for the protocol and ``eval.full_gallery``
+      is off.
+  """
   ev = config.eval
   if ev.queries_per_step < 1 or ev.resamples < 1:
     raise common.EvaluationError('eval.queries_per_step and eval.resamples must be >= 1.')
@@ -502,8 +594,13 @@ def run_retrieval(
   )
   try:
     runner = common.LocalRunner(loaded.variables)
-    scorer = make_itm_scorer(loaded.model(('itm',), ev.dtype))
-    result = retrieval_protocol(config, loaded, data, runner, scorer, view, metadata)
+    scorer = scorer or make_itm_scorer(loaded.model(('itm',), ev.dtype))
+    try:
+      result = retrieval_protocol(config, loaded, data, runner, scorer, view, metadata)
+    except common.DataTooSmallError as error:
+      if not ev.full_gallery:
+        raise
+      result = {'protocol_skipped': str(error)}
     if ev.full_gallery:
       result['full_gallery'] = full_gallery_retrieval(
           config, loaded, data, runner, scorer, view, metadata
@@ -523,25 +620,78 @@ DIRECTIONS_NOTE = (
 )
 
 
-def format_retrieval(result: dict, with_paper: bool) -> str:
-  ks = [key for key in result['tir'] if key.startswith('r')]
-  header = ['direction'] + [f'R@{k[1:]}' for k in ks]
-  if with_paper:
-    header += [f'paper R@{k[1:]}' for k in ks]
-  rows = []
-  for direction in DIRECTIONS:
-    row = [DIRECTION_NAMES[direction]]
-    row += [common.percent(result[direction][k], result[f'{direction}_std'][k]) for k in ks]
-    if with_paper:
-      row += [common.percent(PAPER_RETRIEVAL[direction].get(k)) for k in ks]
-    rows.append(row)
-  title = (
-      f'Retrieval (zero-shot, ITM cross-encoder): {result["queries"]} queries x '
-      f'{result["candidates"]} candidates, {result["resamples"]} candidate draw(s) '
-      f'(seeds {result["seeds"]}), checkpoint step {result.get("step", "?")}, '
-      f'{result["pairs_scored"]:,} pairs in {result["seconds"]:.1f} s'
+def _recall(value, std=None) -> str:
+  """A recall cell: a percentage, or n/a (R@K with K >= the candidates)."""
+  return 'n/a' if value is None else common.percent(value, std)
+
+
+def _not_applicable_note(recalls: Sequence[dict], candidates: int, what: str) -> str:
+  if not any(value is None for r in recalls for value in r.values()):
+    return ''
+  return (
+      f'\n\nn/a: R@K with K >= the {candidates} {what} (every partner ranks within K, so '
+      'it would read 100 %).'
   )
-  text = title + '\n\n' + common.markdown_table(header, rows) + '\n\n' + DIRECTIONS_NOTE
+
+
+def _fill_line(result: dict) -> str:
+  """How many queries the fill rule touched and where their other candidates came from."""
+  fill = result.get('fill')
+  if fill is None:
+    return ''
+  per_draw = fill['queries_per_draw']
+  if not any(per_draw):
+    return (
+        f'\n\nCandidates: every query\'s {result["candidates"] - 1} others from its own '
+        "sub-category (the paper's protocol)."
+    )
+  queries = (
+      f'{per_draw[0]} of {result["queries"]} queries'
+      if len(set(per_draw)) == 1
+      else f'{" / ".join(map(str, per_draw))} of {result["queries"]} queries (per draw)'
+  )
+  counts = fill['candidates_from']
+  sources = ', '.join(f'{counts[level]:,} {name}' for level, name in FILL_LEVEL_NAMES.items())
+  return (
+      f'\n\nFill rule: {queries} have fewer than {result["candidates"]} products in their '
+      f'sub-category; their {sum(counts.values()):,} other candidates'
+      f'{" (all draws)" if len(per_draw) > 1 else ""}: {sources} (docs/evaluation.md).'
+  )
+
+
+def format_retrieval(result: dict, with_paper: bool) -> str:
+  """The printed report: the paper's protocol (or why it was skipped), the full gallery."""
+  if 'protocol_skipped' in result:
+    text = f"Retrieval on the paper's protocol: skipped: {result['protocol_skipped']}"
+  else:
+    ks = [key for key in result['tir'] if key.startswith('r')]
+    header = ['direction'] + [f'R@{k[1:]}' for k in ks]
+    if with_paper:
+      header += [f'paper R@{k[1:]}' for k in ks]
+    rows = []
+    for direction in DIRECTIONS:
+      row = [DIRECTION_NAMES[direction]]
+      row += [_recall(result[direction][k], result[f'{direction}_std'][k]) for k in ks]
+      if with_paper:
+        row += [common.percent(PAPER_RETRIEVAL[direction].get(k)) for k in ks]
+      rows.append(row)
+    title = (
+        f'Retrieval (zero-shot, ITM cross-encoder): {result["queries"]} queries x '
+        f'{result["candidates"]} candidates, {result["resamples"]} candidate draw(s) '
+        f'(seeds {result["seeds"]}), checkpoint step {result.get("step", "?")}, '
+        f'{result["pairs_scored"]:,} pairs in {result["seconds"]:.1f} s'
+    )
+    text = (
+        title
+        + '\n\n'
+        + common.markdown_table(header, rows)
+        + '\n\n'
+        + DIRECTIONS_NOTE
+        + _fill_line(result)
+        + _not_applicable_note(
+            [result[d] for d in DIRECTIONS], result['candidates'], 'candidates per query'
+        )
+    )
   if 'full_gallery' in result:
     gallery = result['full_gallery']
     gks = [key for key in gallery['tir'] if key.startswith('r') and key[1:].isdigit()]
@@ -550,7 +700,7 @@ def format_retrieval(result: dict, with_paper: bool) -> str:
     )
     rows = [
         [DIRECTION_NAMES[d]]
-        + [common.percent(gallery[d][k]) for k in gks]
+        + [_recall(gallery[d][k]) for k in gks]
         + [common.percent(gallery[d]['first_stage_recall'])]
         for d in DIRECTIONS
     ]
@@ -561,7 +711,11 @@ def format_retrieval(result: dict, with_paper: bool) -> str:
         f'{cost["cross_encoder_pairs"]:,} pairs ({cost["cross_encoder_seconds"]:.1f} s; '
         f'exhaustive would be {cost["exhaustive_pairs"]:,}), first stage '
         f'{cost["unimodal_passes"]:,} unimodal passes ({cost["first_stage_seconds"]:.1f} s)'
-        '\n\n' + common.markdown_table(header, rows)
+        '\n\n'
+        + common.markdown_table(header, rows)
+        + _not_applicable_note(
+            [gallery[d] for d in DIRECTIONS], gallery['gallery'], 'products of the gallery'
+        )
     )
   return text
 
@@ -572,8 +726,7 @@ def format_retrieval(result: dict, with_paper: bool) -> str:
 def eval_retrieval(config, workdir: str) -> dict[str, Any]:
   """Task ``eval_retrieval``: writes ``results/retrieval.json`` and prints the table."""
   common.maybe_initialize_distributed(config)
-  loaded = common.load_checkpoint(common.checkpoint_path(config, workdir), ('itm',))
-  data = common.open_eval_split(config, loaded)
+  config, loaded, data = common.prepare_evaluation(config, workdir, ('itm',))
   result = {
       **common.result_header(config, loaded, data, 'eval_retrieval'),
       **run_retrieval(config, loaded, data),
