@@ -71,8 +71,7 @@ def check_config(config) -> None:
       except ValueError as error:
         raise ConfigError(f'config.eval.dtype: {error}') from None
     _require(config.eval.batch_size > 0, f'config.eval.batch_size={config.eval.batch_size}.')
-    _check_data_dir(config)
-    return
+    return  # the dataset is the checkpoint's (evaluators.common.evaluation_config)
   check_model(config.model)
   m = config.masking
   _require(
