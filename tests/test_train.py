@@ -1,6 +1,7 @@
 """Training: sharded step equivalence, preemption, kill -9 resume, multi-process, learning."""
 
 import glob
+import json
 import os
 import re
 import shutil
@@ -490,3 +491,108 @@ def test_non_finite_loss_names_the_step_and_the_losses():
     check_finite(42, {'loss': float('nan'), 'loss_itm': 0.5})
   with pytest.raises(NonFiniteLossError, match='step 3'):
     check_finite(3, {'loss_mlm': float('inf')})
+
+
+# ----------------------------------------------------------------------------- your own catalog
+
+OWN_COLOURS = {
+    'red': (200, 30, 30),
+    'blue': (30, 40, 190),
+    'green': (40, 150, 60),
+    'black': (20, 20, 20),
+    'yellow': (230, 200, 40),
+    'purple': (120, 40, 150),
+    'orange': (240, 130, 20),
+    'grey': (128, 128, 128),
+}
+OWN_CLASSES = [
+    ('TOPS', 'SHIRTS', 'cotton shirt'),
+    ('TOPS', 'BLOUSES', 'silk blouse'),
+    ('SHOES', 'BOOTS', 'leather boots'),
+    ('SHOES', 'SNEAKERS', 'canvas sneakers'),
+]
+
+
+def _write_own_catalog(manual):
+  """64 products, one photo each (96x80, white margins): 8 colours x 4 classes x 2 sizes; the
+  products of 2 colours are the validation split (16), the rest training (48)."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+
+  from tests import prepare_test_data  # pylint: disable=import-outside-toplevel
+
+  os.makedirs(os.path.join(manual, 'images'))
+  records, index = {'train': [], 'validation': []}, 0
+  for c, (colour, rgb) in enumerate(OWN_COLOURS.items()):
+    split = 'validation' if c in (3, 7) else 'train'
+    for category, subcategory, noun in OWN_CLASSES:
+      for size, margin in (('small', 24), ('large', 8)):
+        image = np.full((80, 96, 3), 255, np.uint8)
+        image[margin : 80 - margin, margin : 96 - margin] = rgb
+        name = f'images/{index}.png'
+        Image.fromarray(image).save(os.path.join(manual, name))
+        records[split].append(
+            prepare_test_data.catalog_record(
+                index,
+                name,
+                category=category,
+                subcategory=subcategory,
+                caption=f'{colour.capitalize()} {size} {noun}',
+            )
+        )
+        index += 1
+  for split, rows in records.items():
+    prepare_test_data.write_jsonl(os.path.join(manual, f'{split}.jsonl'), rows)
+  return records
+
+
+def _readme_commands(section: str) -> list[str]:
+  """The commands of the first bash block under ``## {section}`` in README.md."""
+  with open(os.path.join(REPO, 'README.md')) as f:
+    text = f.read()
+  start = text.index(f'## {section}\n')
+  block = text[text.index('```bash\n', start) + len('```bash\n') :]
+  block = block[: block.index('```')].replace('\\\n', ' ')
+  return [line.strip() for line in block.splitlines() if line.strip().startswith('python')]
+
+
+@pytest.mark.slow
+def test_own_catalog_readme_recipe(reference, run_dirs):
+  """README "Your own catalog", as written: prepare with the checkpoint's tokenizer, fine-tune
+  from it (the class heads fresh), evaluate without dataset flags, search; paths swapped for
+  temporary ones, the demo config for the tiny one the reference run trained, a few steps."""
+  import shlex  # pylint: disable=import-outside-toplevel
+
+  root = run_dirs['root'] / 'own_catalog'
+  manual = str(root / 'my_catalog')
+  records = _write_own_catalog(manual)
+  assert (len(records['train']), len(records['validation'])) == (48, 16)
+  swaps = {
+      'workdirs/demo/checkpoints': os.path.join(reference['workdir'], 'checkpoints'),
+      'workdirs/my_catalog': str(root / 'work'),
+      '/path/to/my_catalog': manual,
+      './data': str(root / 'data'),
+      'configs/demo.py': TINY,
+  }
+  commands = _readme_commands('Your own catalog')
+  assert len(commands) == 4, commands
+  outputs = []
+  for index, command in enumerate(commands):
+    for before, after in swaps.items():
+      command = command.replace(before, after)
+    argv = shlex.split(command)
+    argv[0] = sys.executable
+    if index == 1:  # training: a few steps
+      argv += ['--config.total_steps=4', '--config.checkpoint_every=2', '--config.log_every=2']
+    result = subprocess.run(
+        argv, cwd=REPO, env=_env(run_dirs['cache']), capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, (command, result.stderr[-3000:])
+    assert 'Traceback' not in result.stderr
+    outputs.append(result.stdout)
+  prepared, trained, evaluated, searched = outputs
+  assert 'from the checkpoint' in prepared
+  assert 'loaded ' in trained and 'fresh (shape differs' in trained  # the class heads
+  assert '| TIR' in evaluated
+  with open(root / 'work' / 'results' / 'retrieval.json') as f:
+    assert json.load(f)['dataset'] == 'catalog'
+  assert 'rank' in searched and os.path.getsize(root / 'work' / 'search.html') > 1000
