@@ -194,6 +194,7 @@ def get_config() -> ml_collections.ConfigDict:
   # num_pictures records.
   c.eval.mask_seed = 0
   c.eval.num_pictures = 8
+  c.eval.picture_cell_pixels = 192  # each picture enlarged (a whole factor) to at least this
 
   c.init_prng_impl = 'rbg'  # key implementation of the parameter initialisers (fast to compile)
 

@@ -42,7 +42,7 @@ FIRST_WORD_ID = 1000
 NUM_QUERIES = 8
 NUM_CANDIDATES = 5
 NUM_PICTURES = 4
-PICTURE_GAP = 2
+PICTURE_GAP = 4  # reconstruction.labelled_picture
 
 
 # ----------------------------------------------------------------------------- processes
@@ -668,13 +668,16 @@ def test_reconstruction_json_and_picture(setup, parts):
   assert result['mask']['seed'] == 0 and result['picture']['records'] == [0, 1, 2, 3]
   assert result['mask']['unit'] == parts['loaded'].masking_config.image_unit == 8
   picture = np.asarray(Image.open(os.path.join(setup['workdir'], 'results', 'reconstruction.png')))
-  side = IMAGE_SIZE + PICTURE_GAP
-  assert picture.shape == (NUM_PICTURES * side - PICTURE_GAP, 3 * side - PICTURE_GAP, 3)
+  # Enlarged to >= eval.picture_cell_pixels (192: 64 px x 3), labels above the columns.
+  cell = IMAGE_SIZE * 3
+  side = cell + PICTURE_GAP
+  header = picture.shape[0] - (NUM_PICTURES * side - PICTURE_GAP)
+  assert picture.shape[1] == 3 * side - PICTURE_GAP and 0 < header < 64
   originals = parts['view'].images([f'validation_{i}' for i in range(NUM_PICTURES)])
   for i in range(NUM_PICTURES):
-    np.testing.assert_array_equal(
-        picture[i * side : i * side + IMAGE_SIZE, :IMAGE_SIZE], originals[i]
-    )
+    enlarged = np.repeat(np.repeat(originals[i], 3, axis=0), 3, axis=1)
+    top = header + i * side
+    np.testing.assert_array_equal(picture[top : top + cell, :cell], enlarged)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -719,3 +722,20 @@ def test_main_knows_the_tasks():
   tasks = config_check.EVALUATION_TASKS
   assert set(tasks) == {'eval_retrieval', 'eval_recognition', 'reconstruct'}
   assert all(callable(getattr(evaluators, task)) for task in tasks)
+
+
+def test_reconstruction_picture_is_enlarged_and_labelled():
+  from mvlt_jax.evaluators.reconstruction import labelled_picture  # pylint: disable=import-outside-toplevel
+
+  columns = [np.full((2, 32, 32, 3), value, np.uint8) for value in (0, 100, 200)]
+  picture = labelled_picture(columns, ['original', 'masked input', 'reconstruction'], 192)
+  factor = 6  # 32 px -> 192 px, a whole factor
+  header = picture.shape[0] - (2 * 32 * factor + 4)
+  assert picture.shape[1] == 3 * 32 * factor + 2 * 4
+  assert 0 < header < 64
+  # Each column holds its images, enlarged; the header above them holds dark label text.
+  np.testing.assert_array_equal(picture[header, : 32 * factor], 0)
+  np.testing.assert_array_equal(picture[-1, -32 * factor :], 200)
+  for c in range(3):
+    label_area = picture[:header, c * (32 * factor + 4) : (c + 1) * 32 * factor]
+    assert (label_area < 128).any(), c

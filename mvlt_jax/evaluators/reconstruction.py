@@ -109,6 +109,39 @@ def picture_grid(columns: Sequence[np.ndarray], gap: int = 2) -> np.ndarray:
   return grid
 
 
+_PICTURE_LABELS = {
+    'original': 'original',
+    'masked': 'masked input',
+    'reconstruction': 'reconstruction',
+}
+
+
+def labelled_picture(
+    columns: Sequence[np.ndarray], labels: Sequence[str], cell_pixels: int, gap: int = 4
+) -> np.ndarray:
+  """``picture_grid`` with each image enlarged (nearest neighbour, a whole factor) to at least
+  ``cell_pixels`` per side, and a row of column labels above: uint8 [H', W', 3]."""
+  from PIL import Image, ImageDraw, ImageFont  # pylint: disable=import-outside-toplevel
+
+  height = columns[0].shape[1]
+  factor = max(1, -(-cell_pixels // height))
+  enlarged = [np.repeat(np.repeat(images, factor, axis=1), factor, axis=2) for images in columns]
+  grid = picture_grid(enlarged, gap=gap)
+  font_size = max(12, min(24, height * factor // 10))
+  header = font_size + 2 * gap
+  canvas = Image.new('RGB', (grid.shape[1], grid.shape[0] + header), (255, 255, 255))
+  canvas.paste(Image.fromarray(grid), (0, header))
+  draw = ImageDraw.Draw(canvas)
+  font = ImageFont.load_default(size=font_size)
+  cell = height * factor + gap
+  for c, label in enumerate(labels):
+    text_width = draw.textlength(label, font=font)
+    draw.text(
+        (c * cell + (height * factor - text_width) / 2, gap), label, fill=(0, 0, 0), font=font
+    )
+  return np.asarray(canvas)
+
+
 def run_reconstruction(
     config, loaded: common.LoadedCheckpoint, data: common.EvalSplit, picture_path: Optional[str]
 ) -> dict[str, Any]:
@@ -171,7 +204,12 @@ def run_reconstruction(
       from PIL import Image  # pylint: disable=import-outside-toplevel
 
       os.makedirs(os.path.dirname(picture_path), exist_ok=True)
-      Image.fromarray(picture_grid([pictures[key] for key in _PICTURE_KEYS])).save(picture_path)
+      picture = labelled_picture(
+          [pictures[key] for key in _PICTURE_KEYS],
+          [_PICTURE_LABELS[key] for key in _PICTURE_KEYS],
+          cell_pixels=ev.get('picture_cell_pixels', 192),
+      )
+      Image.fromarray(picture).save(picture_path)
     result['picture'] = {
         'path': picture_path,
         'records': pictures['record_index'].tolist(),
