@@ -1108,6 +1108,18 @@ class SplitView:
   def input_ids(self, ids: Sequence[str]) -> np.ndarray:
     return self._read_all(ids, ids)['input_ids']
 
+  def captions(self, ids: Sequence[str]) -> list[str] | None:
+    """The stored caption text of records; None when the dataset keeps no caption text."""
+    if CAPTION_KEY not in self._reader.features:
+      return None
+    spec = {CAPTION_KEY: tf.io.FixedLenFeature([], tf.string)}
+    texts = []
+    for index in self._indices(ids):
+      serialized = self._reader.serialized(tf.constant(index, tf.int64))
+      parsed = tf.io.parse_single_example(serialized, spec)
+      texts.append(parsed[CAPTION_KEY].numpy().decode('utf-8', errors='replace'))
+    return texts
+
   def _read_all(self, image_ids, text_ids) -> dict[str, np.ndarray]:
     if not len(image_ids):
       size = self._reader.image_size

@@ -224,7 +224,6 @@ class Searcher:
     self.dtype = inference.resolve_dtype(dtype, self.loaded.model_config)
     config = _dataset_config(run_config, self.loaded, dataset, data_dir, split)
     self.data = common.open_eval_split(config, self.loaded)
-    self.prepared = data_lib.open_eval_split(config, self.data.split, self.loaded.model_config)
     self.tokenizer = self.loaded.tokenizer or data_lib.dataset_tokenizer(
         self.data.data_dir, self.data.name
     )
@@ -251,7 +250,6 @@ class Searcher:
     length = self.loaded.model_config.text_length
     self._blank_ids = np.asarray(self.tokenizer.encode('', length), np.int32)  # [L]
     self._gallery: dict[str, np.ndarray] = {}  # side -> [N, D]
-    self._caption_reader = None
 
   @property
   def gallery_size(self) -> int:
@@ -439,22 +437,10 @@ class Searcher:
   def captions(self, record_ids: Sequence[str]) -> list[str]:
     """The stored caption text of records (the token ids decoded when the dataset keeps
     none)."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (data_lib imports it)
-    from input_pipeline import pipeline  # pylint: disable=import-outside-toplevel
-
-    key = pipeline.CAPTION_KEY
-    if key not in self.prepared.features:
-      input_ids = self.view.input_ids(list(record_ids))
-      return [self.tokenizer.decode(row) for row in input_ids]
-    if self._caption_reader is None:
-      self._caption_reader = pipeline.SplitReader(self.prepared, image_size=self.data.image_size)
-    spec = {key: tf.io.FixedLenFeature([], tf.string)}
-    out = []
-    for record in record_ids:
-      index = tf.constant(self._record_index[str(record)], tf.int64)
-      parsed = tf.io.parse_single_example(self._caption_reader.serialized(index), spec)
-      out.append(parsed[key].numpy().decode('utf-8', errors='replace'))
-    return out
+    texts = self.view.captions(list(record_ids))
+    if texts is None:
+      return [self.tokenizer.decode(row) for row in self.view.input_ids(list(record_ids))]
+    return texts
 
 
 # ----------------------------------------------------------------------------- output
