@@ -91,6 +91,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.dataset.auto_prepare = True  # prepare the dataset when it is missing
   # Extra options of `python -m input_pipeline.prepare` (e.g. num_products, vocab_size).
   c.dataset.prepare_options = ml_collections.ConfigDict()
+  # A checkpoint folder whose tokenizer and text length a missing dataset is prepared with
+  # ('' = build a tokenizer from dataset.tokenizer / vocab_file): fine-tuning on a new catalog.
+  c.dataset.prepare_options.tokenizer_from = ''
 
   c.masking = ml_collections.ConfigDict()
   c.masking.image_unit = 16  # pixels per side of a masked unit (alpha=4 patches of P=4)

@@ -75,6 +75,18 @@ def test_mesh_and_batch_are_checked_against_the_devices():
     config_check.check_devices(config)
 
 
+def test_tokenizer_from_is_a_declared_option_off_by_default():
+  from mvlt_jax import data  # pylint: disable=import-outside-toplevel
+
+  config = _tiny_train_config()
+  assert config.dataset.prepare_options.tokenizer_from == ''  # settable with --config.dataset...
+  options = data.prepare_options(config)
+  assert options['tokenizer'] == config.dataset.tokenizer and not options['tokenizer_from']
+  config.dataset.prepare_options.tokenizer_from = '/ckpt'
+  options = data.prepare_options(config)
+  assert 'tokenizer' not in options and options['tokenizer_from'] == '/ckpt'
+
+
 def test_epochs_of_no_step_are_refused():
   config = _tiny_train_config()
   config.total_steps, config.num_epochs = 0, 0
