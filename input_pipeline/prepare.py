@@ -100,7 +100,7 @@ from input_pipeline.tokenizer import (
     load_tokenizer,
     train_sentencepiece,
 )
-from mvlt_jax import locking
+from mvlt_jax import cli, locking
 from mvlt_jax.errors import MVLTError
 
 BUILDERS: dict[str, type[PreparedDatasetBuilder]] = {
@@ -529,16 +529,6 @@ _USAGE = f"""usage: {_PROGRAM} NAME --data_dir=DIR [--manual_dir=DIR] [--strict]
 Prepares a dataset (TFDS + tokenizer) for training and evaluation. NAME is one of
 {', '.join(sorted(BUILDERS))}. Options left out take the dataset's defaults.
 """
-_HELP_ARGUMENTS = (
-    '-h',
-    '-?',
-    '-help',
-    '--help',
-    '-helpshort',
-    '--helpshort',
-    '-helpfull',
-    '--helpfull',
-)
 # The flags that are not options of the dataset (PrepareOptions).
 _NOT_OPTIONS = ('data_dir', 'manual_dir', 'strict', 'overwrite', 'num_workers')
 
@@ -624,10 +614,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   ``argv``: the arguments after the program name (default ``sys.argv[1:]``).
   """
   argv = [_PROGRAM, *(sys.argv[1:] if argv is None else argv)]
-  if any(argument in _HELP_ARGUMENTS for argument in argv[1:]):
+  if cli.help_requested(argv[1:]):
     options = flags.FlagValues()
     _define_flags(options)
-    print(_USAGE + '\nflags:\n' + options.get_help(include_special_flags=False))
+    print(cli.help_text(_USAGE, options))
     return 0
   name = None
   try:

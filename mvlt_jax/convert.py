@@ -60,7 +60,7 @@ from absl import flags
 from flax import traverse_util
 from ml_collections import config_flags
 
-from mvlt_jax import train_state
+from mvlt_jax import cli, train_state
 from mvlt_jax.errors import MVLTError
 from mvlt_jax.models.mvlt import ATTRIBUTE_LABELS, HEAD_NAMES
 
@@ -1596,16 +1596,6 @@ _COMMAND_FLAGS = {
     ),
 }
 COMMANDS = tuple(_COMMAND_FLAGS)
-_HELP_ARGUMENTS = (
-    '-h',
-    '-?',
-    '-help',
-    '--help',
-    '-helpshort',
-    '--helpshort',
-    '-helpfull',
-    '--helpfull',
-)
 _USAGE = f"""usage: {_PROGRAM} to-torch (--checkpoint=DIR | --init --config=FILE) --out=FILE
            [--config=FILE [--config.a.b=value ...]] [--class_names=PATH] [--seed=N]
            [--allow_nonfinite]
@@ -1828,9 +1818,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   argv = [_PROGRAM, *(sys.argv[1:] if argv is None else argv)]
   options = flags.FlagValues()
   _define_flags(options, argv)
-  arguments = argv[1 : argv.index('--')] if '--' in argv else argv[1:]
-  if any(argument in _HELP_ARGUMENTS for argument in arguments):
-    print(_USAGE + '\nflags:\n' + options.get_help(include_special_flags=False))
+  if cli.help_requested(argv[1:]):
+    print(cli.help_text(_USAGE, options))
     return 0
   try:
     command = _command_of(_parse_flags(options, argv), options)

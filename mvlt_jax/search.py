@@ -53,13 +53,13 @@ from absl import logging
 from PIL import Image
 
 from mvlt_jax import checkpoint as checkpoint_lib
+from mvlt_jax import cli
 from mvlt_jax import data as data_lib
 from mvlt_jax import inference
 from mvlt_jax.errors import MVLTError, printable
 from mvlt_jax.evaluators import common, retrieval
 
 _PROGRAM = 'python -m mvlt_jax.search'
-_HELP_ARGUMENTS = ('--help', '-h', '--helpfull', '-?')
 _USAGE = f"""Search a prepared catalog with a checkpoint: a caption or a photo -> its best matches.
 
   {_PROGRAM} --checkpoint=DIR --query="red floral dress" [--out=results.html]
@@ -597,10 +597,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   ``argv``: the arguments after the program name (default ``sys.argv[1:]``).
   """
   argv = [_PROGRAM, *(sys.argv[1:] if argv is None else argv)]
-  if any(argument in _HELP_ARGUMENTS for argument in argv[1:]):
+  if cli.help_requested(argv[1:]):
     options = flags.FlagValues()
     _define_flags(options)
-    print(_USAGE + '\nflags:\n' + options.get_help(include_special_flags=False))
+    print(cli.help_text(_USAGE, options))
     return 0
   verbosity = logging.get_verbosity()
   logging.set_verbosity(logging.ERROR)  # the libraries' logs (orbax, TFDS): the report is printed

@@ -297,3 +297,19 @@ def test_a_workdir_holds_one_training(tmp_path):
   # The lock of a killed process does not block the next job.
   with locking.exclusive(workdir, 'training'):
     pass
+
+
+def test_every_command_line_answers_help(capsys):
+  from input_pipeline import prepare  # pylint: disable=import-outside-toplevel
+  from mvlt_jax import cli, convert, search  # pylint: disable=import-outside-toplevel
+
+  assert cli.help_requested(['catalog', '--help'])
+  assert not cli.help_requested(['to-torch', '--', '--help'])  # after --: not a flag
+  for program, usage in (
+      (prepare, 'usage: python -m input_pipeline.prepare'),
+      (convert, 'usage: python -m mvlt_jax.convert'),
+      (search, 'python -m mvlt_jax.search'),
+  ):
+    assert program.main(['--help']) == 0
+    out = capsys.readouterr().out
+    assert usage in out and '\nflags:\n' in out, program.__name__
