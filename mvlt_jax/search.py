@@ -43,8 +43,9 @@ import time
 from typing import Any, Optional, Sequence
 
 if __name__ == '__main__':  # the command line: TensorFlow's start-up lines off, before its import
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
-  os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')  # oneDNN's notice; the reads use none
+  from mvlt_jax import console
+
+  console.quiet_tensorflow()
 
 import ml_collections
 import numpy as np
