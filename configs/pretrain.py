@@ -46,7 +46,10 @@ def model_config() -> ml_collections.ConfigDict:
   m.stage_dropout_rate = 0.0
   m.dtype = 'bfloat16'  # compute dtype; parameters stay float32
   m.attention_impl = ''  # '' lets JAX choose; 'xla' or 'cudnn'
-  m.remat = False
+  m.remat = False  # recompute each transformer block in the backward pass (less memory)
+  # What a remat block keeps: '' nothing; 'dots_saveable' / 'dots_with_no_batch_dims_saveable'
+  # (jax.checkpoint_policies) the matrix products' outputs, recomputing the element-wise work.
+  m.remat_policy = ''
   # Gradient of the word table: 'scatter' (XLA's scatter-add), 'one_hot' (a one-hot matrix
   # product, same values, much faster on GPUs) or 'auto' (one_hot on GPUs, else scatter).
   m.word_embedding_grad = 'auto'

@@ -37,7 +37,7 @@ from input_pipeline.tokenizer import BERT_UNCASED_SPECIAL_IDS, SENTENCEPIECE_SPE
 from mvlt_jax import distributed, optim, sharding, steps
 from mvlt_jax.errors import ConfigError, MVLTError
 from mvlt_jax.masking import TokenSpec
-from mvlt_jax.models import build_model, word_embedding_grad
+from mvlt_jax.models import build_model, remat_policy, word_embedding_grad
 from mvlt_jax.models.mvlt import ATTRIBUTE_LABELS
 from mvlt_jax.train_state import create_train_state
 
@@ -459,6 +459,7 @@ def run_benchmark(
       mlm_max_predictions=config.masking.mlm_max_predictions,
       attention_impl=m.attention_impl or 'default',
       remat=bool(m.remat),
+      remat_policy=remat_policy(m) if m.remat else None,
       word_embedding_grad=word_embedding_grad(m),
       loss_schedule=config.loss_schedule,
       final_loss=final_loss,

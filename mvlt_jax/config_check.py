@@ -14,7 +14,13 @@ import os
 
 from mvlt_jax import sharding
 from mvlt_jax.errors import ConfigError
-from mvlt_jax.models import HEAD_NAMES, compute_dtype, resolve_pyramid, word_embedding_grad
+from mvlt_jax.models import (
+    HEAD_NAMES,
+    compute_dtype,
+    remat_policy,
+    resolve_pyramid,
+    word_embedding_grad,
+)
 from mvlt_jax.steps import LOSS_SCHEDULES
 from mvlt_jax.train_state import INIT_FROM_MISMATCH
 
@@ -38,6 +44,7 @@ def check_model(model) -> None:
     resolve_pyramid(model)
     compute_dtype(model.dtype)
     word_embedding_grad(model, backend='cpu')
+    remat_policy(model)
   except ValueError as error:
     raise ConfigError(str(error)) from None
   heads = tuple(model.heads)

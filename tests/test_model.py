@@ -361,6 +361,64 @@ def test_word_embedding_grad_resolution():
     word_embedding_grad(model_config, 'cpu')
 
 
+def _dot_count(jaxpr) -> int:
+  """dot_general equations in ``jaxpr`` and every jaxpr nested in it (remat bodies too)."""
+  count = 0
+  for eqn in jaxpr.eqns:
+    count += eqn.primitive.name == 'dot_general'
+    for param in eqn.params.values():
+      for value in param if isinstance(param, (list, tuple)) else (param,):
+        if isinstance(value, jax.extend.core.ClosedJaxpr):
+          count += _dot_count(value.jaxpr)
+        elif isinstance(value, jax.extend.core.Jaxpr):
+          count += _dot_count(value)
+  return count
+
+
+def test_remat_policies_give_the_same_gradient_and_save_what_they_say(tiny_setup):
+  _, _, variables, images, input_ids = tiny_setup
+  heads = ('mlm', 'itm')  # remat wraps the transformer blocks only: no decoder to compile
+  params = {k: v for k, v in variables['params'].items() if not k.startswith(('t2i', 'sup', 'sub'))}
+
+  def gradient_and_dots(remat: bool, policy: str):
+    model_config = tiny_config(heads=heads).model
+    model_config.remat, model_config.remat_policy = remat, policy
+    model = build_model(model_config)
+
+    def loss(params):
+      out = model.apply({'params': params}, images, input_ids)
+      return out['itm_logits'].sum() + out['mlm_logits'].mean()
+
+    grad = jax.grad(loss)
+    return grad, _dot_count(jax.make_jaxpr(grad)(params))
+
+  reference, plain_dots = gradient_and_dots(False, '')
+  reference = jax.jit(reference)(params)
+  dots = {}
+  for policy in ('', 'dots_saveable', 'dots_with_no_batch_dims_saveable'):
+    grad, dots[policy] = gradient_and_dots(True, policy)
+    if policy != 'dots_with_no_batch_dims_saveable':  # (one compile less; it lies between)
+      jax.tree.map(
+          lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6),
+          jax.jit(grad)(params),
+          reference,
+      )
+  # The backward pass recomputes every product of a block without a policy, none when the
+  # products are saved, and only the batched ones (XLA attention's) with no_batch_dims.
+  assert dots['dots_saveable'] == plain_dots
+  assert plain_dots < dots['dots_with_no_batch_dims_saveable'] < dots['']
+
+
+def test_unknown_remat_policy_is_a_config_error():
+  from mvlt_jax import config_check
+  from mvlt_jax.errors import MVLTError
+
+  config = tiny_config()
+  config.model.remat_policy = 'save_everything'
+  with pytest.raises(MVLTError, match="remat_policy 'save_everything'.*dots_saveable"):
+    config_check.check_model(config.model)
+
+
 def test_attribute_heads_shapes_and_names():
   config = tiny_config(heads=('itm', 'attributes'))
   config.model.attribute_classes = (16, 6)

@@ -35,6 +35,26 @@ def word_embedding_grad(model_config, backend: str = '') -> str:
   return choice
 
 
+# model.remat_policy: what a rematerialised block (model.remat=True) keeps from its forward
+# pass; the rest is recomputed in the backward pass. '' keeps nothing (the whole block is
+# recomputed); the others are jax.checkpoint_policies of that name: 'dots_saveable' keeps
+# every matrix product's output, 'dots_with_no_batch_dims_saveable' only those without batch
+# dimensions (the dense layers, not XLA attention's score products). Element-wise work
+# (LayerNorm, GELU, residual adds) is recomputed under all of them.
+REMAT_POLICIES = ('', 'dots_saveable', 'dots_with_no_batch_dims_saveable')
+
+
+def remat_policy(model_config) -> str:
+  """The checked ``model.remat_policy`` ('' when the config predates the option)."""
+  name = model_config.get('remat_policy', '')
+  if name not in REMAT_POLICIES:
+    raise ValueError(
+        f'Unknown model.remat_policy {name!r}; choose one of {list(REMAT_POLICIES)} '
+        "('' recomputes the whole block)."
+    )
+  return name
+
+
 def build_model(model_config, **overrides) -> MVLT:
   """The MVLT module described by ``config.model`` (an ml_collections ConfigDict)."""
   spec = resolve_pyramid(model_config)
@@ -62,6 +82,7 @@ def build_model(model_config, **overrides) -> MVLT:
       dtype=compute_dtype(model_config.dtype),
       attention_impl=model_config.get('attention_impl') or None,
       remat=model_config.remat,
+      remat_policy=remat_policy(model_config),
       attention_init_std=model_config.get('attention_init_std', 0.02),
       word_grad_impl=word_embedding_grad(model_config),
       padding_idx=int(model_config.get('word_padding_idx', 0)),
@@ -77,8 +98,10 @@ __all__ = [
     'HEAD_NAMES',
     'VARIANTS',
     'PyramidSpec',
+    'REMAT_POLICIES',
     'build_model',
     'compute_dtype',
+    'remat_policy',
     'resolve_pyramid',
     'word_embedding_grad',
 ]

@@ -45,13 +45,15 @@ class BlockStack(nn.Module):
   dtype: Dtype
   attention_impl: Optional[str]
   remat: bool
+  remat_policy: str
   attention_init_std: float
 
   @nn.compact
   def __call__(self, x, grid_hw, deterministic):
     block_cls = layers.Block
     if self.remat:
-      block_cls = nn.remat(layers.Block, static_argnums=(2, 3))
+      policy = getattr(jax.checkpoint_policies, self.remat_policy) if self.remat_policy else None
+      block_cls = nn.remat(layers.Block, static_argnums=(2, 3), policy=policy)
     for i in range(self.depth):
       x = block_cls(
           self.num_heads,
@@ -98,6 +100,7 @@ class MVLT(nn.Module):
   dtype: Dtype = jnp.float32
   attention_impl: Optional[str] = None
   remat: bool = False
+  remat_policy: str = ''  # jax.checkpoint_policies name; '' recomputes the whole block
   attention_init_std: float = 0.02
   word_grad_impl: str = 'scatter'  # 'scatter' | 'one_hot' (layers.lookup)
   padding_idx: int = 0  # [PAD]: its lookups add no gradient to the word table (-1: none)
@@ -183,6 +186,7 @@ class MVLT(nn.Module):
           self.dtype,
           self.attention_impl,
           self.remat,
+          self.remat_policy,
           self.attention_init_std,
           name=f'block{k + 1}',
       )(tokens, grid_hw, deterministic)
