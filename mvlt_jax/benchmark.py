@@ -20,6 +20,7 @@ device's peak dense bf16 matrix rate (``PEAK_BF16_TFLOPS``).
 
 import functools
 import json
+import os
 import statistics
 import sys
 import time
@@ -462,6 +463,7 @@ def run_benchmark(
       remat_policy=remat_policy(m) if m.remat else None,
       word_embedding_grad=word_embedding_grad(m),
       loss_schedule=config.loss_schedule,
+      xla_flags=os.environ.get('XLA_FLAGS', ''),
       final_loss=final_loss,
   )
 
