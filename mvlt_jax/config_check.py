@@ -47,6 +47,11 @@ def check_model(model) -> None:
     remat_policy(model)
   except ValueError as error:
     raise ConfigError(str(error)) from None
+  _require(
+      bool(model.get('remat')) or not remat_policy(model),
+      f'config.model.remat_policy={model.remat_policy!r} applies to rematerialised blocks: '
+      "set --config.model.remat=True as well (or remat_policy to '').",
+  )
   heads = tuple(model.heads)
   _require(bool(heads), f'config.model.heads is empty; choose from {HEAD_NAMES}.')
   unknown = sorted(set(heads) - set(HEAD_NAMES))

@@ -409,14 +409,19 @@ def test_remat_policies_give_the_same_gradient_and_save_what_they_say(tiny_setup
   assert plain_dots < dots['dots_with_no_batch_dims_saveable'] < dots['']
 
 
-def test_unknown_remat_policy_is_a_config_error():
+def test_unknown_or_idle_remat_policy_is_a_config_error():
   from mvlt_jax import config_check
   from mvlt_jax.errors import MVLTError
 
   config = tiny_config()
-  config.model.remat_policy = 'save_everything'
+  config.model.remat, config.model.remat_policy = True, 'save_everything'
   with pytest.raises(MVLTError, match="remat_policy 'save_everything'.*dots_saveable"):
     config_check.check_model(config.model)
+  config.model.remat, config.model.remat_policy = False, 'dots_saveable'
+  with pytest.raises(MVLTError, match='remat_policy=.dots_saveable. applies to .*remat=True'):
+    config_check.check_model(config.model)
+  config.model.remat = True
+  config_check.check_model(config.model)
 
 
 def test_attribute_heads_shapes_and_names():
