@@ -49,7 +49,7 @@ def check_model(model) -> None:
     raise ConfigError(str(error)) from None
   _require(
       bool(model.get('remat')) or not remat_policy(model),
-      f'config.model.remat_policy={model.remat_policy!r} applies to rematerialised blocks: '
+      f'config.model.remat_policy={remat_policy(model)!r} applies to rematerialised blocks: '
       "set --config.model.remat=True as well (or remat_policy to '').",
   )
   heads = tuple(model.heads)

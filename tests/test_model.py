@@ -8,6 +8,7 @@ import textwrap
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -422,6 +423,10 @@ def test_unknown_or_idle_remat_policy_is_a_config_error():
     config_check.check_model(config.model)
   config.model.remat = True
   config_check.check_model(config.model)
+  # A checkpoint's config from before the option (no remat_policy key) is accepted.
+  saved = ml_collections.ConfigDict(tiny_config().model.to_dict())
+  del saved['remat_policy']
+  config_check.check_model(saved)
 
 
 def test_attribute_heads_shapes_and_names():
