@@ -74,3 +74,43 @@ def random_variables(model, image_size=64, text_length=16, seed=0):
       for path, leaf in traverse_util.flatten_dict(abstract).items()
   }
   return traverse_util.unflatten_dict(flat)
+
+
+# The fixtures (of tests/test_train.py) that wait for a run of tests/train_runs.py: the job
+# (formatted with the test's parameters).
+TRAIN_RUN_FIXTURES = {
+    'reference': 'reference',
+    'interrupted_run': 'interrupted_{how}',
+    'other_model_run': 'other_model',
+    'damaged_run': 'damaged',
+    'sharded_check_run': 'sharded_check',
+    'own_catalog_run': 'own_catalog',
+}
+
+
+@pytest.fixture(scope='session')
+def train_runs(tmp_path_factory):
+  """The end-to-end runs of tests/train_runs.py, in one folder for the session."""
+  from tests import train_runs as runs_lib  # pylint: disable=import-outside-toplevel
+
+  runs = runs_lib.Runs(tmp_path_factory.mktemp('train'))
+  yield runs
+  runs.close()
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _train_runs_start_early(request):
+  """Starts the runs the selected tests need at the session's start, in the background: they
+  keep about one core busy while the in-process tests before tests/test_train.py use the other
+  (CI has 2); the tests wait for them where they need them."""
+  needed = {
+      job.format(**getattr(getattr(item, 'callspec', None), 'params', {}))
+      for item in request.session.items
+      for fixture, job in TRAIN_RUN_FIXTURES.items()
+      if {'train_runs', fixture} <= set(getattr(item, 'fixturenames', ()))
+  }
+  if needed:
+    runs = request.getfixturevalue('train_runs')
+    for job in runs.jobs:  # in their order: the reference run first
+      if job in needed:
+        runs.start(job)

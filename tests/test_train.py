@@ -4,12 +4,10 @@ import glob
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import jax
 import jax.numpy as jnp
@@ -22,40 +20,10 @@ from mvlt_jax.masking import TokenSpec
 from mvlt_jax.models import build_model
 from mvlt_jax.train_state import create_train_state
 from tests.conftest import tiny_config
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = os.path.join(REPO, 'tests', 'tiny_train_config.py')
-TOTAL_STEPS = 12
-
-
-def _env(cache_dir, devices=1):
-  env = dict(os.environ)
-  env.update(
-      {
-          # Identical programs compile once across the runs of this module.
-          'JAX_COMPILATION_CACHE_DIR': str(cache_dir),
-          'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
-          'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0',
-          'XLA_FLAGS': (
-              f'--xla_force_host_platform_device_count={devices} '
-              '--xla_backend_optimization_level=0'
-          ),
-          'JAX_PLATFORMS': 'cpu',
-          'PYTHONPATH': REPO,
-      }
-  )
-  return env
-
-
-def _train_cmd(workdir, data_dir, *extra):
-  return [
-      sys.executable,
-      'main.py',
-      f'--config={TINY}',
-      f'--workdir={workdir}',
-      f'--config.dataset.data_dir={data_dir}',
-      *extra,
-  ]
+from tests.train_runs import REPO, TOTAL_STEPS
+from tests.train_runs import env as _env
+from tests.train_runs import run_files as _run_files
+from tests.train_runs import train_cmd as _train_cmd
 
 
 def _params(workdir):
@@ -82,28 +50,20 @@ def _assert_same_params(a, b, atol=0.0, skip_key_bias=False):
 
 
 @pytest.fixture(scope='module')
-def run_dirs(tmp_path_factory):
-  root = tmp_path_factory.mktemp('train')
-  return dict(root=root, data=root / 'data', cache=root / 'xla_cache')
+def run_dirs(train_runs):
+  return train_runs.dirs
 
 
 @pytest.fixture(scope='module')
-def reference(run_dirs):
-  """An uninterrupted tiny run (it also prepares the tiny dataset)."""
-  workdir = run_dirs['root'] / 'reference'
-  # Like the demo, the reference run ends with the retrieval table and the picture.
-  result = subprocess.run(
-      _train_cmd(workdir, run_dirs['data'], '--config.eval_after_training=True'),
-      cwd=REPO,
-      env=_env(run_dirs['cache']),
-      capture_output=True,
-      text=True,
-      timeout=900,
-  )
-  assert result.returncode == 0, result.stderr[-3000:]
+def reference(train_runs):
+  """An uninterrupted tiny run (it also prepares the tiny dataset); like the demo, it ends with
+  the retrieval table and the picture. Started at the session's start (tests/train_runs.py)."""
+  result = train_runs.result('reference')
+  assert result['returncode'] == 0, result['stderr'][-3000:]
+  workdir = result['workdir']
   params, step = _params(workdir)
   assert step == TOTAL_STEPS
-  return dict(workdir=workdir, params=params, stdout=result.stdout, stderr=result.stderr)
+  return dict(workdir=workdir, params=params, stdout=result['stdout'], stderr=result['stderr'])
 
 
 @pytest.mark.slow
@@ -219,126 +179,78 @@ def test_attribute_classes_come_from_the_prepared_data(reference, run_dirs):
     resolve_config(config, without)
 
 
-def _wait_for_checkpoint(workdir, proc, timeout=600):
-  """Waits until a first checkpoint step directory exists; returns its step."""
-  ckpt = os.path.join(workdir, 'checkpoints')
-  start = time.time()
-  while time.time() - start < timeout:
-    if os.path.isdir(ckpt):
-      done = [int(d) for d in os.listdir(ckpt) if d.isdigit()]
-      if done:
-        return min(done)
-    if proc.poll() is not None:
-      raise AssertionError(f'run ended before its first checkpoint: {proc.stderr.read()[-3000:]}')
-    time.sleep(0.01)
-  raise AssertionError('no checkpoint appeared')
+@pytest.fixture
+def interrupted_run(train_runs, how):
+  """test_interrupted_run_resumes_to_same_parameters[how]'s runs (tests/train_runs.py)."""
+  return train_runs.result(f'interrupted_{how}')
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize('how', ['kill9', 'sigterm', 'sigint'])
-def test_interrupted_run_resumes_to_same_parameters(reference, run_dirs, how):
-  workdir = run_dirs['root'] / how
-  env = _env(run_dirs['cache'])
-  # Slow the first run down a little so that it is interrupted mid-run, not at its end. With
-  # the evaluation after training on: a preempted run must skip it.
-  slow_cmd = [
-      sys.executable,
-      '-m',
-      'tests.slow_main',
-      '0.3',
-      *_train_cmd(workdir, run_dirs['data'], '--config.eval_after_training=True')[2:],
-  ]
-  proc = subprocess.Popen(
-      slow_cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-  )
-  _wait_for_checkpoint(workdir, proc)
+def test_interrupted_run_resumes_to_same_parameters(reference, how, interrupted_run):
+  # The first run was slowed down a little so that it was interrupted mid-run, not at its
+  # end, with the evaluation after training on: a preempted run must skip it. ``stopped``:
+  # the workdir as it left it (a copy, where the workdir was resumed afterwards).
+  first, stopped = interrupted_run['first'], interrupted_run['stopped']
+  returncode, stdout, stderr = first['returncode'], first['stdout'], first['stderr']
   sent = {'kill9': signal.SIGKILL, 'sigterm': signal.SIGTERM, 'sigint': signal.SIGINT}[how]
-  proc.send_signal(sent)
-  stdout, stderr = proc.communicate(timeout=300)
   if how == 'kill9':
-    assert proc.returncode == -signal.SIGKILL
+    assert returncode == -signal.SIGKILL
   else:
     # Saved, stopped, not evaluated, and an exit status that says "unfinished": 128 + signal.
-    assert proc.returncode == 128 + sent, stderr[-3000:]
+    assert returncode == 128 + sent, stderr[-3000:]
     assert 'Preempted: checkpoint saved at step' in stdout
     assert 'Traceback' not in stderr and 'stopped: ' in stderr
-    assert not os.path.exists(os.path.join(workdir, 'results'))
-  _, stopped_at = _params(workdir)
+    assert not os.path.exists(os.path.join(stopped, 'results'))
+  _, stopped_at = _params(stopped)
   assert 0 < stopped_at < TOTAL_STEPS
   if how == 'sigint':
     return  # the stop is SIGTERM's (same code path); the resume is tested by the other two
-  result = subprocess.run(
-      _train_cmd(workdir, run_dirs['data']),
-      cwd=REPO,
-      env=env,
-      capture_output=True,
-      text=True,
-      timeout=900,
-  )
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert 'Resuming from step' in result.stdout
-  params, step = _params(workdir)
+  result = interrupted_run['resumed']
+  assert result['returncode'] == 0, result['stderr'][-3000:]
+  assert 'Resuming from step' in result['stdout']
+  params, step = _params(interrupted_run['workdir'])
   assert step == TOTAL_STEPS
   _assert_same_params(params, reference['params'])
 
 
-def _run_files(workdir):
-  """The bytes of every file of a workdir's checkpoints/ folder and its config.json."""
-  files = {}
-  for path in sorted(glob.glob(os.path.join(workdir, 'checkpoints', '**'), recursive=True)):
-    if os.path.isfile(path):
-      with open(path, 'rb') as f:
-        files[os.path.relpath(path, workdir)] = f.read()
-  with open(os.path.join(workdir, 'config.json'), 'rb') as f:
-    files['config.json'] = f.read()
-  return files
+@pytest.fixture(scope='module')
+def other_model_run(train_runs):
+  """A copy of the reference run resumed with another model (tests/train_runs.py)."""
+  return train_runs.result('other_model')
 
 
 @pytest.mark.slow
-def test_resuming_with_another_model_is_refused_and_changes_nothing(reference, run_dirs):
-  workdir = run_dirs['root'] / 'other_model'
-  shutil.copytree(reference['workdir'], workdir)
-  before = _run_files(workdir)
-  result = subprocess.run(
-      _train_cmd(workdir, run_dirs['data'], '--config.model.text_width=48'),
-      cwd=REPO,
-      env=_env(run_dirs['cache']),
-      capture_output=True,
-      text=True,
-      timeout=600,
-  )
-  assert result.returncode == 1
-  assert 'Traceback' not in result.stderr
-  error = result.stderr.strip().splitlines()[-1]
+def test_resuming_with_another_model_is_refused_and_changes_nothing(reference, other_model_run):
+  result = other_model_run
+  assert result['returncode'] == 1
+  assert 'Traceback' not in result['stderr']
+  error = result['stderr'].strip().splitlines()[-1]
   assert error.startswith('error: ') and 'holds another model' in error
   assert 'model.text_width=32 there, 48 here' in error
-  assert _run_files(workdir) == before  # config.json, tokenizer and steps untouched
+  # config.json, tokenizer and steps untouched
+  assert _run_files(result['workdir']) == result['before']
+
+
+@pytest.fixture(scope='module')
+def damaged_run(train_runs):
+  """A copy of the reference run whose last step was damaged, resumed (tests/train_runs.py)."""
+  return train_runs.result('damaged')
 
 
 @pytest.mark.slow
-def test_damaged_latest_checkpoint_resumes_from_the_step_before(reference, run_dirs):
-  workdir = run_dirs['root'] / 'damaged'
-  shutil.copytree(reference['workdir'], workdir)
-  checkpoints = os.path.join(workdir, 'checkpoints')
-  assert checkpoint_lib.parameter_shapes(checkpoints, TOTAL_STEPS)  # readable before
-  # Truncate the largest data file of the last step; leave a stale temporary folder too.
-  last = glob.glob(os.path.join(checkpoints, str(TOTAL_STEPS), 'state', '**', '*'), recursive=True)
-  largest = max((p for p in last if os.path.isfile(p)), key=os.path.getsize)
-  with open(largest, 'r+b') as f:
-    f.truncate(os.path.getsize(largest) // 2)
-  os.makedirs(os.path.join(checkpoints, f'{TOTAL_STEPS + 1}.orbax-checkpoint-tmp-1', 'state'))
-  result = subprocess.run(
-      _train_cmd(workdir, run_dirs['data']),
-      cwd=REPO,
-      env=_env(run_dirs['cache']),
-      capture_output=True,
-      text=True,
-      timeout=900,
+def test_damaged_latest_checkpoint_resumes_from_the_step_before(reference, damaged_run):
+  # Readable before: the damaged workdir is a copy of the reference's, whose last step was
+  # then truncated (its largest data file) beside a stale temporary folder.
+  assert checkpoint_lib.parameter_shapes(
+      os.path.join(reference['workdir'], 'checkpoints'), TOTAL_STEPS
   )
-  assert result.returncode == 0, result.stderr[-3000:]
+  result, workdir = damaged_run, damaged_run['workdir']
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  assert result['returncode'] == 0, result['stderr'][-3000:]
   before = TOTAL_STEPS - 3  # checkpoint_every = 3
-  assert f'warning: checkpoint step {TOTAL_STEPS} does not restore' in result.stdout
-  assert f'Resuming from step {before}' in result.stdout
+  assert f'warning: checkpoint step {TOTAL_STEPS} does not restore' in result['stdout']
+  assert f'Resuming from step {before}' in result['stdout']
   # The damaged step is kept aside, not deleted; the stale temporary folder is gone.
   aside = os.listdir(os.path.join(workdir, checkpoint_lib.UNREADABLE_DIR))
   assert len(aside) == 1 and aside[0].startswith(f'{TOTAL_STEPS}-')
@@ -378,19 +290,18 @@ def test_two_processes_match_one_process(reference, run_dirs):
   _assert_same_params(params, reference['params'], atol=2e-5, skip_key_bias=True)
 
 
+@pytest.fixture(scope='module')
+def sharded_check_run(train_runs):
+  """``python -m tests.sharded_check`` over 8 host devices (tests/train_runs.py)."""
+  return train_runs.result('sharded_check')
+
+
 @pytest.mark.slow
-def test_sharded_step_on_8_devices_equals_single_device(run_dirs):
-  result = subprocess.run(
-      [sys.executable, '-m', 'tests.sharded_check'],
-      cwd=REPO,
-      env=_env(run_dirs['cache'], devices=8),
-      capture_output=True,
-      text=True,
-      timeout=900,
-  )
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert 'sharded ok: fsdp 2' in result.stdout
-  assert "P('fsdp', None)" in result.stdout  # fsdp=2 really shards the parameters
+def test_sharded_step_on_8_devices_equals_single_device(sharded_check_run):
+  result = sharded_check_run
+  assert result['returncode'] == 0, result['stderr'][-3000:]
+  assert 'sharded ok: fsdp 2' in result['stdout']
+  assert "P('fsdp', None)" in result['stdout']  # fsdp=2 really shards the parameters
 
 
 @pytest.mark.slow
@@ -497,100 +408,27 @@ def test_non_finite_loss_names_the_step_and_the_losses():
 
 # ----------------------------------------------------------------------------- your own catalog
 
-OWN_COLOURS = {
-    'red': (200, 30, 30),
-    'blue': (30, 40, 190),
-    'green': (40, 150, 60),
-    'black': (20, 20, 20),
-    'yellow': (230, 200, 40),
-    'purple': (120, 40, 150),
-    'orange': (240, 130, 20),
-    'grey': (128, 128, 128),
-}
-OWN_CLASSES = [
-    ('TOPS', 'SHIRTS', 'cotton shirt'),
-    ('TOPS', 'BLOUSES', 'silk blouse'),
-    ('SHOES', 'BOOTS', 'leather boots'),
-    ('SHOES', 'SNEAKERS', 'canvas sneakers'),
-]
 
-
-def _write_own_catalog(manual):
-  """64 products, one photo each (96x80, white margins): 8 colours x 4 classes x 2 sizes; the
-  products of 2 colours are the validation split (16), the rest training (48)."""
-  from PIL import Image  # pylint: disable=import-outside-toplevel
-
-  from tests import prepare_test_data  # pylint: disable=import-outside-toplevel
-
-  os.makedirs(os.path.join(manual, 'images'))
-  records, index = {'train': [], 'validation': []}, 0
-  for c, (colour, rgb) in enumerate(OWN_COLOURS.items()):
-    split = 'validation' if c in (3, 7) else 'train'
-    for category, subcategory, noun in OWN_CLASSES:
-      for size, margin in (('small', 24), ('large', 8)):
-        image = np.full((80, 96, 3), 255, np.uint8)
-        image[margin : 80 - margin, margin : 96 - margin] = rgb
-        name = f'images/{index}.png'
-        Image.fromarray(image).save(os.path.join(manual, name))
-        records[split].append(
-            prepare_test_data.catalog_record(
-                index,
-                name,
-                category=category,
-                subcategory=subcategory,
-                caption=f'{colour.capitalize()} {size} {noun}',
-            )
-        )
-        index += 1
-  for split, rows in records.items():
-    prepare_test_data.write_jsonl(os.path.join(manual, f'{split}.jsonl'), rows)
-  return records
-
-
-def _readme_commands(section: str) -> list[str]:
-  """The commands of the first bash block under ``## {section}`` in README.md."""
-  with open(os.path.join(REPO, 'README.md')) as f:
-    text = f.read()
-  start = text.index(f'## {section}\n')
-  block = text[text.index('```bash\n', start) + len('```bash\n') :]
-  block = block[: block.index('```')].replace('\\\n', ' ')
-  return [line.strip() for line in block.splitlines() if line.strip().startswith('python')]
+@pytest.fixture(scope='module')
+def own_catalog_run(train_runs):
+  """The four commands of README "Your own catalog" (tests/train_runs.py)."""
+  return train_runs.result('own_catalog')
 
 
 @pytest.mark.slow
-def test_own_catalog_readme_recipe(reference, run_dirs):
+def test_own_catalog_readme_recipe(reference, own_catalog_run):
   """README "Your own catalog", as written: prepare with the checkpoint's tokenizer, fine-tune
   from it (the class heads fresh), evaluate without dataset flags, search; paths swapped for
   temporary ones, the demo config for the tiny one the reference run trained, a few steps."""
-  import shlex  # pylint: disable=import-outside-toplevel
-
-  root = run_dirs['root'] / 'own_catalog'
-  manual = str(root / 'my_catalog')
-  records = _write_own_catalog(manual)
+  root, records = own_catalog_run['root'], own_catalog_run['records']
   assert (len(records['train']), len(records['validation'])) == (48, 16)
-  swaps = {
-      'workdirs/demo/checkpoints': os.path.join(reference['workdir'], 'checkpoints'),
-      'workdirs/my_catalog': str(root / 'work'),
-      '/path/to/my_catalog': manual,
-      './data': str(root / 'data'),
-      'configs/demo.py': TINY,
-  }
-  commands = _readme_commands('Your own catalog')
+  commands = own_catalog_run['commands']
   assert len(commands) == 4, commands
   outputs = []
-  for index, command in enumerate(commands):
-    for before, after in swaps.items():
-      command = command.replace(before, after)
-    argv = shlex.split(command)
-    argv[0] = sys.executable
-    if index == 1:  # training: a few steps
-      argv += ['--config.total_steps=4', '--config.checkpoint_every=2', '--config.log_every=2']
-    result = subprocess.run(
-        argv, cwd=REPO, env=_env(run_dirs['cache']), capture_output=True, text=True, timeout=900
-    )
-    assert result.returncode == 0, (command, result.stderr[-3000:])
-    assert 'Traceback' not in result.stderr
-    outputs.append(result.stdout)
+  for result in own_catalog_run['results']:  # up to the first that failed
+    assert result['returncode'] == 0, (result['command'], result['stderr'][-3000:])
+    assert 'Traceback' not in result['stderr']
+    outputs.append(result['stdout'])
   prepared, trained, evaluated, searched = outputs
   assert 'from the checkpoint' in prepared
   assert 'loaded ' in trained and 'fresh (shape differs' in trained  # the class heads
